@@ -1,0 +1,85 @@
+//! Command-line definitions.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::policy::DEFAULT_POLICY;
+
+/// A forced-command gatekeeper for rsync over SSH.
+#[derive(Debug, Parser)]
+#[command(name = "rsync-gate", version, about, long_about = None)]
+pub struct Cli {
+    /// More diagnostics on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The forced command: decide, audit, run rsync or refuse.
+    Serve {
+        /// Policy file.
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// The client (key) this authorized_keys line belongs to.
+        #[arg(long)]
+        client: String,
+    },
+    /// Validate the policy; every problem with file:line:col.
+    Check {
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+    },
+    /// Dry run of a decision (exit 0 allow, 1 deny, 2 error).
+    Explain {
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        #[arg(long)]
+        client: String,
+        /// The client's address (as in SSH_CONNECTION).
+        #[arg(long)]
+        from: Option<IpAddr>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The command as the client would send it (SSH_ORIGINAL_COMMAND).
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<OsString>,
+    },
+    /// Print authorized_keys lines for clients that have a key.
+    AuthorizedKeys {
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Review the audit log.
+    Audit {
+        /// Audit log (default: the policy's audit_log).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only refusals.
+        #[arg(long)]
+        denied: bool,
+        /// Only records since (2026-11-23, 2026-11-23T06:00:00Z, 30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Per-client counts.
+        #[arg(long)]
+        summary: bool,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}

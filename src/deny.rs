@@ -1,0 +1,297 @@
+//! Why a request is refused. Every refusal in the gate is one of these:
+//! the audit log records the code and the message, the client sees the
+//! message, and tests match on the variant.
+//!
+//! Messages name the option, the path as the client spelled it, or the
+//! module, but never a server path the client does not already know.
+
+use std::fmt;
+
+use crate::request::ParseError;
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No `SSH_ORIGINAL_COMMAND`: an interactive login.
+    NoCommand,
+    /// The policy could not be loaded; the message names file, line, problem.
+    PolicyInvalid(String),
+    /// The policy file (or a directory above it) is unsafe.
+    PolicyUnsafe(String),
+    /// The `--client` name is not in the policy.
+    UnknownClient(String),
+    /// The client's address is not in its `from` list.
+    SourceNotAllowed(String),
+    /// `from` is set but `SSH_CONNECTION` is missing or unparsable.
+    NoSourceAddress,
+    /// The command could not be parsed.
+    Parse(ParseError),
+    /// A non-rsync command from a client without a trigger.
+    CommandNotAllowed(String),
+    /// A trigger request: not available in this build.
+    TriggerUnavailable,
+    /// A daemon request from a client without modules.
+    NoModules,
+    /// An option refused whatever the policy says.
+    OptionRefused { option: String, why: &'static str },
+    /// An option the module's policy does not allow.
+    OptionNotPermitted {
+        option: String,
+        module: String,
+        knob: &'static str,
+    },
+    /// An option that makes no sense in this direction.
+    OptionWrongDirection { option: String, pushing: bool },
+    /// `-s`/`--secluded-args` where it is not supported.
+    SecludedArgs,
+    /// Secluded arguments could not be read or were malformed.
+    SecludedArgsMalformed(String),
+    /// No path after the `.`.
+    NoPath,
+    /// A push names more than one destination.
+    TooManyDestinations,
+    /// The path does not start with a module name.
+    NoModule(String),
+    /// The module does not exist or is not granted to this client.
+    ModuleNotAvailable(String),
+    /// An absolute path outside every module root of the client.
+    OutsideModules(String),
+    /// The request names paths in more than one module.
+    MultipleModules,
+    /// `~` paths: the gate does not map home directories.
+    HomeRelative(String),
+    /// A push into a read-only module.
+    ReadOnly(String),
+    /// A pull from a write-only module.
+    WriteOnly(String),
+    /// The path leaves the module, by `..` or by a symlink.
+    Escapes(String),
+    /// `-R`'s `/./` marker lies above the module root.
+    MarkerOutsideModule(String),
+    /// A path that must exist does not.
+    NotFound(String),
+    /// A path component that must be a directory is not.
+    NotADirectory(String),
+    /// A dangling symlink where the gate must know the target.
+    DanglingSymlink(String),
+    /// Too many symlinks, too many glob matches, too deep.
+    TooComplex(String),
+    /// A path changed between check and pinning.
+    Race(String),
+    /// The module root is missing, not a directory, or unsafely owned.
+    ModuleUnsafe { module: String, why: String },
+    /// A writable module contains the account's `~/.ssh` or dotfiles.
+    ModuleContainsHome(String),
+    /// The installed rsync cannot do what the policy needs.
+    RsyncTooOld(String),
+    /// All `max_connections` slots of the module are taken.
+    Busy(String),
+    /// The audit record could not be written (fail closed).
+    AuditUnavailable(String),
+    /// The sandbox is required but cannot be applied.
+    SandboxUnavailable(String),
+    /// Anything else that stopped the gate before rsync ran.
+    Internal(String),
+}
+
+impl DenyReason {
+    /// A stable identifier for logs and tests.
+    pub fn code(&self) -> &'static str {
+        use DenyReason::*;
+        match self {
+            NoCommand => "no_command",
+            PolicyInvalid(_) => "policy_invalid",
+            PolicyUnsafe(_) => "policy_unsafe",
+            UnknownClient(_) => "unknown_client",
+            SourceNotAllowed(_) => "source_not_allowed",
+            NoSourceAddress => "no_source_address",
+            Parse(ParseError::Split(_)) => "unparsable_command",
+            Parse(ParseError::UnknownOption(_)) => "unknown_option",
+            Parse(ParseError::BadValue { .. }) => "bad_option_value",
+            Parse(ParseError::MissingValue(_)) | Parse(ParseError::UnexpectedValue(_)) => {
+                "bad_option_value"
+            }
+            Parse(ParseError::NotRsync) => "not_rsync",
+            Parse(ParseError::BadDaemon) => "bad_daemon_request",
+            Parse(_) => "malformed_request",
+            CommandNotAllowed(_) => "command_not_allowed",
+            TriggerUnavailable => "trigger_unavailable",
+            NoModules => "no_modules",
+            OptionRefused { .. } => "option_refused",
+            OptionNotPermitted { .. } => "option_not_permitted",
+            OptionWrongDirection { .. } => "option_wrong_direction",
+            SecludedArgs => "secluded_args",
+            SecludedArgsMalformed(_) => "secluded_args_malformed",
+            NoPath => "no_path",
+            TooManyDestinations => "too_many_destinations",
+            NoModule(_) => "no_module",
+            ModuleNotAvailable(_) => "module_not_available",
+            OutsideModules(_) => "outside_modules",
+            MultipleModules => "multiple_modules",
+            HomeRelative(_) => "home_relative",
+            ReadOnly(_) => "read_only",
+            WriteOnly(_) => "write_only",
+            Escapes(_) => "escapes_module",
+            MarkerOutsideModule(_) => "marker_outside_module",
+            NotFound(_) => "not_found",
+            NotADirectory(_) => "not_a_directory",
+            DanglingSymlink(_) => "dangling_symlink",
+            TooComplex(_) => "too_complex",
+            Race(_) => "race",
+            ModuleUnsafe { .. } => "module_unsafe",
+            ModuleContainsHome(_) => "module_contains_home",
+            RsyncTooOld(_) => "rsync_too_old",
+            Busy(_) => "busy",
+            AuditUnavailable(_) => "audit_unavailable",
+            SandboxUnavailable(_) => "sandbox_unavailable",
+            Internal(_) => "internal",
+        }
+    }
+}
+
+/// Render client-supplied bytes for a message: printable ASCII as is,
+/// everything else escaped, and long values shortened.
+pub fn shown(b: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, chunk) in b.utf8_chunks().enumerate() {
+        if i > 0 && s.len() > 200 {
+            break;
+        }
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                s.extend(c.escape_default());
+            } else {
+                s.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            s.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    if s.chars().count() > 200 {
+        let cut: String = s.chars().take(200).collect();
+        return format!("{cut}...");
+    }
+    s
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use DenyReason::*;
+        match self {
+            NoCommand => write!(
+                f,
+                "interactive sessions are not allowed; this key only runs rsync"
+            ),
+            PolicyInvalid(m) => write!(f, "the server's policy is invalid: {m}"),
+            PolicyUnsafe(m) => write!(f, "the server's policy file is unsafe: {m}"),
+            UnknownClient(c) => write!(f, "client '{c}' is not in the server's policy"),
+            SourceNotAllowed(a) => write!(f, "connections from {a} are not allowed for this key"),
+            NoSourceAddress => write!(
+                f,
+                "the client address is unknown, and this key is restricted by address"
+            ),
+            Parse(e) => write!(f, "{e}"),
+            CommandNotAllowed(p) => write!(f, "only rsync may be run with this key (got '{p}')"),
+            TriggerUnavailable => write!(
+                f,
+                "triggers are not available in this version of rsync-gate"
+            ),
+            NoModules => write!(f, "no modules are granted to this key"),
+            OptionRefused { option, why } => write!(f, "option {option} is not allowed: {why}"),
+            OptionNotPermitted {
+                option,
+                module,
+                knob,
+            } => {
+                write!(
+                    f,
+                    "option {option} is not allowed in module '{module}' ({knob})"
+                )
+            }
+            OptionWrongDirection { option, pushing } => write!(
+                f,
+                "option {option} is only meaningful when {}",
+                if *pushing { "pulling" } else { "pushing" }
+            ),
+            SecludedArgs => write!(
+                f,
+                "-s (secluded args) is not supported for host:path transfers; use host::module instead"
+            ),
+            SecludedArgsMalformed(m) => write!(f, "malformed secluded arguments: {m}"),
+            NoPath => write!(
+                f,
+                "no path given (paths start with a module name, e.g. host:MODULE/path)"
+            ),
+            TooManyDestinations => write!(f, "a push takes exactly one destination path"),
+            NoModule(p) => write!(
+                f,
+                "path '{p}' does not start with a module name (use MODULE/path)"
+            ),
+            ModuleNotAvailable(m) => write!(f, "no module '{m}' is available to this key"),
+            OutsideModules(p) => write!(
+                f,
+                "path '{p}' is not inside any module available to this key"
+            ),
+            MultipleModules => write!(f, "a request may use only one module"),
+            HomeRelative(p) => write!(
+                f,
+                "path '{p}': home-directory paths are not supported (use MODULE/path)"
+            ),
+            ReadOnly(m) => write!(f, "module '{m}' is read-only"),
+            WriteOnly(m) => write!(f, "module '{m}' is write-only (uploads only)"),
+            Escapes(p) => write!(f, "path '{p}' leads outside its module"),
+            MarkerOutsideModule(p) => {
+                write!(f, "path '{p}': the /./ marker must lie inside the module")
+            }
+            NotFound(p) => write!(f, "path '{p}' does not exist"),
+            NotADirectory(p) => write!(f, "path '{p}' is not a directory"),
+            DanglingSymlink(p) => write!(f, "path '{p}' is a dangling symlink"),
+            TooComplex(p) => write!(
+                f,
+                "path '{p}' is too complex (too many symlinks, matches or components)"
+            ),
+            Race(p) => write!(f, "path '{p}' changed while it was being checked"),
+            ModuleUnsafe { module, why } => {
+                write!(f, "module '{module}' is not safe to serve: {why}")
+            }
+            ModuleContainsHome(m) => write!(
+                f,
+                "module '{m}' is writable and contains this account's home directory files"
+            ),
+            RsyncTooOld(m) => write!(f, "the server's rsync is too old: {m}"),
+            Busy(m) => write!(
+                f,
+                "module '{m}' is at its connection limit; try again later"
+            ),
+            AuditUnavailable(_) => write!(f, "the audit log cannot be written, so nothing may run"),
+            SandboxUnavailable(m) => write!(f, "the required sandbox is unavailable: {m}"),
+            Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for DenyReason {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_escapes_control_and_invalid_bytes() {
+        assert_eq!(shown(b"a b"), "a b");
+        assert_eq!(shown(b"a\x1b[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(shown(b"a\xffb"), "a\\xffb");
+        assert_eq!(shown(b"tab\there"), "tab\\there");
+        let long = vec![b'x'; 1000];
+        assert!(shown(&long).ends_with("..."));
+        assert!(shown(&long).len() < 210);
+    }
+
+    #[test]
+    fn audit_messages_hide_internal_detail() {
+        // The audit log keeps the detail; the client sees only that nothing runs.
+        let r = DenyReason::AuditUnavailable("/var/log/x: Permission denied".into());
+        assert!(!r.to_string().contains("/var/log"));
+    }
+}

@@ -1,0 +1,615 @@
+//! rsync-gate: a forced-command gatekeeper for rsync over SSH.
+//!
+//! The pipeline: load the policy, parse the request, decide (pure), confine
+//! the granted paths, write the audit record, run rsync. Each stage is its
+//! own module; the exec stage sees only an [`plan::ExecPlan`].
+
+pub mod audit;
+pub mod cli;
+pub mod decide;
+pub mod deny;
+pub mod exec;
+pub mod glob;
+pub mod paths;
+pub mod plan;
+pub mod policy;
+pub mod request;
+pub mod rsync;
+mod sys;
+pub mod trust;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use audit::{AuditLog, Reason, Record, Source};
+use decide::{Conn, Context, Decision, Grant, RsyncCaps};
+use deny::DenyReason;
+use paths::Account;
+use plan::ExecPlan;
+use policy::Policy;
+use request::Request;
+
+/// What `serve` reads from its environment. Only these two variables, set
+/// by sshd, are read; the policy path and client name come from the
+/// command line.
+#[derive(Debug, Clone, Default)]
+pub struct SshEnv {
+    pub original_command: Option<OsString>,
+    pub connection: Option<OsString>,
+}
+
+impl SshEnv {
+    pub fn from_process() -> SshEnv {
+        SshEnv {
+            original_command: std::env::var_os("SSH_ORIGINAL_COMMAND"),
+            connection: std::env::var_os("SSH_CONNECTION"),
+        }
+    }
+}
+
+/// Parse `SSH_CONNECTION` (`client_ip client_port server_ip server_port`).
+/// Returns the client end and a canonical rebuilt string.
+pub fn parse_connection(raw: &[u8]) -> Option<(Conn, String)> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let parts: Vec<&str> = text.split(' ').collect();
+    let [caddr, cport, saddr, sport] = parts.as_slice() else {
+        return None;
+    };
+    let addr: IpAddr = caddr.parse().ok()?;
+    let port: u16 = cport.parse().ok()?;
+    let saddr: IpAddr = saddr.parse().ok()?;
+    let sport: u16 = sport.parse().ok()?;
+    Some((
+        Conn { addr, port },
+        format!("{addr} {port} {saddr} {sport}"),
+    ))
+}
+
+/// A session in progress: identifiers and the audit log.
+struct Session {
+    id: String,
+    client: String,
+    source: Option<Source>,
+    command: Option<String>,
+    log: Result<AuditLog, String>,
+    started: SystemTime,
+}
+
+impl Session {
+    fn base(&self, event: &str) -> Record {
+        Record {
+            time: audit::rfc3339(SystemTime::now()),
+            event: event.into(),
+            session: self.id.clone(),
+            client: self.client.clone(),
+            source: self.source.clone(),
+            command: self.command.clone(),
+            pid: Some(std::process::id()),
+            ..Default::default()
+        }
+    }
+
+    fn write(&mut self, record: &Record) -> Result<(), DenyReason> {
+        match &mut self.log {
+            Ok(log) => log
+                .write(record)
+                .map_err(|e| DenyReason::AuditUnavailable(e.to_string())),
+            Err(e) => Err(DenyReason::AuditUnavailable(e.clone())),
+        }
+    }
+
+    /// Record and report a refusal; returns the exit status.
+    fn refuse(&mut self, reason: &DenyReason, mode: Option<&str>, modules: Vec<String>) -> u8 {
+        let mut r = self.base("decision");
+        r.decision = Some("deny".into());
+        r.reason = Some(reason_of(reason));
+        r.mode = mode.map(str::to_string);
+        r.modules = modules;
+        // Refused either way; a failed audit write only changes nothing.
+        let _ = self.write(&r);
+        deny_line(reason);
+        1
+    }
+}
+
+fn reason_of(reason: &DenyReason) -> Reason {
+    let detail = match reason {
+        DenyReason::ModuleUnsafe { why, .. } => Some(why.clone()),
+        DenyReason::AuditUnavailable(d)
+        | DenyReason::Internal(d)
+        | DenyReason::SandboxUnavailable(d) => Some(d.clone()),
+        _ => None,
+    };
+    Reason {
+        code: reason.code().into(),
+        message: reason.to_string(),
+        detail,
+    }
+}
+
+/// The one line a refused client sees.
+pub fn deny_line(reason: &DenyReason) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "rsync-gate: denied: {reason}");
+}
+
+fn session_id(started: SystemTime) -> String {
+    let nanos = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{:x}-{}", nanos, std::process::id())
+}
+
+/// Load the policy for `serve`: the file and the directories above it must
+/// be safe from the SSH account.
+pub fn load_policy_checked(path: &Path, account: &Account) -> Result<Policy, DenyReason> {
+    struct Checked(u32);
+    impl policy::Reader for Checked {
+        fn read(&self, path: &Path) -> Result<String, String> {
+            trust::check_path(path, self.0).map_err(|e| format!("unsafe: {e}"))?;
+            policy::read_bounded(path)
+        }
+    }
+    policy::load(path, &Checked(account.uid)).map_err(|e| {
+        let first = e.0.first().map(|d| d.message.as_str()).unwrap_or("");
+        if first.starts_with("unsafe: ") {
+            DenyReason::PolicyUnsafe(e.to_string())
+        } else {
+            DenyReason::PolicyInvalid(e.to_string())
+        }
+    })
+}
+
+/// `rsync-gate serve`: decide, audit, run rsync or refuse. Returns the exit
+/// status. Never writes to stdout.
+pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
+    if let Err(e) = sys::cloexec_inherited() {
+        deny_line(&DenyReason::Internal(format!(
+            "cannot close inherited descriptors: {e}"
+        )));
+        return 1;
+    }
+    let started = SystemTime::now();
+    let account = Account::current();
+    let conn = env
+        .connection
+        .as_ref()
+        .and_then(|c| parse_connection(c.as_bytes()));
+    let mut session = Session {
+        id: session_id(started),
+        client: client.to_string(),
+        source: conn.as_ref().map(|(c, _)| Source {
+            addr: policy::net::canonical(c.addr).to_string(),
+            port: c.port,
+        }),
+        command: env
+            .original_command
+            .as_ref()
+            .map(|c| audit::escape(c.as_bytes())),
+        log: Err("the policy could not be loaded".into()),
+        started,
+    };
+    let policy = match load_policy_checked(policy_path, &account) {
+        Ok(p) => p,
+        Err(reason) => {
+            // The policy names the audit log; fall back to the default one.
+            session.log =
+                AuditLog::open(&policy::Gate::default().audit_log).map_err(|e| e.to_string());
+            return session.refuse(&reason, None, vec![]);
+        }
+    };
+    session.log = AuditLog::open(&policy.gate.audit_log)
+        .map_err(|e| format!("{}: {e}", policy.gate.audit_log.display()));
+    if let Err(e) = &session.log {
+        let reason = DenyReason::AuditUnavailable(e.clone());
+        deny_line(&reason);
+        return 1;
+    }
+    let Some(command) = env.original_command.as_ref() else {
+        return session.refuse(&DenyReason::NoCommand, None, vec![]);
+    };
+    let parsed = request::parse_command(command.as_bytes());
+    let caps = match &parsed {
+        Ok(Request::Server(_)) => rsync::caps(&policy.gate.rsync, &policy.gate.lock_dir),
+        _ => RsyncCaps::default(),
+    };
+    let ctx = Context {
+        policy: &policy,
+        client,
+        conn: conn.as_ref().map(|(c, _)| *c),
+        caps,
+    };
+    let decision = decide::decide(&ctx, parsed.as_ref());
+    match decision {
+        Decision::Deny(reason) => session.refuse(&reason, None, vec![]),
+        Decision::Probe => {
+            let mut r = session.base("decision");
+            r.decision = Some("allow".into());
+            r.mode = Some("probe".into());
+            match session.write(&r) {
+                Ok(()) => 0,
+                Err(reason) => {
+                    deny_line(&reason);
+                    1
+                }
+            }
+        }
+        Decision::Checked(grant) => {
+            let conn_text = conn.as_ref().map(|(_, t)| t.as_str());
+            run_checked(
+                &mut session,
+                &policy,
+                &grant,
+                &account,
+                ctx.conn.as_ref(),
+                conn_text,
+            )
+        }
+        Decision::Daemon(_) => session.refuse(
+            &DenyReason::OptionRefused {
+                option: "--daemon".into(),
+                why: "daemon mode is not available in this build",
+            },
+            Some("daemon"),
+            vec![],
+        ),
+    }
+}
+
+/// Confine, plan, audit and run a checked grant.
+fn run_checked(
+    session: &mut Session,
+    policy: &Policy,
+    grant: &Grant,
+    account: &Account,
+    conn: Option<&Conn>,
+    conn_text: Option<&str>,
+) -> u8 {
+    let mode = grant.mode.name();
+    let modules = vec![grant.module.clone()];
+    let plan = match build_checked_plan(policy, grant, account, conn, conn_text, true) {
+        Ok(p) => p,
+        Err(reason) => return session.refuse(&reason, Some(mode), modules),
+    };
+    let mut r = session.base("decision");
+    r.decision = Some("allow".into());
+    r.mode = Some(mode.into());
+    r.modules = modules.clone();
+    r.argv = plan.argv_lossy();
+    r.notes = plan.notes.clone();
+    r.sandbox = Some("off".into());
+    if let Err(reason) = session.write(&r) {
+        deny_line(&reason);
+        return 1;
+    }
+    let outcome = exec::spawn_and_wait(plan);
+    let mut end = session.base("end");
+    end.command = None;
+    end.mode = Some(mode.into());
+    end.modules = modules;
+    let code = match outcome {
+        Ok(o) => {
+            end.exit_status = o.code;
+            end.signal = o.signal;
+            end.duration_ms = Some(audit::millis(o.duration));
+            o.exit_code()
+        }
+        Err(e) => {
+            end.reason = Some(reason_of(&DenyReason::Internal(format!(
+                "cannot run rsync: {e}"
+            ))));
+            deny_line(&DenyReason::Internal("cannot run rsync".into()));
+            1
+        }
+    };
+    end.duration_ms = end
+        .duration_ms
+        .or_else(|| session.started.elapsed().ok().map(audit::millis));
+    if let Err(e) = session.write(&end) {
+        tracing::warn!("cannot write the session's end record: {e}");
+    }
+    code
+}
+
+/// Build the exec plan for a checked grant (`create`: may create missing
+/// backup/partial directories; false for `explain`).
+pub fn build_checked_plan(
+    policy: &Policy,
+    grant: &Grant,
+    account: &Account,
+    conn: Option<&Conn>,
+    conn_text: Option<&str>,
+    create: bool,
+) -> Result<ExecPlan, DenyReason> {
+    let module = policy
+        .modules
+        .get(&grant.module)
+        .ok_or_else(|| DenyReason::ModuleNotAvailable(grant.module.clone()))?;
+    let confined = paths::confine(grant, module, account, create)?;
+    let args = plan::checked_args(grant, &confined);
+    let pins: Vec<String> = confined
+        .pins
+        .iter()
+        .map(|p| format!("{} = {}", p.proc_path().display(), p.real.display()))
+        .collect();
+    let mut notes = confined.notes.clone();
+    notes.extend(pins.into_iter().map(|p| format!("pinned {p}")));
+    Ok(ExecPlan {
+        program: policy.gate.rsync.clone(),
+        arg0: "rsync".into(),
+        args,
+        env: plan::child_env(account, conn, conn_text),
+        cwd: confined.root.clone(),
+        keep_fds: confined.pins.into_iter().map(|p| p.fd).collect(),
+        sandbox: None,
+        notes,
+    })
+}
+
+/// What `explain` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Explanation {
+    pub decision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// `rsync-gate explain`: the decision for a command, without running it.
+pub fn explain(policy: &Policy, client: &str, from: Option<IpAddr>, command: &[u8]) -> Explanation {
+    let account = Account::current();
+    let conn = from.map(|addr| Conn { addr, port: 0 });
+    let parsed = request::parse_command(command);
+    let caps = match &parsed {
+        Ok(Request::Server(_)) => rsync::probe(&policy.gate.rsync).unwrap_or_default(),
+        _ => RsyncCaps::default(),
+    };
+    let ctx = Context {
+        policy,
+        client,
+        conn,
+        caps,
+    };
+    let deny = |reason: DenyReason, mode: Option<String>, modules: Vec<String>| Explanation {
+        decision: "deny".into(),
+        reason: Some(reason_of(&reason)),
+        mode,
+        modules,
+        argv: vec![],
+        env: vec![],
+        cwd: None,
+        notes: vec![],
+    };
+    match decide::decide(&ctx, parsed.as_ref()) {
+        Decision::Deny(r) => deny(r, None, vec![]),
+        Decision::Probe => Explanation {
+            decision: "allow".into(),
+            reason: None,
+            mode: Some("probe".into()),
+            modules: vec![],
+            argv: vec![],
+            env: vec![],
+            cwd: None,
+            notes: vec!["'true' succeeds without running anything".into()],
+        },
+        Decision::Daemon(d) => deny(
+            DenyReason::OptionRefused {
+                option: "--daemon".into(),
+                why: "daemon mode is not available in this build",
+            },
+            Some("daemon".into()),
+            d.modules,
+        ),
+        Decision::Checked(g) => {
+            let mode = Some(g.mode.name().to_string());
+            let conn_text = from.map(|a| format!("{a} 0 127.0.0.1 22"));
+            match build_checked_plan(
+                policy,
+                &g,
+                &account,
+                conn.as_ref(),
+                conn_text.as_deref(),
+                false,
+            ) {
+                Err(r) => deny(r, mode, vec![g.module.clone()]),
+                Ok(plan) => Explanation {
+                    decision: "allow".into(),
+                    reason: None,
+                    mode,
+                    modules: vec![g.module.clone()],
+                    argv: std::iter::once(plan.program.to_string_lossy().into_owned())
+                        .chain(plan.argv_lossy().into_iter().skip(1))
+                        .collect(),
+                    env: plan
+                        .env
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                        .collect(),
+                    cwd: Some(plan.cwd.display().to_string()),
+                    notes: plan.notes.clone(),
+                },
+            }
+        }
+    }
+}
+
+/// A problem `check` found beyond the policy's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub error: bool,
+    pub text: String,
+}
+
+/// `rsync-gate check`: the policy's own errors come from loading; this adds
+/// what only the filesystem can tell.
+pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let err = |text: String| Finding { error: true, text };
+    let warn = |text: String| Finding { error: false, text };
+    for m in policy.modules.values() {
+        if let Err(r) = paths::check_module(m, account) {
+            let detail = match &r {
+                DenyReason::ModuleUnsafe { why, .. } => why.clone(),
+                other => other.to_string(),
+            };
+            out.push(err(format!("{}: module '{}': {detail}", m.origin, m.name)));
+        }
+    }
+    match std::fs::metadata(&policy.gate.rsync) {
+        Ok(md) if md.is_file() => match rsync::probe(&policy.gate.rsync) {
+            Some(caps) => {
+                if !caps.confine_root {
+                    out.push(warn(format!(
+                        "{}: has no --confine-root (rsync < 3.5): served without it, relying on the gate's own checks",
+                        policy.gate.rsync.display()
+                    )));
+                }
+                if !caps.drop_d {
+                    out.push(warn(format!(
+                        "{}: has no --drop-D (rsync < 3.5): pushes with -D are refused unless devices = true",
+                        policy.gate.rsync.display()
+                    )));
+                }
+            }
+            None => out.push(err(format!(
+                "{}: cannot be run",
+                policy.gate.rsync.display()
+            ))),
+        },
+        _ => out.push(err(format!(
+            "{}: rsync not found",
+            policy.gate.rsync.display()
+        ))),
+    }
+    let log_dir = policy.gate.audit_log.parent().unwrap_or(Path::new("/"));
+    if !log_dir.is_dir() {
+        out.push(err(format!(
+            "audit_log: directory {} does not exist (every session would be refused)",
+            log_dir.display()
+        )));
+    } else if let Err(e) = trust::check_path(log_dir, account.uid) {
+        out.push(warn(format!("audit_log: {e}")));
+    }
+    out
+}
+
+/// Quote a string for an `authorized_keys` option value.
+fn ak_quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// `rsync-gate authorized-keys`: one line per client with a key.
+pub fn authorized_keys(
+    policy: &Policy,
+    policy_path: &Path,
+    gate: &Path,
+    only: Option<&str>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for c in policy.clients.values() {
+        if only.is_some_and(|o| o != c.name) {
+            continue;
+        }
+        let Some(key) = &c.key else { continue };
+        let mut cmd = shell_words::quote(&gate.to_string_lossy()).into_owned();
+        cmd.push_str(" serve");
+        if policy_path != Path::new(policy::DEFAULT_POLICY) {
+            cmd.push_str(" --policy ");
+            cmd.push_str(&shell_words::quote(&policy_path.to_string_lossy()));
+        }
+        cmd.push_str(" --client ");
+        cmd.push_str(&c.name);
+        let mut opts = String::from("restrict");
+        if !c.from.is_empty() {
+            let from: Vec<String> = c.from.iter().map(ToString::to_string).collect();
+            opts.push_str(&format!(",from=\"{}\"", from.join(",")));
+        }
+        opts.push_str(&format!(",command=\"{}\"", ak_quote(&cmd)));
+        lines.push(format!("{opts} {key}"));
+    }
+    lines
+}
+
+/// The gate binary's own path, for authorized_keys lines.
+pub fn gate_path() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/rsync-gate"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_parsing() {
+        let (c, s) = parse_connection(b"192.0.2.10 53422 192.0.2.1 22").unwrap();
+        assert_eq!(c.addr.to_string(), "192.0.2.10");
+        assert_eq!(c.port, 53422);
+        assert_eq!(s, "192.0.2.10 53422 192.0.2.1 22");
+        assert!(parse_connection(b"::1 1 ::1 22").is_some());
+        assert!(parse_connection(b"::ffff:192.0.2.1 1 ::1 22").is_some());
+        for bad in [
+            &b""[..],
+            b"192.0.2.10",
+            b"192.0.2.10 x 1.2.3.4 22",
+            b"192.0.2.10 1 1.2.3.4 22 extra",
+            b"192.0.2.10  1 1.2.3.4 22",
+            b"host 1 1.2.3.4 22",
+            b"192.0.2.10 70000 1.2.3.4 22",
+        ] {
+            assert!(parse_connection(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn authorized_keys_lines() {
+        struct One(&'static str);
+        impl policy::Reader for One {
+            fn read(&self, _: &Path) -> Result<String, String> {
+                Ok(self.0.into())
+            }
+        }
+        let p = policy::load(
+            Path::new("/etc/rsync-gate/policy.toml"),
+            &One(
+                "[modules.w]\npath = \"/srv/w\"\n\
+                 [clients.a]\nmodules = [\"w\"]\nfrom = [\"192.0.2.10\", \"198.51.100.0/24\"]\nkey = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB a@x\"\n\
+                 [clients.b]\nmodules = [\"w\"]\n",
+            ),
+        )
+        .unwrap();
+        let lines = authorized_keys(
+            &p,
+            Path::new("/etc/rsync-gate/policy.toml"),
+            Path::new("/usr/local/bin/rsync-gate"),
+            None,
+        );
+        assert_eq!(
+            lines,
+            [
+                "restrict,from=\"192.0.2.10,198.51.100.0/24\",command=\"/usr/local/bin/rsync-gate serve --client a\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB a@x"
+            ]
+        );
+        let lines = authorized_keys(&p, Path::new("/tmp/p t.toml"), Path::new("/g"), Some("a"));
+        assert!(
+            lines[0].contains("command=\"/g serve --policy '/tmp/p t.toml' --client a\""),
+            "{}",
+            lines[0]
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Thin entry point: parse the command line, call the library, map the
+//! result to an exit status.
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+
+use rsync_gate::cli::{Cli, Command};
+use rsync_gate::{audit, paths::Account, policy};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .without_time()
+        .init();
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "rsync-gate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<u8> {
+    match command {
+        Command::Serve { policy, client } => Ok(rsync_gate::serve(
+            &policy,
+            &client,
+            &rsync_gate::SshEnv::from_process(),
+        )),
+        Command::Check { policy } => check(&policy),
+        Command::Explain {
+            policy,
+            client,
+            from,
+            json,
+            command,
+        } => {
+            let p = load(&policy)?;
+            let joined: Vec<u8> = command
+                .iter()
+                .map(|a| a.as_bytes())
+                .collect::<Vec<_>>()
+                .join(&b' ');
+            let e = rsync_gate::explain(&p, &client, from, &joined);
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
+            } else {
+                writeln!(out, "decision: {}", e.decision)?;
+                if let Some(r) = &e.reason {
+                    writeln!(out, "reason:   {} ({})", r.message, r.code)?;
+                }
+                if let Some(m) = &e.mode {
+                    writeln!(out, "mode:     {m}")?;
+                }
+                if !e.modules.is_empty() {
+                    writeln!(out, "modules:  {}", e.modules.join(", "))?;
+                }
+                if !e.argv.is_empty() {
+                    writeln!(out, "argv:     {}", shell_words::join(&e.argv))?;
+                }
+                if let Some(cwd) = &e.cwd {
+                    writeln!(out, "cwd:      {cwd}")?;
+                }
+                if !e.env.is_empty() {
+                    writeln!(out, "env:      {}", e.env.join(" "))?;
+                }
+                for n in &e.notes {
+                    writeln!(out, "note:     {n}")?;
+                }
+            }
+            Ok(if e.decision == "allow" { 0 } else { 1 })
+        }
+        Command::AuthorizedKeys { policy, client } => {
+            let p = load(&policy)?;
+            if let Some(c) = &client
+                && !p.clients.contains_key(c)
+            {
+                anyhow::bail!("no client '{c}' in {}", policy.display());
+            }
+            let mut out = std::io::stdout().lock();
+            for line in rsync_gate::authorized_keys(
+                &p,
+                &policy,
+                &rsync_gate::gate_path(),
+                client.as_deref(),
+            ) {
+                writeln!(out, "{line}")?;
+            }
+            Ok(0)
+        }
+        Command::Audit {
+            log,
+            policy,
+            client,
+            denied,
+            since,
+            summary,
+            json,
+        } => {
+            let log = match log {
+                Some(l) => l,
+                None => policy::load(&policy, &policy::PlainReader)
+                    .map(|p| p.gate.audit_log)
+                    .unwrap_or_else(|_| policy::Gate::default().audit_log),
+            };
+            let since = since
+                .map(|s| audit::parse_since(&s, SystemTime::now()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let filter = audit::Filter {
+                client,
+                denied,
+                since,
+            };
+            let (records, bad) = audit::read(&log, &filter)
+                .with_context(|| format!("cannot read {}", log.display()))?;
+            let mut out = std::io::stdout().lock();
+            if summary {
+                write!(out, "{}", audit::summary(&records))?;
+            } else {
+                for r in &records {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(r)?)?;
+                    } else {
+                        writeln!(out, "{}", audit::format_line(r))?;
+                    }
+                }
+            }
+            if bad > 0 {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "rsync-gate: {bad} unreadable line(s) skipped"
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<policy::Policy> {
+    policy::load(path, &policy::PlainReader).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("invalid policy:\n{}", lines.join("\n"))
+    })
+}
+
+fn check(path: &Path) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    let p = match policy::load(path, &policy::PlainReader) {
+        Ok(p) => p,
+        Err(e) => {
+            for d in &e.0 {
+                writeln!(out, "{d}")?;
+            }
+            writeln!(out, "{} error(s)", e.0.len())?;
+            return Ok(1);
+        }
+    };
+    let findings = rsync_gate::check_environment(&p, &Account::current());
+    let errors = findings.iter().filter(|f| f.error).count();
+    for f in &findings {
+        writeln!(
+            out,
+            "{}: {}",
+            if f.error { "error" } else { "warning" },
+            f.text
+        )?;
+    }
+    if errors > 0 {
+        writeln!(out, "{errors} error(s)")?;
+        return Ok(1);
+    }
+    writeln!(
+        out,
+        "{}: OK ({} modules, {} clients, {} triggers, {} file(s))",
+        path.display(),
+        p.modules.len(),
+        p.clients.len(),
+        p.triggers.len(),
+        p.files.len()
+    )?;
+    Ok(0)
+}

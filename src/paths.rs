@@ -1,0 +1,1154 @@
+//! Module mapping, confinement and pinning.
+//!
+//! The decision mapped every path onto a module lexically. Here each one is
+//! resolved physically under the module's real root, following symlinks the
+//! way the kernel (and so rsync) would, and refused if it leaves the module.
+//! Every directory the check relied on is then opened and held; rsync is
+//! handed `/proc/self/fd/N/...` names for them, so a path cannot be swapped
+//! between the check and rsync's use of it. After opening, the descriptor's
+//! real path is read back and must be the one the check saw (otherwise the
+//! request is refused as a race).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode as FileMode;
+
+use crate::decide::{Comp, Grant, Mode, PathOpt, PathValue, Target, Trailing};
+use crate::deny::{DenyReason, shown};
+use crate::glob;
+use crate::policy::Module;
+use crate::request::options::{PathRole, Spec};
+use crate::trust;
+
+/// Most symlinks followed while resolving one path.
+const MAX_LINKS: usize = 40;
+/// Most paths a request's wildcards may expand to.
+pub const MAX_MATCHES: usize = 10_000;
+
+/// The SSH account the gate runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub name: String,
+    pub home: Option<PathBuf>,
+}
+
+impl Account {
+    /// The account of the current effective uid.
+    pub fn current() -> Account {
+        let uid = nix::unistd::geteuid();
+        match nix::unistd::User::from_uid(uid) {
+            Ok(Some(u)) => Account {
+                uid: uid.as_raw(),
+                name: u.name,
+                home: Some(u.dir),
+            },
+            _ => Account {
+                uid: uid.as_raw(),
+                name: uid.to_string(),
+                home: None,
+            },
+        }
+    }
+}
+
+/// A held directory (or file) rsync reaches through `/proc/self/fd/N`.
+#[derive(Debug)]
+pub struct Pin {
+    pub fd: OwnedFd,
+    /// Where the check found it.
+    pub real: PathBuf,
+}
+
+impl Pin {
+    pub fn proc_path(&self) -> PathBuf {
+        proc_fd(&self.fd)
+    }
+}
+
+fn proc_fd(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// The confined form of a grant's paths.
+#[derive(Debug, Default)]
+pub struct Confined {
+    /// The module's real root.
+    pub root: PathBuf,
+    /// Positional arguments for rsync.
+    pub args: Vec<OsString>,
+    /// Path-valued options for rsync, in the client's order.
+    pub path_opts: Vec<(&'static Spec, OsString)>,
+    /// What the gate did that the client should know of (audit and explain).
+    pub notes: Vec<String>,
+    /// Held descriptors; they must stay open until rsync has started.
+    pub pins: Vec<Pin>,
+}
+
+/// Check a module's root (ownership, type, home directory) and return its
+/// real path.
+pub fn check_module(module: &Module, account: &Account) -> Result<PathBuf, DenyReason> {
+    let unsafe_module = |why: String| DenyReason::ModuleUnsafe {
+        module: module.name.clone(),
+        why,
+    };
+    let real = trust::check_path(&module.path, account.uid).map_err(unsafe_module)?;
+    match std::fs::metadata(&real) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => {
+            return Err(unsafe_module(format!(
+                "{} is not a directory",
+                module.path.display()
+            )));
+        }
+        Err(e) => return Err(unsafe_module(format!("{}: {e}", module.path.display()))),
+    }
+    if module.writable()
+        && let Some(home) = &account.home
+        && trust::contains_home(&real, home)
+    {
+        return Err(DenyReason::ModuleContainsHome(module.name.clone()));
+    }
+    Ok(real)
+}
+
+/// What a resolution found.
+#[derive(Debug)]
+struct Found {
+    /// The real directory reached.
+    dir: PathBuf,
+    /// The final component, when it was not descended into (a file, a
+    /// special file, or a symlink that was not followed).
+    leaf: Option<(Vec<u8>, Kind)>,
+    /// Trailing components that do not exist (plain names).
+    missing: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Symlink,
+}
+
+/// Where the destination directory of a push is.
+#[derive(Debug, Clone)]
+struct DestBase {
+    dir: PathBuf,
+    missing: Vec<Vec<u8>>,
+}
+
+fn os(b: &[u8]) -> OsString {
+    OsString::from_vec(b.to_vec())
+}
+
+fn join_names(base: &Path, names: &[Vec<u8>]) -> PathBuf {
+    let mut p = base.to_path_buf();
+    for n in names {
+        p.push(std::ffi::OsStr::from_bytes(n));
+    }
+    p
+}
+
+fn with_trailing(mut s: OsString, t: Trailing) -> OsString {
+    match t {
+        Trailing::None => {}
+        Trailing::Slash => s.push("/"),
+        Trailing::SlashDot => s.push("/."),
+    }
+    s
+}
+
+/// The confinement walker for one request.
+struct Walker<'a> {
+    root: PathBuf,
+    spelled: String,
+    pins: Vec<Pin>,
+    by_path: HashMap<PathBuf, usize>,
+    create: bool,
+    notes: &'a mut Vec<String>,
+}
+
+impl Walker<'_> {
+    fn escapes(&self) -> DenyReason {
+        DenyReason::Escapes(self.spelled.clone())
+    }
+
+    /// Resolve `comps` from the real directory `start` (inside the root).
+    fn resolve(
+        &self,
+        start: &Path,
+        comps: &[Comp],
+        follow_last: bool,
+    ) -> Result<Found, DenyReason> {
+        let mut cur = start.to_path_buf();
+        let mut links = 0usize;
+        let n = comps.len();
+        for (i, c) in comps.iter().enumerate() {
+            let last = i + 1 == n;
+            match c {
+                Comp::Parent => {
+                    if cur == self.root || !cur.starts_with(&self.root) {
+                        return Err(self.escapes());
+                    }
+                    cur.pop();
+                }
+                Comp::Glob(_) => {
+                    return Err(DenyReason::Internal("unexpanded wildcard".into()));
+                }
+                Comp::Name(name) => {
+                    let next = cur.join(std::ffi::OsStr::from_bytes(name));
+                    let md = match std::fs::symlink_metadata(&next) {
+                        Ok(md) => md,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            let mut missing = vec![name.clone()];
+                            for rest in comps.iter().skip(i + 1) {
+                                match rest {
+                                    Comp::Name(r) => missing.push(r.clone()),
+                                    _ => return Err(DenyReason::NotFound(self.spelled.clone())),
+                                }
+                            }
+                            return Ok(Found {
+                                dir: cur,
+                                leaf: None,
+                                missing,
+                            });
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                            return Err(DenyReason::NotADirectory(self.spelled.clone()));
+                        }
+                        Err(e) => {
+                            return Err(DenyReason::Internal(format!("{}: {e}", self.spelled)));
+                        }
+                    };
+                    let ft = md.file_type();
+                    if ft.is_symlink() {
+                        if last && !follow_last {
+                            return Ok(Found {
+                                dir: cur,
+                                leaf: Some((name.clone(), Kind::Symlink)),
+                                missing: Vec::new(),
+                            });
+                        }
+                        links += 1;
+                        if links > MAX_LINKS {
+                            return Err(DenyReason::TooComplex(self.spelled.clone()));
+                        }
+                        let target = match std::fs::canonicalize(&next) {
+                            Ok(t) => t,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                                return Err(DenyReason::DanglingSymlink(self.spelled.clone()));
+                            }
+                            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                                return Err(DenyReason::TooComplex(self.spelled.clone()));
+                            }
+                            Err(e) => {
+                                return Err(DenyReason::Internal(format!("{}: {e}", self.spelled)));
+                            }
+                        };
+                        if !target.starts_with(&self.root) {
+                            return Err(self.escapes());
+                        }
+                        if target.is_dir() {
+                            cur = target;
+                        } else if last {
+                            let (Some(parent), Some(fname)) = (target.parent(), target.file_name())
+                            else {
+                                return Err(self.escapes());
+                            };
+                            return Ok(Found {
+                                dir: parent.to_path_buf(),
+                                leaf: Some((fname.as_bytes().to_vec(), Kind::File)),
+                                missing: Vec::new(),
+                            });
+                        } else {
+                            return Err(DenyReason::NotADirectory(self.spelled.clone()));
+                        }
+                    } else if ft.is_dir() {
+                        cur = next;
+                    } else if last {
+                        return Ok(Found {
+                            dir: cur,
+                            leaf: Some((name.clone(), Kind::File)),
+                            missing: Vec::new(),
+                        });
+                    } else {
+                        return Err(DenyReason::NotADirectory(self.spelled.clone()));
+                    }
+                }
+            }
+        }
+        Ok(Found {
+            dir: cur,
+            leaf: None,
+            missing: Vec::new(),
+        })
+    }
+
+    /// Hold the directory `real` and return its index in `pins`.
+    fn pin(&mut self, real: &Path) -> Result<usize, DenyReason> {
+        if let Some(&i) = self.by_path.get(real) {
+            return Ok(i);
+        }
+        let fd = nix::fcntl::open(
+            real,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+            FileMode::empty(),
+        )
+        .map_err(|_| DenyReason::Race(self.spelled.clone()))?;
+        self.verify(&fd, real)?;
+        self.pins.push(Pin {
+            fd,
+            real: real.to_path_buf(),
+        });
+        let i = self.pins.len() - 1;
+        self.by_path.insert(real.to_path_buf(), i);
+        Ok(i)
+    }
+
+    /// The held descriptor must be exactly where the check found it.
+    fn verify(&self, fd: &OwnedFd, real: &Path) -> Result<(), DenyReason> {
+        let now = std::fs::read_link(proc_fd(fd))
+            .map_err(|e| DenyReason::Internal(format!("cannot read /proc/self/fd: {e}")))?;
+        if now != real || !now.starts_with(&self.root) {
+            return Err(DenyReason::Race(self.spelled.clone()));
+        }
+        Ok(())
+    }
+
+    fn proc(&self, i: usize) -> OsString {
+        self.pins
+            .get(i)
+            .map(|p| p.proc_path().into_os_string())
+            .unwrap_or_default()
+    }
+
+    /// `/proc/self/fd/N/name/...`
+    fn below(&self, i: usize, names: &[Vec<u8>]) -> OsString {
+        let mut s = self.proc(i);
+        for n in names {
+            s.push("/");
+            s.push(std::ffi::OsStr::from_bytes(n));
+        }
+        s
+    }
+
+    /// Expand wildcards in a pull path into concrete targets.
+    fn expand(&self, t: &Target, budget: &mut usize) -> Result<Vec<Target>, DenyReason> {
+        if !t.comps.iter().any(|c| matches!(c, Comp::Glob(_))) {
+            return Ok(vec![t.clone()]);
+        }
+        let mut partial: Vec<Vec<Comp>> = vec![Vec::new()];
+        for c in &t.comps {
+            let Comp::Glob(pattern) = c else {
+                for p in &mut partial {
+                    p.push(c.clone());
+                }
+                continue;
+            };
+            let mut next = Vec::new();
+            for p in &partial {
+                let found = self.resolve(&self.root, p, true)?;
+                if !found.missing.is_empty() || found.leaf.is_some() {
+                    continue;
+                }
+                let mut names: Vec<Vec<u8>> = match std::fs::read_dir(&found.dir) {
+                    Ok(entries) => entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.file_name().as_bytes().to_vec())
+                        .filter(|n| glob::matches_component(pattern, n))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                names.sort();
+                for n in names {
+                    *budget = budget
+                        .checked_sub(1)
+                        .ok_or_else(|| DenyReason::TooComplex(self.spelled.clone()))?;
+                    let mut q = p.clone();
+                    q.push(Comp::Name(n));
+                    next.push(q);
+                }
+            }
+            partial = next;
+        }
+        if partial.is_empty() {
+            // No match: like the shell, keep the pattern as a literal name,
+            // and rsync reports that it does not exist.
+            let literal = t
+                .comps
+                .iter()
+                .map(|c| match c {
+                    Comp::Glob(g) => Comp::Name(unescape(g)),
+                    other => other.clone(),
+                })
+                .collect();
+            return Ok(vec![Target {
+                comps: literal,
+                ..t.clone()
+            }]);
+        }
+        Ok(partial
+            .into_iter()
+            .map(|comps| Target { comps, ..t.clone() })
+            .collect())
+    }
+
+    /// The argument for one source of a pull.
+    fn sender_arg(&mut self, t: &Target, relative: bool) -> Result<OsString, DenyReason> {
+        let root = self.root.clone();
+        if relative {
+            let (anchor, suffix, above): (&[Comp], &[Comp], Vec<Vec<u8>>) = match t.marker {
+                Some(k) => (
+                    t.comps.get(..k).unwrap_or_default(),
+                    t.comps.get(k..).unwrap_or_default(),
+                    vec![],
+                ),
+                None => (&[], &t.comps[..], t.prefix.clone().unwrap_or_default()),
+            };
+            let mut names = above.clone();
+            for c in suffix {
+                match c {
+                    Comp::Name(n) => names.push(n.clone()),
+                    _ => return Err(self.escapes()),
+                }
+            }
+            let a = self.resolve(&root, anchor, true)?;
+            if !a.missing.is_empty() {
+                return Err(DenyReason::NotFound(self.spelled.clone()));
+            }
+            if a.leaf.is_some() {
+                return Err(DenyReason::NotADirectory(self.spelled.clone()));
+            }
+            // The part rsync will transmit must stay inside too.
+            self.resolve(&a.dir, suffix, t.trailing != Trailing::None)?;
+            let pin = if t.prefix.is_some() && t.marker.is_none() {
+                // An absolute path under -R transmits its full name: anchor at
+                // "/" and spell out the module path (root-owned, checked).
+                self.pin_fs_root()?
+            } else {
+                self.pin(&a.dir)?
+            };
+            let mut s = self.proc(pin);
+            s.push("/.");
+            for n in &names {
+                s.push("/");
+                s.push(std::ffi::OsStr::from_bytes(n));
+            }
+            return Ok(with_trailing(s, t.trailing));
+        }
+        let n = t.comps.len();
+        let last_is_parent = matches!(t.comps.last(), Some(Comp::Parent));
+        if n == 0 || t.trailing != Trailing::None || last_is_parent {
+            let f = self.resolve(&root, &t.comps, true)?;
+            if f.leaf.is_some() {
+                return Err(DenyReason::NotADirectory(self.spelled.clone()));
+            }
+            let i = self.pin(&f.dir)?;
+            if !f.missing.is_empty() {
+                return Ok(with_trailing(self.below(i, &f.missing), t.trailing));
+            }
+            // The module root, and "dir/..", mean the directory's contents.
+            let trailing = match t.trailing {
+                Trailing::None => Trailing::SlashDot,
+                other => other,
+            };
+            return Ok(with_trailing(self.proc(i), trailing));
+        }
+        let (parent, leaf) = t.comps.split_at(n - 1);
+        let Some(Comp::Name(leaf)) = leaf.first() else {
+            return Err(DenyReason::Internal("unexpected leaf".into()));
+        };
+        let f = self.resolve(&root, parent, true)?;
+        if f.leaf.is_some() {
+            return Err(DenyReason::NotADirectory(self.spelled.clone()));
+        }
+        let i = self.pin(&f.dir)?;
+        let mut names = f.missing;
+        names.push(leaf.clone());
+        Ok(self.below(i, &names))
+    }
+
+    fn pin_fs_root(&mut self) -> Result<usize, DenyReason> {
+        let slash = PathBuf::from("/");
+        if let Some(&i) = self.by_path.get(&slash) {
+            return Ok(i);
+        }
+        let fd = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY, FileMode::empty())
+            .map_err(|e| DenyReason::Internal(format!("cannot open /: {e}")))?;
+        self.pins.push(Pin {
+            fd,
+            real: slash.clone(),
+        });
+        let i = self.pins.len() - 1;
+        self.by_path.insert(slash, i);
+        Ok(i)
+    }
+
+    /// The destination of a push, and where relative options start from.
+    fn receiver_arg(&mut self, t: &Target) -> Result<(OsString, DestBase), DenyReason> {
+        let root = self.root.clone();
+        let f = self.resolve(&root, &t.comps, false)?;
+        if !f.missing.is_empty() {
+            let i = self.pin(&f.dir)?;
+            let arg = with_trailing(self.below(i, &f.missing), t.trailing);
+            return Ok((
+                arg,
+                DestBase {
+                    dir: f.dir,
+                    missing: f.missing,
+                },
+            ));
+        }
+        match f.leaf {
+            None => {
+                let i = self.pin(&f.dir)?;
+                Ok((
+                    with_trailing(self.proc(i), t.trailing),
+                    DestBase {
+                        dir: f.dir,
+                        missing: vec![],
+                    },
+                ))
+            }
+            Some((name, Kind::File)) => {
+                let i = self.pin(&f.dir)?;
+                Ok((
+                    self.below(i, &[name]),
+                    DestBase {
+                        dir: f.dir,
+                        missing: vec![],
+                    },
+                ))
+            }
+            Some((name, Kind::Symlink)) => {
+                let link = f.dir.join(std::ffi::OsStr::from_bytes(&name));
+                let target = match std::fs::canonicalize(&link) {
+                    Ok(t) => t,
+                    Err(_) => return Err(DenyReason::DanglingSymlink(self.spelled.clone())),
+                };
+                if !target.starts_with(&self.root) {
+                    return Err(self.escapes());
+                }
+                if target.is_dir() {
+                    let i = self.pin(&target)?;
+                    Ok((
+                        with_trailing(self.proc(i), t.trailing),
+                        DestBase {
+                            dir: target,
+                            missing: vec![],
+                        },
+                    ))
+                } else {
+                    // rsync replaces the link itself with the new file.
+                    let i = self.pin(&f.dir)?;
+                    Ok((
+                        self.below(i, &[name]),
+                        DestBase {
+                            dir: f.dir,
+                            missing: vec![],
+                        },
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Create `names` below the real directory `dir` and hold the result.
+    fn create_below(
+        &mut self,
+        dir: &Path,
+        names: &[Vec<u8>],
+        mode: u32,
+    ) -> Result<usize, DenyReason> {
+        let race = |w: &Walker<'_>| DenyReason::Race(w.spelled.clone());
+        let start = self.pin(dir)?;
+        let Some(mut fd) = self.pins.get(start).and_then(|p| p.fd.try_clone().ok()) else {
+            return Err(DenyReason::Internal("cannot duplicate a descriptor".into()));
+        };
+        for n in names {
+            let name = std::ffi::OsStr::from_bytes(n);
+            match nix::sys::stat::mkdirat(&fd, name, FileMode::from_bits_truncate(mode)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(DenyReason::Internal(format!(
+                        "cannot create a directory: {e}"
+                    )));
+                }
+            }
+            fd = nix::fcntl::openat(
+                &fd,
+                name,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                FileMode::empty(),
+            )
+            .map_err(|_| race(self))?;
+        }
+        let real = std::fs::read_link(proc_fd(&fd)).map_err(|_| race(self))?;
+        if !real.starts_with(&self.root) || real != join_names(dir, names) {
+            return Err(race(self));
+        }
+        self.pins.push(Pin {
+            fd,
+            real: real.clone(),
+        });
+        let i = self.pins.len() - 1;
+        self.by_path.insert(real, i);
+        Ok(i)
+    }
+
+    fn path_opt(
+        &mut self,
+        po: &PathOpt,
+        base: Option<&DestBase>,
+    ) -> Result<Option<OsString>, DenyReason> {
+        let opt = po.spec.display();
+        let (start_dir, mut missing, comps): (PathBuf, Vec<Vec<u8>>, Vec<Comp>) = match &po.value {
+            PathValue::Stdin => return Ok(Some(OsString::from("-"))),
+            PathValue::Dropped => {
+                self.notes
+                    .push(format!("{opt} is not used when pulling; not passed on"));
+                return Ok(None);
+            }
+            PathValue::PerDirectory(name) => return Ok(Some(os(name))),
+            PathValue::InModule(t) => {
+                self.spelled = t.shown();
+                (self.root.clone(), Vec::new(), t.comps.clone())
+            }
+            PathValue::DestRelative { spelled, comps } => {
+                self.spelled = shown(spelled);
+                let Some(base) = base else {
+                    return Err(DenyReason::Internal(
+                        "relative option without a destination".into(),
+                    ));
+                };
+                (base.dir.clone(), base.missing.clone(), comps.clone())
+            }
+        };
+        // Components still inside not-yet-existing directories cancel out
+        // lexically (nothing there can be a symlink); the rest resolve
+        // physically.
+        let mut rest = Vec::new();
+        for c in comps {
+            if !rest.is_empty() || missing.is_empty() {
+                rest.push(c);
+                continue;
+            }
+            match c {
+                Comp::Parent => {
+                    missing.pop();
+                }
+                Comp::Name(n) => missing.push(n),
+                Comp::Glob(_) => rest.push(c),
+            }
+        }
+        let found = if missing.is_empty() {
+            self.resolve(&start_dir, &rest, true)?
+        } else {
+            Found {
+                dir: start_dir,
+                leaf: None,
+                missing,
+            }
+        };
+        match po.role {
+            PathRole::FilesFrom => {
+                let Some((name, Kind::File)) = &found.leaf else {
+                    return Err(DenyReason::NotFound(self.spelled.clone()));
+                };
+                let path = found.dir.join(std::ffi::OsStr::from_bytes(name));
+                let fd = nix::fcntl::open(
+                    &path,
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+                    FileMode::empty(),
+                )
+                .map_err(|_| DenyReason::Race(self.spelled.clone()))?;
+                let st = nix::sys::stat::fstat(&fd)
+                    .map_err(|_| DenyReason::Race(self.spelled.clone()))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    return Err(DenyReason::NotFound(self.spelled.clone()));
+                }
+                self.verify(&fd, &path)?;
+                let s = proc_fd(&fd).into_os_string();
+                self.pins.push(Pin { fd, real: path });
+                Ok(Some(s))
+            }
+            PathRole::Basis => {
+                if found.leaf.is_some() {
+                    return Err(DenyReason::NotADirectory(self.spelled.clone()));
+                }
+                if !found.missing.is_empty() {
+                    self.notes.push(format!(
+                        "{opt} {}: does not exist yet (first run); not passed on",
+                        self.spelled
+                    ));
+                    return Ok(None);
+                }
+                let i = self.pin(&found.dir)?;
+                Ok(Some(self.proc(i)))
+            }
+            PathRole::TempDir => {
+                if found.leaf.is_some() {
+                    return Err(DenyReason::NotADirectory(self.spelled.clone()));
+                }
+                if !found.missing.is_empty() {
+                    return Err(DenyReason::NotFound(self.spelled.clone()));
+                }
+                let i = self.pin(&found.dir)?;
+                Ok(Some(self.proc(i)))
+            }
+            PathRole::BackupDir | PathRole::PartialDir => {
+                if found.leaf.is_some() {
+                    return Err(DenyReason::NotADirectory(self.spelled.clone()));
+                }
+                if found.missing.is_empty() {
+                    let i = self.pin(&found.dir)?;
+                    return Ok(Some(self.proc(i)));
+                }
+                let mode = if po.role == PathRole::PartialDir {
+                    0o700
+                } else {
+                    0o777
+                };
+                if !self.create {
+                    let i = self.pin(&found.dir)?;
+                    self.notes
+                        .push(format!("{opt} {}: would be created", self.spelled));
+                    return Ok(Some(self.below(i, &found.missing)));
+                }
+                let i = self.create_below(&found.dir, &found.missing, mode)?;
+                self.notes.push(format!("{opt} {}: created", self.spelled));
+                Ok(Some(self.proc(i)))
+            }
+        }
+    }
+}
+
+/// Remove the backslash escapes of a glob pattern.
+fn unescape(p: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len());
+    let mut it = p.iter();
+    while let Some(&c) = it.next() {
+        if c == b'\\' {
+            if let Some(&n) = it.next() {
+                out.push(n);
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Resolve, check and pin every path of a grant. `create` allows the gate
+/// to create a missing `--backup-dir`/absolute `--partial-dir` (false for
+/// `explain`).
+pub fn confine(
+    grant: &Grant,
+    module: &Module,
+    account: &Account,
+    create: bool,
+) -> Result<Confined, DenyReason> {
+    let root = check_module(module, account)?;
+    let mut notes = Vec::new();
+    let mut w = Walker {
+        root: root.clone(),
+        spelled: String::new(),
+        pins: Vec::new(),
+        by_path: HashMap::new(),
+        create,
+        notes: &mut notes,
+    };
+    // Hold the root first: every other check hangs off it.
+    w.pin(&root)?;
+    let mut args = Vec::new();
+    let mut base = None;
+    match grant.mode {
+        Mode::Sender => {
+            let mut budget = MAX_MATCHES;
+            for t in &grant.paths {
+                w.spelled = t.shown();
+                for concrete in w.expand(t, &mut budget)? {
+                    args.push(w.sender_arg(&concrete, grant.relative)?);
+                }
+            }
+        }
+        Mode::Receiver => {
+            for t in &grant.paths {
+                w.spelled = t.shown();
+                let (arg, b) = w.receiver_arg(t)?;
+                args.push(arg);
+                base = Some(b);
+            }
+        }
+    }
+    let mut path_opts = Vec::new();
+    for po in &grant.path_opts {
+        if let Some(v) = w.path_opt(po, base.as_ref())? {
+            path_opts.push((po.spec, v));
+        }
+    }
+    let pins = std::mem::take(&mut w.pins);
+    Ok(Confined {
+        root,
+        args,
+        path_opts,
+        notes,
+        pins,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{self, Context, Decision, RsyncCaps};
+    use crate::policy::{self, Policy, Reader};
+    use crate::request::parse_command;
+    use std::os::unix::fs::symlink;
+
+    struct One(String);
+    impl Reader for One {
+        fn read(&self, _: &Path) -> Result<String, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        base: PathBuf,
+        policy: Policy,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let www = base.join("www");
+        let bk = base.join("backup");
+        let outside = base.join("outside");
+        for d in [&www, &bk, &outside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::create_dir_all(www.join("sub/deeper")).unwrap();
+        std::fs::write(www.join("sub/file.txt"), "x").unwrap();
+        std::fs::write(www.join("a.txt"), "a").unwrap();
+        std::fs::write(www.join("b.txt"), "b").unwrap();
+        std::fs::write(www.join(".hidden.txt"), "h").unwrap();
+        std::fs::write(outside.join("secret"), "s").unwrap();
+        symlink(&outside, www.join("out")).unwrap();
+        symlink("../outside/secret", www.join("leak")).unwrap();
+        symlink("sub", www.join("insub")).unwrap();
+        symlink("nowhere", www.join("dangling")).unwrap();
+        std::fs::create_dir_all(bk.join("prev")).unwrap();
+        symlink(&outside, bk.join("evil")).unwrap();
+        std::fs::write(www.join("list"), "a.txt\n").unwrap();
+        let text = format!(
+            "[modules.www]\npath = \"{}\"\n[modules.backup]\npath = \"{}\"\nread_only = false\ndelete = true\n\
+             [clients.c]\nmodules = [\"www\", \"backup\"]\n",
+            www.display(),
+            bk.display()
+        );
+        let policy = policy::load(Path::new("/p.toml"), &One(text)).unwrap();
+        Fixture {
+            _dir: dir,
+            base,
+            policy,
+        }
+    }
+
+    fn account() -> Account {
+        Account {
+            uid: nix::unistd::geteuid().as_raw(),
+            name: "test".into(),
+            home: Some(PathBuf::from("/nonexistent-home")),
+        }
+    }
+
+    fn confine_cmd(f: &Fixture, cmd: &str) -> Result<Confined, DenyReason> {
+        let ctx = Context {
+            policy: &f.policy,
+            client: "c",
+            conn: None,
+            caps: RsyncCaps {
+                confine_root: true,
+                drop_d: true,
+            },
+        };
+        let req = parse_command(cmd.as_bytes());
+        let Decision::Checked(g) = decide::decide(&ctx, req.as_ref()) else {
+            panic!("not granted: {cmd}");
+        };
+        let m = &f.policy.modules[&g.module];
+        confine(&g, m, &account(), true)
+    }
+
+    /// Map `/proc/self/fd/N/rest` back to the pinned real path.
+    fn real_args(c: &Confined) -> Vec<String> {
+        c.args
+            .iter()
+            .map(|a| {
+                let s = a.to_string_lossy().into_owned();
+                for p in &c.pins {
+                    let pp = p.proc_path().to_string_lossy().into_owned();
+                    if let Some(rest) = s.strip_prefix(&pp)
+                        && (rest.is_empty() || rest.starts_with('/'))
+                    {
+                        return format!("{}{rest}", p.real.display());
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu . ";
+    const PULLR: &str = "rsync --server --sender -logDtpRe.iLsfxCIvu . ";
+    const PUSH: &str = "rsync --server -logDtpre.iLsfxCIvu . ";
+
+    #[test]
+    fn sender_forms() {
+        let f = fixture();
+        let w = f.base.join("www");
+        let w = w.display();
+        let table: &[(&str, Vec<String>)] = &[
+            ("www", vec![format!("{w}/.")]),
+            ("www/", vec![format!("{w}/")]),
+            ("www/.", vec![format!("{w}/.")]),
+            ("www/sub", vec![format!("{w}/sub")]),
+            ("www/sub/", vec![format!("{w}/sub/")]),
+            ("www/sub/file.txt", vec![format!("{w}/sub/file.txt")]),
+            ("www/sub/../a.txt", vec![format!("{w}/a.txt")]),
+            ("www/insub/file.txt", vec![format!("{w}/sub/file.txt")]),
+            ("www/insub/", vec![format!("{w}/sub/")]),
+            ("www/insub", vec![format!("{w}/insub")]),
+            ("www/leak", vec![format!("{w}/leak")]),
+            ("www/missing", vec![format!("{w}/missing")]),
+            (
+                "www/*.txt",
+                vec![format!("{w}/a.txt"), format!("{w}/b.txt")],
+            ),
+            ("www/.*.txt", vec![format!("{w}/.hidden.txt")]),
+            ("www/s*/f*", vec![format!("{w}/sub/file.txt")]),
+            ("www/*.nomatch", vec![format!("{w}/*.nomatch")]),
+            ("www/a\\*", vec![format!("{w}/a*")]),
+        ];
+        for (path, want) in table {
+            let c = confine_cmd(&f, &format!("{PULL}{path}"))
+                .unwrap_or_else(|e| panic!("{path}: {e:?}"));
+            assert_eq!(&real_args(&c), want, "{path}");
+        }
+        // Absolute spelling of a module path.
+        let c = confine_cmd(&f, &format!("{PULL}{w}/sub/file.txt")).unwrap();
+        assert_eq!(real_args(&c), [format!("{w}/sub/file.txt")]);
+    }
+
+    #[test]
+    fn sender_refusals() {
+        let f = fixture();
+        let table: &[(&str, &str)] = &[
+            ("www/..", "escapes_module"),
+            ("www/../outside", "escapes_module"),
+            ("www/sub/../../outside/secret", "escapes_module"),
+            ("www/out/secret", "escapes_module"),
+            ("www/out/", "escapes_module"),
+            ("www/leak/", "escapes_module"),
+            ("www/dangling/", "dangling_symlink"),
+            ("www/a.txt/x", "not_a_directory"),
+            ("www/a.txt/", "not_a_directory"),
+        ];
+        for (path, code) in table {
+            let e = confine_cmd(&f, &format!("{PULL}{path}")).unwrap_err();
+            assert_eq!(e.code(), *code, "{path}: {e}");
+        }
+    }
+
+    #[test]
+    fn relative_forms_keep_the_transmitted_names() {
+        let f = fixture();
+        let w = f.base.join("www");
+        let table: &[(&str, String)] = &[
+            (
+                "www/sub/./file.txt",
+                format!("{}/sub/./file.txt", w.display()),
+            ),
+            (
+                "www/sub/file.txt",
+                format!("{}/./sub/file.txt", w.display()),
+            ),
+            ("www/./sub/", format!("{}/./sub/", w.display())),
+        ];
+        for (path, want) in table {
+            let c = confine_cmd(&f, &format!("{PULLR}{path}")).unwrap();
+            assert_eq!(&real_args(&c)[0], want, "{path}");
+        }
+        // Absolute without a marker: anchored at "/" so the full name travels.
+        let abs = format!("{}/sub/file.txt", w.display());
+        let c = confine_cmd(&f, &format!("{PULLR}{abs}")).unwrap();
+        assert_eq!(real_args(&c)[0], format!("//.{abs}"));
+        assert_eq!(
+            confine_cmd(&f, &format!("{PULLR}www/./out/secret"))
+                .unwrap_err()
+                .code(),
+            "escapes_module"
+        );
+        assert_eq!(
+            confine_cmd(&f, &format!("{PULLR}www/./sub/../a.txt"))
+                .unwrap_err()
+                .code(),
+            "escapes_module"
+        );
+    }
+
+    #[test]
+    fn receiver_forms() {
+        let f = fixture();
+        let b = f.base.join("backup");
+        let b = b.display();
+        let table: &[(&str, String)] = &[
+            ("backup", format!("{b}")),
+            ("backup/", format!("{b}/")),
+            ("backup/prev/", format!("{b}/prev/")),
+            ("backup/new/", format!("{b}/new/")),
+            ("backup/new/deeper/", format!("{b}/new/deeper/")),
+            ("backup/prev/../cur", format!("{b}/cur")),
+        ];
+        for (path, want) in table {
+            let c = confine_cmd(&f, &format!("{PUSH}{path}")).unwrap();
+            assert_eq!(&real_args(&c)[0], want, "{path}");
+        }
+        for (path, code) in [
+            ("backup/evil/", "escapes_module"),
+            ("backup/evil/x", "escapes_module"),
+            ("backup/..", "escapes_module"),
+            ("backup/new/../../x", "not_found"),
+        ] {
+            assert_eq!(
+                confine_cmd(&f, &format!("{PUSH}{path}"))
+                    .unwrap_err()
+                    .code(),
+                code,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_options_resolve_against_the_destination() {
+        let f = fixture();
+        let b = f.base.join("backup");
+        let c = confine_cmd(
+            &f,
+            "rsync --server -logDtpre.iLsfxCIvu --link-dest ../prev . backup/cur/",
+        )
+        .unwrap();
+        let pin = c
+            .pins
+            .iter()
+            .find(|p| c.path_opts[0].1 == p.proc_path().into_os_string())
+            .unwrap();
+        assert_eq!(pin.real, b.join("prev"));
+        // Missing basis: dropped with a note.
+        let c = confine_cmd(
+            &f,
+            "rsync --server -logDtpre.iLsfxCIvu --link-dest ../nope . backup/cur/",
+        )
+        .unwrap();
+        assert!(c.path_opts.is_empty());
+        assert!(c.notes[0].contains("does not exist yet"), "{:?}", c.notes);
+        // Escapes.
+        for opt in [
+            "--link-dest ../../outside",
+            "--link-dest ../evil",
+            "--temp-dir ../evil",
+            "--backup-dir ../../x",
+        ] {
+            let e = confine_cmd(
+                &f,
+                &format!("rsync --server -logDtpre.iLsfxCIvu {opt} . backup/cur/"),
+            )
+            .unwrap_err();
+            assert_eq!(e.code(), "escapes_module", "{opt}");
+        }
+        // A missing backup dir is created by the gate and held.
+        let c = confine_cmd(
+            &f,
+            "rsync --server -blogDtpre.iLsfxCIvu --backup-dir ../bk/today . backup/cur/",
+        )
+        .unwrap();
+        assert!(b.join("bk/today").is_dir());
+        assert_eq!(c.path_opts.len(), 1);
+        // temp-dir must exist.
+        let e = confine_cmd(
+            &f,
+            "rsync --server -logDtpre.iLsfxCIvu --temp-dir ../tmp . backup/cur/",
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "not_found");
+    }
+
+    #[test]
+    fn files_from_is_held_open() {
+        let f = fixture();
+        let c = confine_cmd(
+            &f,
+            "rsync --server --sender -logDtpRe.iLsfxCIvu --files-from www/list . www/",
+        )
+        .unwrap();
+        let p = c.pins.iter().find(|p| p.real.ends_with("list")).unwrap();
+        assert_eq!(c.path_opts[0].1, p.proc_path().into_os_string());
+        assert_eq!(
+            confine_cmd(
+                &f,
+                "rsync --server --sender -logDtpRe.iLsfxCIvu --files-from www/leak . www/"
+            )
+            .unwrap_err()
+            .code(),
+            "escapes_module"
+        );
+    }
+
+    #[test]
+    fn pins_are_inheritable_and_shared() {
+        let f = fixture();
+        let c = confine_cmd(&f, &format!("{PULL}www/a.txt www/b.txt")).unwrap();
+        // Root and one shared parent.
+        assert_eq!(c.pins.len(), 1);
+        let flags = nix::fcntl::fcntl(&c.pins[0].fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_eq!(flags & libc::FD_CLOEXEC, 0, "pins must survive exec");
+    }
+
+    #[test]
+    fn unsafe_module_roots_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = fixture();
+        let w = f.base.join("www");
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = confine_cmd(&f, &format!("{PULL}www/")).unwrap_err();
+        assert_eq!(e.code(), "module_unsafe");
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(f.base.join("backup")).unwrap();
+        let e = confine_cmd(&f, &format!("{PUSH}backup/")).unwrap_err();
+        assert_eq!(e.code(), "module_unsafe");
+    }
+
+    #[test]
+    fn writable_module_containing_home_is_refused() {
+        let f = fixture();
+        let mut acct = account();
+        acct.home = Some(f.base.join("backup/home/u"));
+        std::fs::create_dir_all(f.base.join("backup/home/u")).unwrap();
+        let m = &f.policy.modules["backup"];
+        assert_eq!(
+            check_module(m, &acct).unwrap_err().code(),
+            "module_contains_home"
+        );
+        // A read-only module may contain it (root backups pull "/").
+        let m = &f.policy.modules["www"];
+        acct.home = Some(f.base.join("www"));
+        assert!(check_module(m, &acct).is_ok());
+    }
+}

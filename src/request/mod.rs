@@ -1,0 +1,873 @@
+//! Parsing the client's request: `SSH_ORIGINAL_COMMAND` (or the `-s`
+//! argument list) into a typed [`Request`]. Pure: no filesystem, no policy.
+
+pub mod options;
+pub mod split;
+
+use std::fmt;
+
+use options::{Meaning, Spec, Takes, Value};
+pub use split::{SplitError, Word};
+
+/// What the client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The literal `true`: a connectivity probe.
+    Probe,
+    /// `rsync --server [--sender] OPTIONS . PATHS`.
+    Server(ServerArgs),
+    /// `rsync --server --daemon .`.
+    Daemon,
+    /// Something that is not an rsync invocation (only a trigger client may
+    /// send one).
+    Other { program: String },
+}
+
+/// A checked-mode request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerArgs {
+    /// `--sender`: the server sends (the client pulls).
+    pub sender: bool,
+    /// Options in the order the client sent them.
+    pub opts: Vec<Opt>,
+    /// Positional paths after the `.`.
+    pub paths: Vec<Word>,
+}
+
+/// One option use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opt {
+    pub spec: &'static Spec,
+    pub value: Option<OptValue>,
+}
+
+/// A validated option value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptValue {
+    /// Text (already checked against the row's charset and length), or a
+    /// number or size in the client's spelling (already range-checked).
+    Text(String),
+    /// A server path, checked against the module later.
+    Path(Word),
+}
+
+impl Opt {
+    pub fn text(&self) -> Option<&str> {
+        match &self.value {
+            Some(OptValue::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl ServerArgs {
+    /// Is `-R` in effect (last of `-R`/`--no-relative` wins)?
+    pub fn relative(&self) -> bool {
+        let mut rel = false;
+        for o in &self.opts {
+            match o.spec.meaning {
+                Meaning::Relative => rel = true,
+                Meaning::NoRelative => rel = false,
+                _ => {}
+            }
+        }
+        rel
+    }
+
+    pub fn has(&self, meaning: Meaning) -> bool {
+        self.opts.iter().any(|o| o.spec.meaning == meaning)
+    }
+
+    /// Is any option of the given rule present?
+    pub fn uses(&self, long: &str) -> bool {
+        self.opts.iter().any(|o| o.spec.long == long)
+    }
+}
+
+/// Why a request could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    Split(SplitError),
+    /// The first word is not rsync (and not `true`).
+    NotRsync,
+    /// `--server` is not the second word.
+    NoServer,
+    /// `--sender` somewhere other than right after `--server`.
+    MisplacedSender,
+    /// `--daemon` request not exactly `rsync --server --daemon .`.
+    BadDaemon,
+    UnknownOption(String),
+    /// A value on a flag (`--delete=x`).
+    UnexpectedValue(String),
+    MissingValue(String),
+    BadValue {
+        option: String,
+        why: String,
+    },
+    /// No `.` separating options from paths.
+    NoDot,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Split(e) => write!(f, "unparsable command: {e}"),
+            ParseError::NotRsync => write!(f, "only rsync may be run here"),
+            ParseError::NoServer => write!(
+                f,
+                "not an rsync server invocation (expected 'rsync --server')"
+            ),
+            ParseError::MisplacedSender => write!(f, "--sender must directly follow --server"),
+            ParseError::BadDaemon => write!(
+                f,
+                "a daemon request must be exactly 'rsync --server --daemon .'"
+            ),
+            ParseError::UnknownOption(o) => write!(f, "unknown option {o}"),
+            ParseError::UnexpectedValue(o) => write!(f, "option {o} takes no value"),
+            ParseError::MissingValue(o) => write!(f, "option {o} needs a value"),
+            ParseError::BadValue { option, why } => write!(f, "bad value for {option}: {why}"),
+            ParseError::NoDot => write!(
+                f,
+                "malformed rsync server command (no '.' before the paths)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl From<SplitError> for ParseError {
+    fn from(e: SplitError) -> Self {
+        ParseError::Split(e)
+    }
+}
+
+/// Parse `SSH_ORIGINAL_COMMAND`.
+pub fn parse_command(command: &[u8]) -> Result<Request, ParseError> {
+    let words = split::split(command)?;
+    parse_words(&words)
+}
+
+fn is_rsync_program(w: &Word) -> bool {
+    if w.glob.is_some() || w.tilde {
+        return false;
+    }
+    let b = &w.bytes[..];
+    b == b"rsync" || (b.starts_with(b"/") && b.ends_with(b"/rsync") && !b.contains(&0))
+}
+
+/// Parse split words.
+pub fn parse_words(words: &[Word]) -> Result<Request, ParseError> {
+    let Some((first, rest)) = words.split_first() else {
+        return Err(ParseError::Split(SplitError::Empty));
+    };
+    if first.bytes == b"true" && first.glob.is_none() && rest.is_empty() {
+        return Ok(Request::Probe);
+    }
+    if !is_rsync_program(first) {
+        return Ok(Request::Other {
+            program: first.lossy(),
+        });
+    }
+    let Some((server, rest)) = rest.split_first() else {
+        return Err(ParseError::NoServer);
+    };
+    if server.bytes != b"--server" || server.glob.is_some() {
+        return Err(ParseError::NoServer);
+    }
+    if rest.iter().any(|w| w.bytes == b"--daemon") {
+        let exact = rest.len() == 2
+            && rest.first().is_some_and(|w| w.bytes == b"--daemon")
+            && rest.get(1).is_some_and(|w| w.bytes == b".");
+        return if exact {
+            Ok(Request::Daemon)
+        } else {
+            Err(ParseError::BadDaemon)
+        };
+    }
+    let (sender, rest) = match rest.split_first() {
+        Some((w, r)) if w.bytes == b"--sender" => (true, r),
+        _ => (false, rest),
+    };
+    parse_server_args(sender, rest).map(Request::Server)
+}
+
+/// Parse the words after `--server [--sender]`: options, `.`, paths.
+pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, ParseError> {
+    let mut opts = Vec::new();
+    let mut i = 0;
+    loop {
+        let Some(w) = words.get(i) else {
+            return Err(ParseError::NoDot);
+        };
+        i += 1;
+        let b = &w.bytes[..];
+        if b == b"." {
+            break;
+        }
+        if b == b"--sender" {
+            return Err(ParseError::MisplacedSender);
+        }
+        if let Some(long) = b.strip_prefix(b"--") {
+            let next = words.get(i);
+            let consumed = parse_long(long, next, &mut opts)?;
+            i += consumed;
+        } else if let Some(cluster) = b.strip_prefix(b"-").filter(|c| !c.is_empty()) {
+            let next = words.get(i);
+            let consumed = parse_cluster(cluster, next, &mut opts)?;
+            i += consumed;
+        } else {
+            // A word that is neither an option nor the '.': rsync would take
+            // it as a path; clients always send the '.' first.
+            return Err(ParseError::NoDot);
+        }
+    }
+    let paths = words.get(i..).unwrap_or_default().to_vec();
+    Ok(ServerArgs {
+        sender,
+        opts,
+        paths,
+    })
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Parse `--name[=value]`; returns how many following words were consumed.
+fn parse_long(body: &[u8], next: Option<&Word>, out: &mut Vec<Opt>) -> Result<usize, ParseError> {
+    let (name, inline) = match body.iter().position(|&c| c == b'=') {
+        Some(eq) => (
+            body.get(..eq).unwrap_or_default(),
+            Some(body.get(eq + 1..).unwrap_or_default()),
+        ),
+        None => (body, None),
+    };
+    let shown = format!("--{}", lossy(name));
+    let spec = std::str::from_utf8(name)
+        .ok()
+        .and_then(options::by_long)
+        .ok_or_else(|| ParseError::UnknownOption(shown.clone()))?;
+    match spec.takes {
+        Takes::Nothing => {
+            if inline.is_some() {
+                return Err(ParseError::UnexpectedValue(shown));
+            }
+            out.push(Opt { spec, value: None });
+            Ok(0)
+        }
+        Takes::Value(kind) => {
+            let (raw, consumed): (Word, usize) = match inline {
+                // An '=' value arrived as one word: keep its glob/tilde
+                // nature only for what follows the '='.
+                Some(v) => (Word::plain(v), 0),
+                None => match next {
+                    Some(w) => (w.clone(), 1),
+                    None => return Err(ParseError::MissingValue(shown)),
+                },
+            };
+            let value = check_value(spec, kind, raw, &shown)?;
+            out.push(Opt {
+                spec,
+                value: Some(value),
+            });
+            Ok(consumed)
+        }
+    }
+}
+
+/// Parse a short-option cluster (without its `-`); returns how many
+/// following words were consumed.
+fn parse_cluster(
+    cluster: &[u8],
+    next: Option<&Word>,
+    out: &mut Vec<Opt>,
+) -> Result<usize, ParseError> {
+    let mut idx = 0;
+    while let Some(&letter) = cluster.get(idx) {
+        idx += 1;
+        let rest = cluster.get(idx..).unwrap_or_default();
+        if letter == b'e' {
+            // The capability string ends the cluster.
+            check_capabilities(rest)?;
+            out.push(Opt {
+                spec: &CAPABILITIES,
+                value: Some(OptValue::Text(lossy(rest))),
+            });
+            return Ok(0);
+        }
+        let shown = format!("-{}", char::from(letter));
+        let spec = options::by_short(letter).ok_or_else(|| {
+            ParseError::UnknownOption(if letter.is_ascii_graphic() {
+                shown.clone()
+            } else {
+                format!("-\\x{letter:02x}")
+            })
+        })?;
+        match spec.takes {
+            Takes::Nothing => out.push(Opt { spec, value: None }),
+            Takes::Value(kind) => {
+                let (raw, consumed) = if rest.is_empty() {
+                    match next {
+                        Some(w) => (w.clone(), 1),
+                        None => return Err(ParseError::MissingValue(shown)),
+                    }
+                } else {
+                    (Word::plain(rest), 0)
+                };
+                let value = check_value(spec, kind, raw, &shown)?;
+                out.push(Opt {
+                    spec,
+                    value: Some(value),
+                });
+                return Ok(consumed);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The pseudo-row for `-e<capabilities>`: it is not an option a user types,
+/// only the protocol capability string clients append to their cluster.
+pub static CAPABILITIES: Spec = Spec {
+    long: "e",
+    short: Some(b'e'),
+    aliases: &[],
+    takes: Takes::Value(Value::Capabilities),
+    rule: options::Rule::Allow,
+    meaning: Meaning::Plain,
+};
+
+fn check_capabilities(caps: &[u8]) -> Result<(), ParseError> {
+    let bad = |why: &str| ParseError::BadValue {
+        option: "-e".into(),
+        why: why.into(),
+    };
+    if caps.is_empty() {
+        return Err(bad("empty capability string"));
+    }
+    if caps.len() > 32 {
+        return Err(bad("capability string too long"));
+    }
+    if !caps.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.') {
+        return Err(bad("capability string has unexpected characters"));
+    }
+    Ok(())
+}
+
+fn check_value(
+    spec: &'static Spec,
+    kind: Value,
+    raw: Word,
+    shown: &str,
+) -> Result<OptValue, ParseError> {
+    let bad = |why: String| ParseError::BadValue {
+        option: shown.to_string(),
+        why,
+    };
+    if let options::Rule::Refuse(_) = spec.rule {
+        // Refused whatever the value; the decision names the reason.
+        return Ok(OptValue::Text(String::new()));
+    }
+    match kind {
+        Value::Path(_) => {
+            if raw.bytes.is_empty() {
+                return Err(bad("empty path".into()));
+            }
+            Ok(OptValue::Path(raw))
+        }
+        Value::Capabilities => {
+            check_capabilities(&raw.bytes)?;
+            Ok(OptValue::Text(lossy(&raw.bytes)))
+        }
+        Value::Int { min, max } => {
+            let n = parse_int(&raw.bytes).ok_or_else(|| bad("not an integer".into()))?;
+            if n < min || n > max {
+                return Err(bad(format!("{n} is outside {min}..={max}")));
+            }
+            Ok(OptValue::Text(n.to_string()))
+        }
+        Value::Size { min, max } => {
+            let n = parse_size(&raw.bytes).ok_or_else(|| bad("not a size".into()))?;
+            if n < min || n > max {
+                return Err(bad(format!("size outside {min}..={max} bytes")));
+            }
+            Ok(OptValue::Text(lossy(&raw.bytes)))
+        }
+        Value::Text { charset, max_len } => {
+            if raw.bytes.is_empty() {
+                return Err(bad("empty value".into()));
+            }
+            if raw.bytes.len() > max_len {
+                return Err(bad(format!("longer than {max_len} bytes")));
+            }
+            if let Some(c) = raw.bytes.iter().find(|&&c| !charset.allows(c)) {
+                return Err(bad(format!("character {:?} not allowed", char::from(*c))));
+            }
+            Ok(OptValue::Text(lossy(&raw.bytes)))
+        }
+    }
+}
+
+/// A decimal integer, optional leading '-', at most 18 digits.
+pub fn parse_int(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let s = std::str::from_utf8(digits).ok()?;
+    let n: i64 = s.parse().ok()?;
+    Some(if neg { -n } else { n })
+}
+
+/// A size as rsync clients spell it: `123`, `1.5M`, `10MiB`, `2GB`, `4k`.
+/// Returns bytes (suffix-less means bytes), or None when malformed.
+pub fn parse_size(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 32 {
+        return None;
+    }
+    let num_end = b
+        .iter()
+        .position(|c| !(c.is_ascii_digit() || *c == b'.'))
+        .unwrap_or(b.len());
+    let (num, suffix) = b.split_at(num_end);
+    let text = std::str::from_utf8(num).ok()?;
+    let (int_part, frac_part) = match text.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (text, ""),
+    };
+    if int_part.is_empty() || int_part.len() > 19 || frac_part.len() > 6 || frac_part.contains('.')
+    {
+        return None;
+    }
+    if text.ends_with('.') {
+        return None;
+    }
+    let multiplier: u64 = match suffix {
+        b"" | b"b" | b"B" => 1,
+        [u, rest @ ..] => {
+            let power = match u.to_ascii_lowercase() {
+                b'k' => 1,
+                b'm' => 2,
+                b'g' => 3,
+                b't' => 4,
+                b'p' => 5,
+                _ => return None,
+            };
+            let base: u64 = match rest {
+                b"" | b"ib" | b"iB" | b"IB" | b"Ib" => 1024,
+                b"b" | b"B" => 1000,
+                _ => return None,
+            };
+            base.checked_pow(power)?
+        }
+    };
+    let whole: u64 = int_part.parse().ok()?;
+    let mut value = whole.checked_mul(multiplier)?;
+    if !frac_part.is_empty() {
+        let frac: u64 = frac_part.parse().ok()?;
+        let scale = 10u64.checked_pow(u32::try_from(frac_part.len()).ok()?)?;
+        value = value.checked_add(frac.checked_mul(multiplier)? / scale)?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Request, ParseError> {
+        parse_command(s.as_bytes())
+    }
+
+    fn server(s: &str) -> ServerArgs {
+        match parse(s) {
+            Ok(Request::Server(a)) => a,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    fn longs(a: &ServerArgs) -> Vec<String> {
+        a.opts
+            .iter()
+            .map(|o| match &o.value {
+                None => o.spec.long.to_string(),
+                Some(OptValue::Text(t)) => format!("{}={t}", o.spec.long),
+                Some(OptValue::Path(p)) => format!("{}={}", o.spec.long, p.lossy()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_observed_client_commands() {
+        // (command, sender, options as long=value, paths)
+        let table: &[(&str, bool, &[&str], &[&str])] = &[
+            (
+                "rsync --server --sender -logDtpre.iLsfxCIvu . dir",
+                true,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                    "e=.iLsfxCIvu",
+                ],
+                &["dir"],
+            ),
+            (
+                "rsync --server -vlogDtprze.iLsfxCIvu --delete . dir/",
+                false,
+                &[
+                    "verbose",
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                    "compress",
+                    "e=.iLsfxCIvu",
+                    "delete",
+                ],
+                &["dir/"],
+            ),
+            (
+                "rsync --server -logDtpre.iLsfxCIvu --link-dest ../prev . cur/",
+                false,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                    "e=.iLsfxCIvu",
+                    "link-dest=../prev",
+                ],
+                &["cur/"],
+            ),
+            (
+                "rsync --server -logDtpre.iLsfxCIvu -B8192 --timeout=30 . dir/",
+                false,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                    "e=.iLsfxCIvu",
+                    "block-size=8192",
+                    "timeout=30",
+                ],
+                &["dir/"],
+            ),
+            (
+                "rsync --server -g -l -o -p -D -r -t -v --dirs . /path",
+                false,
+                &[
+                    "group",
+                    "links",
+                    "owner",
+                    "perms",
+                    "D",
+                    "recursive",
+                    "times",
+                    "verbose",
+                    "dirs",
+                ],
+                &["/path"],
+            ),
+            (
+                "rsync --server --sender -r -v -v -v --dirs . /path",
+                true,
+                &["recursive", "verbose", "verbose", "verbose", "dirs"],
+                &["/path"],
+            ),
+            (
+                "rsync --server -logDtpre.iLsfxCIvu -@-1 . dir/",
+                false,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                    "e=.iLsfxCIvu",
+                    "modify-window=-1",
+                ],
+                &["dir/"],
+            ),
+            (
+                "rsync --server -logDtpre.iLsfxCIvu --usermap=\\*:a --groupmap=\\*:b . dir/",
+                false,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                    "e=.iLsfxCIvu",
+                    "usermap=*:a",
+                    "groupmap=*:b",
+                ],
+                &["dir/"],
+            ),
+            (
+                "rsync --server --sender -logDtpRe.LsfxCIvu --files-from=- --from0 . dir/",
+                true,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "relative",
+                    "e=.LsfxCIvu",
+                    "files-from=-",
+                    "from0",
+                ],
+                &["dir/"],
+            ),
+            (
+                "rsync --server -logDtpre.iLsfxCIvu --min-size=1 --max-size=10485760 . dir/",
+                false,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                    "e=.iLsfxCIvu",
+                    "min-size=1",
+                    "max-size=10485760",
+                ],
+                &["dir/"],
+            ),
+            (
+                "rsync --server --sender -de.LsfxCIvu . .",
+                true,
+                &["dirs", "e=.LsfxCIvu"],
+                &["."],
+            ),
+            (
+                "/usr/bin/rsync --server -logDtpr . dir/",
+                false,
+                &[
+                    "links",
+                    "owner",
+                    "group",
+                    "D",
+                    "times",
+                    "perms",
+                    "recursive",
+                ],
+                &["dir/"],
+            ),
+            (
+                "rsync --server --sender -re.iLsfxCIvu . a\\ file\\ with\\ spaces b",
+                true,
+                &["recursive", "e=.iLsfxCIvu"],
+                &["a file with spaces", "b"],
+            ),
+        ];
+        for (cmd, sender, opts, paths) in table {
+            let a = server(cmd);
+            assert_eq!(a.sender, *sender, "{cmd}");
+            assert_eq!(longs(&a), *opts, "{cmd}");
+            let got: Vec<String> = a.paths.iter().map(Word::lossy).collect();
+            assert_eq!(got, *paths, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn recognises_probe_daemon_and_others() {
+        assert_eq!(parse("true"), Ok(Request::Probe));
+        assert_eq!(parse("rsync --server --daemon ."), Ok(Request::Daemon));
+        assert_eq!(
+            parse("id"),
+            Ok(Request::Other {
+                program: "id".into()
+            })
+        );
+        assert_eq!(
+            parse("true x"),
+            Ok(Request::Other {
+                program: "true".into()
+            })
+        );
+        assert_eq!(
+            parse("sudo rsync --server . x"),
+            Ok(Request::Other {
+                program: "sudo".into()
+            })
+        );
+        assert_eq!(
+            parse("rsync* --server . x"),
+            Ok(Request::Other {
+                program: "rsync*".into()
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_requests() {
+        let table: &[(&str, ParseError)] = &[
+            ("rsync", ParseError::NoServer),
+            ("rsync --sender --server . x", ParseError::NoServer),
+            ("rsync -e sh --server . x", ParseError::NoServer),
+            (
+                "rsync --server -v --sender . x",
+                ParseError::MisplacedSender,
+            ),
+            ("rsync --server --daemon", ParseError::BadDaemon),
+            ("rsync --server --daemon . x", ParseError::BadDaemon),
+            (
+                "rsync --server --daemon --config=/x .",
+                ParseError::BadDaemon,
+            ),
+            (
+                "rsync --server --config=/x --daemon .",
+                ParseError::BadDaemon,
+            ),
+            ("rsync --server -v", ParseError::NoDot),
+            ("rsync --server -v dir", ParseError::NoDot),
+            (
+                "rsync --server -- . x",
+                ParseError::UnknownOption("--".into()),
+            ),
+            (
+                "rsync --server --frobnicate . x",
+                ParseError::UnknownOption("--frobnicate".into()),
+            ),
+            (
+                "rsync --server -vZ . x",
+                ParseError::UnknownOption("-Z".into()),
+            ),
+            (
+                "rsync --server -a . x",
+                ParseError::UnknownOption("-a".into()),
+            ),
+            (
+                "rsync --server --delete=yes . x",
+                ParseError::UnexpectedValue("--delete".into()),
+            ),
+            (
+                "rsync --server --timeout",
+                ParseError::MissingValue("--timeout".into()),
+            ),
+            ("rsync --server -vB", ParseError::MissingValue("-B".into())),
+        ];
+        for (cmd, want) in table {
+            assert_eq!(parse(cmd).unwrap_err(), *want, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn checks_values() {
+        let bad = [
+            "rsync --server --compress-threads=9 . x",
+            "rsync --server --compress-threads=-1 . x",
+            "rsync --server --max-alloc=0 . x",
+            "rsync --server --max-alloc=100G . x",
+            "rsync --server --timeout=0 . x",
+            "rsync --server --timeout=abc . x",
+            "rsync --server -B999999 . x",
+            "rsync --server -Bx . x",
+            "rsync --server --max-size=1e9 . x",
+            "rsync --server --max-size=-1 . x",
+            "rsync --server --info=a;b . x",
+            "rsync --server --suffix=/x . x",
+            "rsync --server --checksum-choice= . x",
+            "rsync --server --log-format=\\\u{1}x . x",
+            "rsync --server -e . x",
+            "rsync --server -e.i\\;x . x",
+            "rsync --server --link-dest= . x",
+        ];
+        for cmd in bad {
+            assert!(
+                matches!(
+                    parse(cmd),
+                    Err(ParseError::BadValue { .. } | ParseError::Split(_))
+                ),
+                "{cmd}: {:?}",
+                parse(cmd)
+            );
+        }
+        let good = [
+            "rsync --server --compress-threads=8 . x",
+            "rsync --server --max-alloc=1g . x",
+            "rsync --server --max-alloc=512MiB . x",
+            "rsync --server --bwlimit=1.5m . x",
+            "rsync --server -B131072 . x",
+            "rsync --server -B 8192 . x",
+            "rsync --server --timeout 30 . x",
+        ];
+        for cmd in good {
+            assert!(
+                matches!(parse(cmd), Ok(Request::Server(_))),
+                "{cmd}: {:?}",
+                parse(cmd)
+            );
+        }
+    }
+
+    #[test]
+    fn refused_options_parse_so_the_decision_can_name_them() {
+        let a = server("rsync --server --log-file=/tmp/x --rsh=sh . x");
+        assert_eq!(a.opts.len(), 2);
+        assert!(matches!(a.opts[0].spec.rule, options::Rule::Refuse(_)));
+    }
+
+    #[test]
+    fn relative_is_last_one_wins() {
+        assert!(server("rsync --server -R . x").relative());
+        assert!(!server("rsync --server -R --no-relative . x").relative());
+        assert!(server("rsync --server --no-relative --relative . x").relative());
+    }
+
+    #[test]
+    fn two_token_values_keep_their_word_nature() {
+        let a = server("rsync --server --backup-dir ~/bk . x");
+        match &a.opts[0].value {
+            Some(OptValue::Path(w)) => assert!(w.tilde),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size(b"10"), Some(10));
+        assert_eq!(parse_size(b"1k"), Some(1024));
+        assert_eq!(parse_size(b"1KB"), Some(1000));
+        assert_eq!(parse_size(b"1KiB"), Some(1024));
+        assert_eq!(parse_size(b"1.5M"), Some(1_572_864));
+        assert_eq!(parse_size(b"2g"), Some(2 << 30));
+        assert_eq!(parse_size(b""), None);
+        assert_eq!(parse_size(b"."), None);
+        assert_eq!(parse_size(b"1."), None);
+        assert_eq!(parse_size(b"1.2.3"), None);
+        assert_eq!(parse_size(b"1x"), None);
+        assert_eq!(parse_size(b"99999999999999999999P"), None);
+        assert_eq!(parse_int(b"-1"), Some(-1));
+        assert_eq!(parse_int(b"+1"), None);
+        assert_eq!(parse_int(b"-"), None);
+        assert_eq!(parse_int(b"9999999999999999999"), None);
+    }
+}
