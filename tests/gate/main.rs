@@ -1,0 +1,16 @@
+//! Integration tests: the real rsync client through the gate (via a shim
+//! that plays sshd, and behind a real sshd), and a recording stand-in rsync
+//! to assert exactly what the gate runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
+mod checked;
+mod common;
+mod examples;
+mod props;
+mod sshd;
