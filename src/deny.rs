@@ -70,6 +70,9 @@ pub enum DenyReason {
     MarkerOutsideModule(String),
     /// A path that must exist does not.
     NotFound(String),
+    /// The module root's directory is named differently on the server
+    /// from what the client asked for.
+    NeedsMarker { path: String, hint: &'static str },
     /// A path component that must be a directory is not.
     NotADirectory(String),
     /// A dangling symlink where the gate must know the target.
@@ -134,6 +137,7 @@ impl DenyReason {
             Escapes(_) => "escapes_module",
             MarkerOutsideModule(_) => "marker_outside_module",
             NotFound(_) => "not_found",
+            NeedsMarker { .. } => "needs_marker",
             NotADirectory(_) => "not_a_directory",
             DanglingSymlink(_) => "dangling_symlink",
             TooComplex(_) => "too_complex",
@@ -145,6 +149,22 @@ impl DenyReason {
             AuditUnavailable(_) => "audit_unavailable",
             SandboxUnavailable(_) => "sandbox_unavailable",
             Internal(_) => "internal",
+        }
+    }
+}
+
+impl DenyReason {
+    /// The module a refusal concerns, when it names one.
+    pub fn module(&self) -> Option<&str> {
+        use DenyReason::*;
+        match self {
+            OptionNotPermitted { module, .. } | ModuleUnsafe { module, .. } => Some(module),
+            ReadOnly(m)
+            | WriteOnly(m)
+            | ModuleContainsHome(m)
+            | Busy(m)
+            | ModuleNotAvailable(m) => Some(m),
+            _ => None,
         }
     }
 }
@@ -245,6 +265,10 @@ impl fmt::Display for DenyReason {
                 write!(f, "path '{p}': the /./ marker must lie inside the module")
             }
             NotFound(p) => write!(f, "path '{p}' does not exist"),
+            NeedsMarker { path, hint } => write!(
+                f,
+                "path '{path}': the module's directory has another name on the server; {hint}"
+            ),
             NotADirectory(p) => write!(f, "path '{p}' is not a directory"),
             DanglingSymlink(p) => write!(f, "path '{p}' is a dangling symlink"),
             TooComplex(p) => write!(

@@ -151,6 +151,10 @@ pub fn load_policy_checked(path: &Path, account: &Account) -> Result<Policy, Den
     struct Checked(u32);
     impl policy::Reader for Checked {
         fn read(&self, path: &Path) -> Result<String, String> {
+            if std::fs::symlink_metadata(path).is_err() {
+                // Missing or unreachable: say so plainly.
+                return policy::read_bounded(path);
+            }
             trust::check_path(path, self.0).map_err(|e| format!("unsafe: {e}"))?;
             policy::read_bounded(path)
         }
@@ -226,7 +230,19 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
     };
     let decision = decide::decide(&ctx, parsed.as_ref());
     match decision {
-        Decision::Deny(reason) => session.refuse(&reason, None, vec![]),
+        Decision::Deny(reason) => {
+            let mode = match &parsed {
+                Ok(Request::Server(a)) if a.sender => Some("sender"),
+                Ok(Request::Server(_)) => Some("receiver"),
+                Ok(Request::Daemon) => Some("daemon"),
+                _ => None,
+            };
+            let modules = reason
+                .module()
+                .map(|m| vec![m.to_string()])
+                .unwrap_or_default();
+            session.refuse(&reason, mode, modules)
+        }
         Decision::Probe => {
             let mut r = session.base("decision");
             r.decision = Some("allow".into());

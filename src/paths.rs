@@ -28,6 +28,12 @@ use crate::trust;
 
 /// Most symlinks followed while resolving one path.
 const MAX_LINKS: usize = 40;
+/// Advice when a module root cannot be sent under the name the client
+/// asked for.
+const MODULE_NAME_HINT: &str = "add a trailing slash to transfer the module's contents";
+const MODULE_NAME_HINT_RELATIVE: &str =
+    "with -R, mark where the transferred path starts with /./ (e.g. MODULE/./dir)";
+
 /// Most paths a request's wildcards may expand to.
 pub const MAX_MATCHES: usize = 10_000;
 
@@ -167,6 +173,7 @@ fn with_trailing(mut s: OsString, t: Trailing) -> OsString {
 /// The confinement walker for one request.
 struct Walker<'a> {
     root: PathBuf,
+    module: String,
     spelled: String,
     pins: Vec<Pin>,
     by_path: HashMap<PathBuf, usize>,
@@ -403,14 +410,18 @@ impl Walker<'_> {
     fn sender_arg(&mut self, t: &Target, relative: bool) -> Result<OsString, DenyReason> {
         let root = self.root.clone();
         if relative {
-            let (anchor, suffix, above): (&[Comp], &[Comp], Vec<Vec<u8>>) = match t.marker {
-                Some(k) => (
-                    t.comps.get(..k).unwrap_or_default(),
-                    t.comps.get(k..).unwrap_or_default(),
-                    vec![],
-                ),
-                None => (&[], &t.comps[..], t.prefix.clone().unwrap_or_default()),
-            };
+            let (anchor, suffix, above): (&[Comp], &[Comp], Vec<Vec<u8>>) =
+                match (t.marker, &t.prefix) {
+                    (Some(k), _) => (
+                        t.comps.get(..k).unwrap_or_default(),
+                        t.comps.get(k..).unwrap_or_default(),
+                        vec![],
+                    ),
+                    (None, Some(prefix)) => (&[], &t.comps[..], prefix.clone()),
+                    // MODULE/path under -R: the client expects names that start
+                    // with the module's name.
+                    (None, None) => (&[], &t.comps[..], vec![self.module.as_bytes().to_vec()]),
+                };
             let mut names = above.clone();
             for c in suffix {
                 match c {
@@ -427,12 +438,16 @@ impl Walker<'_> {
             }
             // The part rsync will transmit must stay inside too.
             self.resolve(&a.dir, suffix, t.trailing != Trailing::None)?;
-            let pin = if t.prefix.is_some() && t.marker.is_none() {
+            let pin = match (t.marker, &t.prefix) {
+                (Some(_), _) => self.pin(&a.dir)?,
                 // An absolute path under -R transmits its full name: anchor at
                 // "/" and spell out the module path (root-owned, checked).
-                self.pin_fs_root()?
-            } else {
-                self.pin(&a.dir)?
+                (None, Some(_)) => self.pin_fs_root()?,
+                (None, None) => {
+                    let name = self.module.as_bytes().to_vec();
+                    self.check_root_name(&name, MODULE_NAME_HINT_RELATIVE)?;
+                    self.pin_root_parent()?
+                }
             };
             let mut s = self.proc(pin);
             s.push("/.");
@@ -444,6 +459,15 @@ impl Walker<'_> {
         }
         let n = t.comps.len();
         let last_is_parent = matches!(t.comps.last(), Some(Comp::Parent));
+        if n == 0 && t.trailing == Trailing::None {
+            // The module root itself, no trailing slash: the client expects a
+            // directory of the name it asked for (as `host:dir` would give).
+            let name = t.prefix.as_ref().and_then(|p| p.last()).cloned();
+            let name = name.unwrap_or_else(|| self.module.as_bytes().to_vec());
+            self.check_root_name(&name, MODULE_NAME_HINT)?;
+            let i = self.pin_root_parent()?;
+            return Ok(self.below(i, &[name]));
+        }
         if n == 0 || t.trailing != Trailing::None || last_is_parent {
             let f = self.resolve(&root, &t.comps, true)?;
             if f.leaf.is_some() {
@@ -472,6 +496,51 @@ impl Walker<'_> {
         let mut names = f.missing;
         names.push(leaf.clone());
         Ok(self.below(i, &names))
+    }
+
+    /// Hold the directory above the module root (root-owned and not
+    /// writable by the account, as the module check made sure), so the root
+    /// can be passed by its name.
+    fn pin_root_parent(&mut self) -> Result<usize, DenyReason> {
+        let Some(parent) = self.root.parent().map(Path::to_path_buf) else {
+            return Err(DenyReason::NeedsMarker {
+                path: self.spelled.clone(),
+                hint: MODULE_NAME_HINT,
+            });
+        };
+        if let Some(&i) = self.by_path.get(&parent) {
+            return Ok(i);
+        }
+        let fd = nix::fcntl::open(
+            &parent,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+            FileMode::empty(),
+        )
+        .map_err(|_| DenyReason::Race(self.spelled.clone()))?;
+        let now = std::fs::read_link(proc_fd(&fd))
+            .map_err(|e| DenyReason::Internal(format!("cannot read /proc/self/fd: {e}")))?;
+        if now != parent {
+            return Err(DenyReason::Race(self.spelled.clone()));
+        }
+        self.pins.push(Pin {
+            fd,
+            real: parent.clone(),
+        });
+        let i = self.pins.len() - 1;
+        self.by_path.insert(parent, i);
+        Ok(i)
+    }
+
+    /// The module root's directory must carry the name the client expects.
+    fn check_root_name(&self, name: &[u8], hint: &'static str) -> Result<(), DenyReason> {
+        if self.root.file_name().map(OsStrExt::as_bytes) == Some(name) {
+            Ok(())
+        } else {
+            Err(DenyReason::NeedsMarker {
+                path: self.spelled.clone(),
+                hint,
+            })
+        }
     }
 
     fn pin_fs_root(&mut self) -> Result<usize, DenyReason> {
@@ -758,6 +827,7 @@ pub fn confine(
     let mut notes = Vec::new();
     let mut w = Walker {
         root: root.clone(),
+        module: module.name.clone(),
         spelled: String::new(),
         pins: Vec::new(),
         by_path: HashMap::new(),
@@ -915,7 +985,8 @@ mod tests {
         let w = f.base.join("www");
         let w = w.display();
         let table: &[(&str, Vec<String>)] = &[
-            ("www", vec![format!("{w}/.")]),
+            // The root by name, as `host:dir` would send it.
+            ("www", vec![format!("{}/www", f.base.display())]),
             ("www/", vec![format!("{w}/")]),
             ("www/.", vec![format!("{w}/.")]),
             ("www/sub", vec![format!("{w}/sub")]),
@@ -977,7 +1048,7 @@ mod tests {
             ),
             (
                 "www/sub/file.txt",
-                format!("{}/./sub/file.txt", w.display()),
+                format!("{}/./www/sub/file.txt", f.base.display()),
             ),
             ("www/./sub/", format!("{}/./sub/", w.display())),
         ];

@@ -32,6 +32,9 @@ pub struct ServerArgs {
     pub opts: Vec<Opt>,
     /// Positional paths after the `.`.
     pub paths: Vec<Word>,
+    /// `-s`: the `.` and the paths (and long options) are on stdin and
+    /// have not been read yet.
+    pub secluded: bool,
 }
 
 /// One option use.
@@ -194,10 +197,20 @@ pub fn parse_words(words: &[Word]) -> Result<Request, ParseError> {
 
 /// Parse the words after `--server [--sender]`: options, `.`, paths.
 pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, ParseError> {
-    let mut opts = Vec::new();
+    let mut opts: Vec<Opt> = Vec::new();
     let mut i = 0;
     loop {
         let Some(w) = words.get(i) else {
+            // With -s the client sends only its option cluster on the command
+            // line; everything else follows on stdin.
+            if opts.iter().any(|o| o.spec.rule == options::Rule::Secluded) {
+                return Ok(ServerArgs {
+                    sender,
+                    opts,
+                    paths: Vec::new(),
+                    secluded: true,
+                });
+            }
             return Err(ParseError::NoDot);
         };
         i += 1;
@@ -227,6 +240,7 @@ pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, Par
         sender,
         opts,
         paths,
+        secluded: false,
     })
 }
 
@@ -833,6 +847,18 @@ mod tests {
         let a = server("rsync --server --log-file=/tmp/x --rsh=sh . x");
         assert_eq!(a.opts.len(), 2);
         assert!(matches!(a.opts[0].spec.rule, options::Rule::Refuse(_)));
+    }
+
+    #[test]
+    fn secluded_shape() {
+        let a = server("rsync --server --sender -slogDtpre.iLsfxCIvu");
+        assert!(a.secluded);
+        assert!(a.paths.is_empty());
+        assert!(!server("rsync --server -slogDtpre.iLsfxCIvu . x").secluded);
+        assert_eq!(
+            parse("rsync --server -logDtpre.iLsfxCIvu").unwrap_err(),
+            ParseError::NoDot
+        );
     }
 
     #[test]

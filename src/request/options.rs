@@ -744,9 +744,9 @@ mod tests {
     fn every_row_has_a_row_test() {
         let src = include_str!("options.rs");
         let tested: BTreeSet<&str> = src
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("row!("))
-            .filter_map(|l| l.split('"').nth(1))
+            .split("row!(")
+            .skip(1)
+            .filter_map(|call| call.split('"').nth(1))
             .collect();
         for s in OPTIONS {
             assert!(tested.contains(s.long), "no row test for {}", s.long);

@@ -1,1 +1,1081 @@
-//! (placeholder)
+//! Checked mode (`host:module/path`): the real rsync client through the
+//! gate via a shim that plays sshd, asserting resulting trees byte for
+//! byte; refusals asserting that nothing on the server changed; and a
+//! recording stand-in rsync asserting exactly what the gate runs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::common::{
+    Recorded, World, assert_same_tree, real_rsync, sample_tree, set_mode, snapshot, stderr, tree,
+};
+
+/// A world with the usual modules:
+/// - `www` (read-only, sample tree, a symlink leading out, a list file),
+/// - `backup` (writable, delete allowed),
+/// - `up` (writable, no delete),
+/// - `drop` (write-only, no overwrite),
+/// - `secret` (not granted), and `outside` (not a module).
+fn world() -> World {
+    let w = World::new();
+    let www = w.module_dir("www");
+    sample_tree(&www);
+    std::fs::write(www.join("list"), "a.txt\nsub/s.txt\n").unwrap();
+    let outside = w.root.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    set_mode(&outside, 0o755);
+    std::fs::write(outside.join("secret.txt"), "top secret\n").unwrap();
+    std::os::unix::fs::symlink(&outside, www.join("out")).unwrap();
+    std::os::unix::fs::symlink("../../outside/secret.txt", www.join("sub/leak")).unwrap();
+    w.module_dir("backup");
+    w.module_dir("up");
+    w.module_dir("drop");
+    let secret = w.module_dir("secret");
+    std::fs::write(secret.join("s"), "s").unwrap();
+    w.write_policy(
+        r#"
+[modules.www]
+path = "{srv}/www"
+
+[modules.backup]
+path = "{srv}/backup"
+read_only = false
+delete = true
+
+[modules.up]
+path = "{srv}/up"
+read_only = false
+
+[modules.drop]
+path = "{srv}/drop"
+read_only = false
+write_only = true
+overwrite = false
+
+[modules.secret]
+path = "{srv}/secret"
+
+[clients.c]
+modules = ["www", "backup", "up", "drop"]
+"#,
+    );
+    w
+}
+
+fn srv(w: &World, m: &str) -> PathBuf {
+    w.root.join("srv").join(m)
+}
+
+/// A local source tree for pushes.
+fn local_src(w: &World) -> PathBuf {
+    let src = w.client.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    set_mode(&src, 0o755);
+    sample_tree(&src);
+    src
+}
+
+fn ok(w: &World, args: &[&str]) -> std::process::Output {
+    let o = w.rsync_as("c", args);
+    assert!(o.status.success(), "rsync {args:?} failed: {}", stderr(&o));
+    o
+}
+
+/// Run a refused invocation: rsync fails, shows the gate's reason, and
+/// nothing under srv/ or outside/ changed.
+fn refused(w: &World, args: &[&str], message: &str) {
+    let before = (
+        snapshot(&w.root.join("srv")),
+        snapshot(&w.root.join("outside")),
+    );
+    let o = w.rsync_as("c", args);
+    assert!(!o.status.success(), "rsync {args:?} unexpectedly succeeded");
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("rsync-gate: denied: "))
+        .unwrap_or_else(|| panic!("rsync {args:?}: no denial line in:\n{err}"));
+    assert!(
+        line.contains(message),
+        "rsync {args:?}: expected denial containing {message:?}, got:\n{err}"
+    );
+    assert_eq!(
+        err.matches("rsync-gate: denied:").count(),
+        1,
+        "one denial line: {err}"
+    );
+    let after = (
+        snapshot(&w.root.join("srv")),
+        snapshot(&w.root.join("outside")),
+    );
+    assert!(before == after, "rsync {args:?} changed the server");
+    assert_eq!(w.last_decision()["decision"], "deny");
+}
+
+fn dst(w: &World, name: &str) -> String {
+    w.client.join(name).to_string_lossy().into_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Pulls
+// ---------------------------------------------------------------------------
+
+#[test]
+fn pull_archive() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    ok(&w, &["-a", "h:www/", &format!("{}/", dst(&w, "d"))]);
+    assert_same_tree(&srv(&w, "www"), &w.client.join("d"));
+}
+
+#[test]
+fn pull_module_without_slash_is_a_directory_of_that_name() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    // As `host:dir` would: the client gets a directory named like the module.
+    ok(&w, &["-a", "h:www", &format!("{}/", dst(&w, "d"))]);
+    assert_same_tree(&srv(&w, "www"), &w.client.join("d/www"));
+    // The same by absolute path.
+    let abs = format!("h:{}", srv(&w, "www").display());
+    ok(&w, &["-a", &abs, &format!("{}/", dst(&w, "e"))]);
+    assert_same_tree(&srv(&w, "www"), &w.client.join("e/www"));
+}
+
+#[test]
+fn module_root_named_differently_needs_a_trailing_slash() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(
+        &w.policy,
+        text.replace("[modules.www]", "[modules.web]")
+            .replace("\"www\", \"backup\"", "\"web\", \"backup\""),
+    )
+    .unwrap();
+    refused(
+        &w,
+        &["-a", "h:web", &format!("{}/", dst(&w, "d"))],
+        "path 'web': the module's directory has another name on the server; add a trailing slash",
+    );
+    refused(
+        &w,
+        &["-aR", "h:web/sub", &format!("{}/", dst(&w, "d"))],
+        "with -R, mark where the transferred path starts with /./",
+    );
+    ok(&w, &["-a", "h:web/", &format!("{}/", dst(&w, "d"))]);
+    assert_same_tree(&srv(&w, "www"), &w.client.join("d"));
+    ok(&w, &["-aR", "h:web/./sub", &format!("{}/", dst(&w, "r"))]);
+    assert_same_tree(&srv(&w, "www").join("sub"), &w.client.join("r/sub"));
+}
+
+#[test]
+fn pull_verbose_compressed_with_delete() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let d = w.client.join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("stale"), "old").unwrap();
+    let o = ok(
+        &w,
+        &["-avz", "--delete", "h:www/", &format!("{}/", d.display())],
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("a.txt"));
+    set_mode(&d, 0o755);
+    assert_same_tree(&srv(&w, "www"), &d);
+}
+
+#[test]
+fn pull_hard_links_acls_xattrs() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let www = srv(&w, "www");
+    std::fs::hard_link(www.join("a.txt"), www.join("a-hardlink")).unwrap();
+    ok(&w, &["-aHAX", "h:www/", &format!("{}/", dst(&w, "d"))]);
+    let d = w.client.join("d");
+    assert_same_tree(&www, &d);
+    let (x, y) = (
+        std::fs::metadata(d.join("a.txt")).unwrap(),
+        std::fs::metadata(d.join("a-hardlink")).unwrap(),
+    );
+    assert_eq!(x.ino(), y.ino(), "-H keeps hard links");
+}
+
+#[test]
+fn pull_wildcards_and_spaces_and_several_sources() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    ok(&w, &["-a", "h:www/*.txt", &format!("{}/", dst(&w, "g"))]);
+    let names: Vec<_> = tree(&w.client.join("g")).into_keys().collect();
+    assert_eq!(names, [PathBuf::from("a.txt"), PathBuf::from("b.txt")]);
+
+    ok(
+        &w,
+        &["-a", "h:www/dir with space/", &format!("{}/", dst(&w, "s"))],
+    );
+    assert_same_tree(&srv(&w, "www").join("dir with space"), &w.client.join("s"));
+
+    ok(
+        &w,
+        &[
+            "-a",
+            "h:www/semi;colon",
+            "h:www/it's",
+            "h:www/$(id)",
+            &format!("{}/", dst(&w, "m")),
+        ],
+    );
+    let names: Vec<_> = tree(&w.client.join("m")).into_keys().collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+
+    ok(
+        &w,
+        &[
+            "-a",
+            "h:www/a.txt",
+            ":www/sub",
+            &format!("{}/", dst(&w, "two")),
+        ],
+    );
+    assert!(w.client.join("two/a.txt").is_file());
+    assert_same_tree(&srv(&w, "www").join("sub"), &w.client.join("two/sub"));
+}
+
+#[test]
+fn pull_relative_with_marker() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    ok(
+        &w,
+        &["-aR", "h:www/sub/./deeper", &format!("{}/", dst(&w, "r"))],
+    );
+    assert_same_tree(
+        &srv(&w, "www").join("sub/deeper"),
+        &w.client.join("r/deeper"),
+    );
+    // Without a marker the whole path travels, module name included.
+    ok(
+        &w,
+        &["-aR", "h:www/sub/deeper", &format!("{}/", dst(&w, "r2"))],
+    );
+    assert_same_tree(
+        &srv(&w, "www").join("sub/deeper"),
+        &w.client.join("r2/www/sub/deeper"),
+    );
+}
+
+#[test]
+fn pull_files_from_local_and_remote_lists() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let list = w.client.join("list");
+    std::fs::write(&list, "a.txt\nsub/s.txt\n").unwrap();
+    ok(
+        &w,
+        &[
+            "-a",
+            &format!("--files-from={}", list.display()),
+            "h:www/",
+            &format!("{}/", dst(&w, "l")),
+        ],
+    );
+    let got: Vec<_> = tree(&w.client.join("l")).into_keys().collect();
+    assert_eq!(
+        got,
+        [
+            PathBuf::from("a.txt"),
+            PathBuf::from("sub"),
+            PathBuf::from("sub/s.txt")
+        ]
+    );
+    ok(
+        &w,
+        &[
+            "-a",
+            "--files-from=:www/list",
+            "h:www/",
+            &format!("{}/", dst(&w, "rl")),
+        ],
+    );
+    let got: Vec<_> = tree(&w.client.join("rl")).into_keys().collect();
+    assert_eq!(
+        got,
+        [
+            PathBuf::from("a.txt"),
+            PathBuf::from("sub"),
+            PathBuf::from("sub/s.txt")
+        ]
+    );
+}
+
+#[test]
+fn pull_list_only() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let o = ok(&w, &["--list-only", "h:www/"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["a.txt", "sub", "dir with space", "link-to-a"] {
+        assert!(out.contains(name), "{name} missing from listing:\n{out}");
+    }
+    assert!(
+        !out.contains("proc"),
+        "the listing must not show gate internals:\n{out}"
+    );
+}
+
+#[test]
+fn pull_absolute_path_inside_a_module() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = format!("h:{}/sub/", srv(&w, "www").display());
+    ok(&w, &["-a", &src, &format!("{}/", dst(&w, "abs"))]);
+    assert_same_tree(&srv(&w, "www").join("sub"), &w.client.join("abs"));
+}
+
+#[test]
+fn pull_symlinks_inside_the_module_are_sent_as_links() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    // The leaf is a link leading out: sent as the link, never its target.
+    ok(&w, &["-a", "h:www/sub/leak", &format!("{}/", dst(&w, "k"))]);
+    let t = tree(&w.client.join("k"));
+    assert_eq!(
+        t.get(Path::new("leak")),
+        Some(&crate::common::Entry::Symlink {
+            target: "../../outside/secret.txt".into()
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Pushes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn push_archive_and_delete_where_allowed() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = local_src(&w);
+    let bk = srv(&w, "backup").join("cur");
+    std::fs::create_dir(&bk).unwrap();
+    set_mode(&bk, 0o755);
+    std::fs::write(bk.join("extraneous"), "x").unwrap();
+    ok(
+        &w,
+        &[
+            "-a",
+            "--delete",
+            &format!("{}/", src.display()),
+            "h:backup/cur/",
+        ],
+    );
+    // Symlinks are munged in writable modules (munge_links defaults to on).
+    let mut want = tree(&src);
+    for v in want.values_mut() {
+        if let crate::common::Entry::Symlink { target } = v {
+            *target = PathBuf::from("/rsyncd-munged/").join(&*target);
+        }
+    }
+    assert_eq!(tree(&bk), want);
+    assert!(!bk.join("extraneous").exists());
+}
+
+#[test]
+fn push_without_munging_when_the_policy_says_so() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(
+        &w.policy,
+        text.replace(
+            "[modules.up]\npath",
+            "[modules.up]\nmunge_links = false\npath",
+        ),
+    )
+    .unwrap();
+    let src = local_src(&w);
+    ok(&w, &["-a", &format!("{}/", src.display()), "h:up/"]);
+    assert_same_tree(&src, &srv(&w, "up"));
+}
+
+#[test]
+fn push_link_dest_snapshots() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = local_src(&w);
+    // First run: no previous snapshot yet.
+    ok(
+        &w,
+        &[
+            "-a",
+            "--link-dest=../prev",
+            &format!("{}/", src.display()),
+            "h:backup/prev/",
+        ],
+    );
+    // Second run links unchanged files to the previous snapshot.
+    ok(
+        &w,
+        &[
+            "-a",
+            "--link-dest=../prev",
+            &format!("{}/", src.display()),
+            "h:backup/cur/",
+        ],
+    );
+    let bk = srv(&w, "backup");
+    let a = std::fs::metadata(bk.join("prev/a.txt")).unwrap();
+    let b = std::fs::metadata(bk.join("cur/a.txt")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "unchanged files are hard-linked");
+    assert_eq!(tree(&bk.join("prev")), tree(&bk.join("cur")));
+    // An absolute --link-dest inside the module works too.
+    let abs = format!("--link-dest={}/prev", bk.display());
+    ok(
+        &w,
+        &["-a", &abs, &format!("{}/", src.display()), "h:backup/cur2/"],
+    );
+    let c = std::fs::metadata(bk.join("cur2/a.txt")).unwrap();
+    assert_eq!(a.ino(), c.ino());
+}
+
+#[test]
+fn push_mkpath_and_partial_dir() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = local_src(&w);
+    ok(
+        &w,
+        &[
+            "-a",
+            "--mkpath",
+            &format!("{}/", src.display()),
+            "h:up/new/deep/path/",
+        ],
+    );
+    assert!(srv(&w, "up").join("new/deep/path/a.txt").is_file());
+    ok(
+        &w,
+        &[
+            "-a",
+            "--partial-dir=.rsync-partial",
+            &format!("{}/", src.display()),
+            "h:up/p/",
+        ],
+    );
+    assert!(srv(&w, "up").join("p/sub/deeper/d.bin").is_file());
+}
+
+#[test]
+fn drop_box_uploads_but_never_replaces() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = w.client.join("dropsrc");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("report.txt"), "v1").unwrap();
+    ok(&w, &["-r", &format!("{}/", src.display()), "h:drop/"]);
+    assert_eq!(
+        std::fs::read(srv(&w, "drop").join("report.txt")).unwrap(),
+        b"v1"
+    );
+    std::fs::write(src.join("report.txt"), "v2 - longer").unwrap();
+    ok(&w, &["-r", &format!("{}/", src.display()), "h:drop/"]);
+    assert_eq!(
+        std::fs::read(srv(&w, "drop").join("report.txt")).unwrap(),
+        b"v1"
+    );
+    refused(
+        &w,
+        &["-r", "h:drop/", &format!("{}/", dst(&w, "x"))],
+        "module 'drop' is write-only",
+    );
+    refused(
+        &w,
+        &["--list-only", "h:drop/"],
+        "module 'drop' is write-only",
+    );
+    refused(
+        &w,
+        &["-r", "--delete", &format!("{}/", src.display()), "h:drop/"],
+        "option --delete is not allowed in module 'drop' (delete = false)",
+    );
+    refused(
+        &w,
+        &["-rb", &format!("{}/", src.display()), "h:drop/"],
+        "option --backup (-b) is not allowed in module 'drop' (overwrite = false)",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Refusals
+// ---------------------------------------------------------------------------
+
+#[test]
+fn refuses_pushes_into_read_only_modules() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = local_src(&w);
+    refused(
+        &w,
+        &["-a", &format!("{}/", src.display()), "h:www/"],
+        "module 'www' is read-only",
+    );
+    let d = w.last_decision();
+    assert_eq!(d["reason"]["code"], "read_only");
+    assert_eq!(d["mode"], "receiver");
+    assert_eq!(d["modules"], serde_json::json!(["www"]));
+    refused(
+        &w,
+        &["-a", "-n", &format!("{}/", src.display()), "h:www/x/"],
+        "module 'www' is read-only",
+    );
+}
+
+#[test]
+fn refuses_delete_where_not_allowed() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = local_src(&w);
+    std::fs::write(srv(&w, "up").join("keep"), "k").unwrap();
+    refused(
+        &w,
+        &["-a", "--delete", &format!("{}/", src.display()), "h:up/"],
+        "option --delete is not allowed in module 'up' (delete = false)",
+    );
+    refused(
+        &w,
+        &[
+            "-a",
+            "--remove-source-files",
+            "h:www/a.txt",
+            &format!("{}/", dst(&w, "x")),
+        ],
+        "option --remove-source-files is not allowed in module 'www'",
+    );
+}
+
+#[test]
+fn refuses_dot_dot_and_symlinks_leading_out() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let d = format!("{}/", dst(&w, "x"));
+    for p in [
+        "h:www/../outside/",
+        "h:www/sub/../../outside/secret.txt",
+        "h:www/..",
+        "h:www/out/",
+        "h:www/out/secret.txt",
+    ] {
+        refused(&w, &["-a", p, &d], "leads outside its module");
+    }
+    // Through a symlink that leads out of a writable module.
+    std::os::unix::fs::symlink(w.root.join("outside"), srv(&w, "backup").join("evil")).unwrap();
+    let src = local_src(&w);
+    refused(
+        &w,
+        &["-a", &format!("{}/", src.display()), "h:backup/evil/"],
+        "leads outside its module",
+    );
+    refused(
+        &w,
+        &["-a", &format!("{}/", src.display()), "h:backup/evil/sub/"],
+        "leads outside its module",
+    );
+    refused(
+        &w,
+        &[
+            "-a",
+            "--link-dest=../../../outside",
+            &format!("{}/", src.display()),
+            "h:backup/cur/",
+        ],
+        "leads outside its module",
+    );
+    refused(
+        &w,
+        &[
+            "-a",
+            "--link-dest=../evil",
+            &format!("{}/", src.display()),
+            "h:backup/cur/",
+        ],
+        "leads outside its module",
+    );
+    assert!(!w.client.join("x").exists());
+}
+
+#[test]
+fn refuses_modules_not_granted_and_paths_outside_modules() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let d = format!("{}/", dst(&w, "x"));
+    refused(
+        &w,
+        &["-a", "h:secret/", &d],
+        "no module 'secret' is available to this key",
+    );
+    refused(
+        &w,
+        &["-a", "h:nope/", &d],
+        "no module 'nope' is available to this key",
+    );
+    let abs = format!("h:{}/", srv(&w, "secret").display());
+    refused(
+        &w,
+        &["-a", &abs, &d],
+        "is not inside any module available to this key",
+    );
+    refused(
+        &w,
+        &["-a", "h:/etc/passwd", &d],
+        "is not inside any module available to this key",
+    );
+    refused(
+        &w,
+        &["-a", "h:~/x", &d],
+        "home-directory paths are not supported",
+    );
+    refused(&w, &["-a", "h:", &d], "does not start with a module name");
+}
+
+#[test]
+fn refuses_smuggled_options() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let marker = w.root.join("pwned");
+    let d = format!("{}/", dst(&w, "x"));
+    let table: &[(Vec<String>, &str)] = &[
+        (
+            vec![format!("-M--log-file={}", marker.display())],
+            "option --log-file is not allowed",
+        ),
+        (
+            vec!["-M--copy-as=root".into()],
+            "option --copy-as is not allowed",
+        ),
+        (
+            vec!["-M--no-munge-links".into()],
+            "option --no-munge-links is not allowed",
+        ),
+        (
+            vec!["-M--debug=ALL".into()],
+            "option --debug is not allowed",
+        ),
+        (
+            vec!["-M--insecure-links".into()],
+            "option --insecure-links is not allowed",
+        ),
+        (
+            vec!["-M--confine-root=/".into()],
+            "option --confine-root is not allowed",
+        ),
+        (
+            vec!["-M--config=/etc/passwd".into()],
+            "option --config is not allowed",
+        ),
+        (
+            vec![format!("-M--write-batch={}", marker.display())],
+            "option --write-batch is not allowed",
+        ),
+        (vec!["-M--rsh=sh".into()], "option --rsh is not allowed"),
+        (
+            vec!["-M--copy-devices".into()],
+            "option --copy-devices is not allowed in module 'www'",
+        ),
+        (
+            vec!["-L".into()],
+            "option --copy-links (-L) is not allowed in module 'www'",
+        ),
+        (
+            vec!["--copy-unsafe-links".into()],
+            "option --copy-unsafe-links is not allowed",
+        ),
+        (vec!["-M--frobnicate".into()], "unknown option --frobnicate"),
+        (
+            vec![format!("--rsync-path=touch {} ; rsync", marker.display())],
+            "unparsable command: shell operator ';'",
+        ),
+        (
+            vec![format!(
+                "--rsync-path=rsync --log-file={}",
+                marker.display()
+            )],
+            "not an rsync server invocation",
+        ),
+        (
+            vec!["--rsync-path=sh -c id".into()],
+            "only rsync may be run with this key",
+        ),
+        (
+            vec!["-s".into()],
+            "-s (secluded args) is not supported for host:path transfers",
+        ),
+    ];
+    for (opts, message) in table {
+        let mut args: Vec<&str> = vec!["-a"];
+        args.extend(opts.iter().map(String::as_str));
+        args.push("h:www/");
+        args.push(&d);
+        refused(&w, &args, message);
+        assert!(!marker.exists(), "{opts:?} created the marker");
+    }
+}
+
+#[test]
+fn refuses_old_args_shell_metacharacters() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let marker = w.root.join("pwned");
+    let d = format!("{}/", dst(&w, "x"));
+    let bad = format!("h:www/a.txt;touch {}", marker.display());
+    refused(&w, &["-a", "--old-args", &bad, &d], "shell operator ';'");
+    let bad = format!("h:www/$(touch {})", marker.display());
+    refused(&w, &["-a", "--old-args", &bad, &d], "shell expansion");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn old_args_plain_words_still_work() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    ok(
+        &w,
+        &[
+            "-a",
+            "--old-args",
+            "h:www/a.txt www/b.txt",
+            &format!("{}/", dst(&w, "o")),
+        ],
+    );
+    let names: Vec<_> = tree(&w.client.join("o")).into_keys().collect();
+    assert_eq!(names, [PathBuf::from("a.txt"), PathBuf::from("b.txt")]);
+}
+
+// ---------------------------------------------------------------------------
+// Exactly what runs (recording stand-in rsync)
+// ---------------------------------------------------------------------------
+
+fn recorder_world() -> (World, PathBuf) {
+    let mut w = world();
+    let out = w.use_recorder();
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    w.write_policy(&text[text.find("[modules.www]").unwrap()..]);
+    (w, out)
+}
+
+/// The recorder's own script descriptor is not something the gate passed.
+fn inherited_fds(r: &Recorded) -> Vec<(u32, String)> {
+    r.fds
+        .iter()
+        .filter(|(_, t)| !t.contains("recorder-rsync"))
+        .map(|(n, t)| (*n, t.clone()))
+        .collect()
+}
+
+#[test]
+fn runs_a_canonical_argv_with_a_clean_environment() {
+    let (w, out) = recorder_world();
+    let o = w.serve(
+        "c",
+        Some(b"rsync --server --sender -vlogDtpre.iLsfxCIvu . www/sub/s.txt www/a.txt"),
+        &[
+            ("LD_PRELOAD", ""),
+            ("RSYNC_RSH", "evil"),
+            ("RSYNC_CONNECT_PROG", "evil"),
+            ("REMOTE_HOST", "10.9.9.9"),
+            ("BASH_ENV", "/tmp/evil"),
+            ("ENV", "/tmp/evil"),
+            ("OPENSSL_CONF", "/tmp/evil"),
+            ("HOME", "/root"),
+            ("CVSIGNORE", "*"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "the gate never writes to stdout");
+    let r = Recorded::read(&out).expect("recorder ran");
+    let www = srv(&w, "www");
+    // argv[0] is the stand-in script's own name as /bin/sh reports it.
+    assert_eq!(
+        r.argv_resolved()[1..],
+        [
+            "--server".to_string(),
+            "--sender".into(),
+            "-vlogDtpre.iLsfxCIvu".into(),
+            format!("--confine-root={}", www.display()),
+            "--".into(),
+            ".".into(),
+            format!("{}/sub/s.txt", www.display()),
+            format!("{}/a.txt", www.display()),
+        ]
+    );
+    let mut env = r.env.clone();
+    env.retain(|e| !e.starts_with("PWD=") && !e.starts_with("SHLVL=") && !e.starts_with("_="));
+    env.sort();
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    assert_eq!(
+        env,
+        [
+            "HOME=/nonexistent".to_string(),
+            format!("LOGNAME={user}"),
+            "PATH=/usr/bin:/bin".into(),
+            "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22".into(),
+            format!("USER={user}"),
+        ]
+    );
+    assert_eq!(r.cwd, www.display().to_string());
+}
+
+#[test]
+fn passes_only_the_pinned_descriptors() {
+    let (w, out) = recorder_world();
+    // Start the gate with a stray descriptor 7 open, as a careless parent
+    // might; it must not reach rsync.
+    let wrapper = w.root.join("bin/with-fd7");
+    crate::common::install_exec(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\nexec 7</etc/hostname\nexec {} \"$@\"\n",
+            crate::common::gate_bin().display()
+        ),
+    );
+    let o = std::process::Command::new(&wrapper)
+        .args(["serve", "--policy"])
+        .arg(&w.policy)
+        .args(["--client", "c"])
+        .env_clear()
+        .env(
+            "SSH_ORIGINAL_COMMAND",
+            "rsync --server -logDtpre.iLsfxCIvu --link-dest ../prev . backup/cur/",
+        )
+        .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = Recorded::read(&out).unwrap();
+    let fds = inherited_fds(&r);
+    let bk = srv(&w, "backup");
+    let targets: Vec<&str> = fds.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(
+        !targets.contains(&"/etc/hostname"),
+        "stray descriptor leaked: {fds:?}"
+    );
+    // 0, 1, 2 and the pinned module root.
+    assert_eq!(fds.len(), 4, "{fds:?}");
+    assert!(targets.contains(&bk.to_str().unwrap()), "{fds:?}");
+}
+
+#[test]
+fn link_dest_is_pinned_and_missing_basis_is_dropped() {
+    let (w, out) = recorder_world();
+    let bk = srv(&w, "backup");
+    std::fs::create_dir(bk.join("prev")).unwrap();
+    let o = w.serve(
+        "c",
+        Some(b"rsync --server -logDtpre.iLsfxCIvu --link-dest ../prev --link-dest ../older . backup/cur/"),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = Recorded::read(&out).unwrap();
+    let argv = r.argv_resolved();
+    assert!(
+        argv.contains(&format!("--link-dest={}/prev", bk.display())),
+        "{argv:?}"
+    );
+    assert!(!argv.iter().any(|a| a.contains("older")), "{argv:?}");
+    assert_eq!(argv.last().unwrap(), &format!("{}/cur/", bk.display()));
+    for want in [
+        "--drop-D",
+        "--munge-links",
+        &format!("--confine-root={}", bk.display()),
+    ] {
+        assert!(argv.iter().any(|a| a == want), "{want} missing: {argv:?}");
+    }
+    let d = w.last_decision();
+    assert!(d["notes"].to_string().contains("does not exist yet"), "{d}");
+}
+
+#[test]
+fn no_overwrite_adds_ignore_existing() {
+    let (w, out) = recorder_world();
+    let o = w.serve("c", Some(b"rsync --server -rte.iLsfxCIvu . drop/"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let argv = Recorded::read(&out).unwrap().argv_resolved();
+    assert!(argv.contains(&"--ignore-existing".to_string()), "{argv:?}");
+}
+
+#[test]
+fn refusals_never_run_rsync() {
+    let (w, out) = recorder_world();
+    for cmd in [
+        &b"rsync --server . www/"[..],
+        b"rsync --server --sender --log-file=/tmp/x . www/",
+        b"rsync --server --sender . www/../x",
+        b"id",
+        b"rsync --server --sender . secret/",
+    ] {
+        let o = w.serve("c", Some(cmd), &[]);
+        assert!(!o.status.success());
+        assert!(o.stdout.is_empty());
+        let err = stderr(&o);
+        assert!(err.starts_with("rsync-gate: denied: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            Recorded::read(&out).is_none(),
+            "rsync ran for {:?}",
+            String::from_utf8_lossy(cmd)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Policy, audit and probes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn probe_true_succeeds_and_interactive_is_refused() {
+    let (w, _) = recorder_world();
+    let o = w.serve("c", Some(b"true"), &[]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    assert_eq!(w.last_decision()["mode"], "probe");
+    let o = w.serve("c", None, &[]);
+    assert!(!o.status.success());
+    assert_eq!(
+        stderr(&o),
+        "rsync-gate: denied: interactive sessions are not allowed; this key only runs rsync\n"
+    );
+    assert_eq!(w.last_decision()["reason"]["code"], "no_command");
+}
+
+#[test]
+fn broken_or_missing_policy_refuses_naming_file_and_line() {
+    let (w, out) = recorder_world();
+    std::fs::write(
+        &w.policy,
+        "[modules.www]\npath = \"/srv\"\nfrobnicate = 1\n",
+    )
+    .unwrap();
+    let o = w.serve("c", Some(b"rsync --server --sender . www/"), &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "rsync-gate: denied: the server's policy is invalid: {}:3:1: unknown field `frobnicate`",
+            w.policy.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+    std::fs::remove_file(&w.policy).unwrap();
+    let o = w.serve("c", Some(b"rsync --server --sender . www/"), &[]);
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+    assert!(Recorded::read(&out).is_none());
+}
+
+#[test]
+fn unwritable_audit_log_fails_closed() {
+    let (w, out) = recorder_world();
+    // A directory where the log file should be: opening it for append fails.
+    std::fs::create_dir(&w.audit).unwrap();
+    let o = w.serve("c", Some(b"rsync --server --sender -r . www/"), &[]);
+    assert!(!o.status.success());
+    assert_eq!(
+        stderr(&o),
+        "rsync-gate: denied: the audit log cannot be written, so nothing may run\n"
+    );
+    assert!(
+        Recorded::read(&out).is_none(),
+        "rsync must not run without an audit record"
+    );
+}
+
+#[test]
+fn audit_records_each_decision_and_session_end() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    ok(&w, &["-a", "h:www/a.txt", &format!("{}/", dst(&w, "d"))]);
+    let recs = w.audit_records();
+    let decision = &recs[recs.len() - 2];
+    let end = &recs[recs.len() - 1];
+    assert_eq!(decision["event"], "decision");
+    assert_eq!(decision["client"], "c");
+    assert_eq!(decision["source"]["addr"], "127.0.0.1");
+    assert_eq!(decision["source"]["port"], 40000);
+    assert_eq!(decision["decision"], "allow");
+    assert_eq!(decision["mode"], "sender");
+    assert_eq!(decision["modules"], serde_json::json!(["www"]));
+    assert_eq!(
+        decision["command"],
+        "rsync --server --sender -logDtpre.iLsfxCIvu . www/a.txt"
+    );
+    assert!(decision["argv"][0] == "rsync" && decision["argv"].as_array().unwrap().len() > 4);
+    assert!(decision["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(end["event"], "end");
+    assert_eq!(end["session"], decision["session"]);
+    assert_eq!(end["exit_status"], 0);
+    assert!(end["duration_ms"].is_u64());
+
+    // Control bytes in a command are escaped, never raw.
+    let o = w.serve("c", Some(b"rsync --server --sender . www/\x1b[2J\x07"), &[]);
+    assert!(!o.status.success() || o.status.success());
+    let raw = std::fs::read(&w.audit).unwrap();
+    assert!(
+        !raw.contains(&0x1b) && !raw.contains(&0x07),
+        "raw control bytes in the audit log"
+    );
+    let last = w.last_decision();
+    assert!(
+        last["command"]
+            .as_str()
+            .unwrap()
+            .contains("\\u{1b}[2J\\u{7}"),
+        "{last}"
+    );
+}
+
+#[test]
+fn source_address_restrictions() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    let body = &text[text.find("[modules.www]").unwrap()..];
+    w.write_policy(&format!(
+        "{body}\n[clients.fenced]\nmodules = [\"www\"]\nfrom = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n"
+    ));
+    let d = format!("{}/", dst(&w, "f"));
+    for (addr, allowed) in [
+        ("192.0.2.7", true),
+        ("::ffff:192.0.2.7", true),
+        ("2001:db8::1", true),
+        ("192.0.3.7", false),
+        ("127.0.0.1", false),
+    ] {
+        let shim = w.shim_from("fenced", addr);
+        let o = std::process::Command::new("/usr/bin/rsync")
+            .arg("-e")
+            .arg(&shim)
+            .args(["-a", "h:www/a.txt", &d])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.success(), allowed, "{addr}: {}", stderr(&o));
+        if !allowed {
+            assert!(
+                stderr(&o).contains(&format!("connections from {addr} are not allowed")),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+    // Without SSH_CONNECTION a restricted client is refused.
+    let o = std::process::Command::new(crate::common::gate_bin())
+        .args(["serve", "--policy"])
+        .arg(&w.policy)
+        .args(["--client", "fenced"])
+        .env_clear()
+        .env("SSH_ORIGINAL_COMMAND", "true")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("client address is unknown"));
+}

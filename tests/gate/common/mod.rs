@@ -242,14 +242,17 @@ impl World {
 
 /// A stand-in rsync that records its argv (NUL-separated), environment,
 /// descriptors and working directory, then exits 0 without reading stdin.
+/// It answers `--help` (the gate's capability probe) as the real rsync does,
+/// without recording.
 pub fn recorder_script(out: &Path) -> String {
     let o = sh_quote(out.as_os_str());
     format!(
         "#!/bin/sh\n\
+         if [ \"$1\" = --help ]; then exec /usr/bin/rsync --help; fi\n\
          printf '%s\\0' \"$0\" \"$@\" > {o}/argv\n\
          env > {o}/env\n\
          pwd -P > {o}/cwd\n\
-         for f in /proc/$$/fd/*; do printf '%s %s\\n' \"${{f##*/}}\" \"$(readlink \"$f\")\"; done > {o}/fds\n\
+         find /proc/$$/fd -mindepth 1 -maxdepth 1 -fprintf {o}/fds '%f %l\\n'\n\
          exit 0\n"
     )
 }
