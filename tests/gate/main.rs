@@ -11,6 +11,7 @@
 
 mod checked;
 mod common;
+mod corpus;
 mod examples;
 mod props;
 mod sshd;
