@@ -15,7 +15,9 @@ pub mod plan;
 pub mod policy;
 pub mod request;
 pub mod rsync;
+pub mod slots;
 mod sys;
+pub mod syslog;
 pub mod trust;
 
 use std::ffi::OsString;
@@ -76,6 +78,7 @@ struct Session {
     source: Option<Source>,
     command: Option<String>,
     log: Result<AuditLog, String>,
+    syslog: Option<syslog::Syslog>,
     started: SystemTime,
 }
 
@@ -94,6 +97,9 @@ impl Session {
     }
 
     fn write(&mut self, record: &Record) -> Result<(), DenyReason> {
+        if let Some(s) = &self.syslog {
+            s.send(record);
+        }
         match &mut self.log {
             Ok(log) => log
                 .write(record)
@@ -196,6 +202,7 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
             .as_ref()
             .map(|c| audit::escape(c.as_bytes())),
         log: Err("the policy could not be loaded".into()),
+        syslog: None,
         started,
     };
     let policy = match load_policy_checked(policy_path, &account) {
@@ -209,6 +216,9 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
     };
     session.log = AuditLog::open(&policy.gate.audit_log)
         .map_err(|e| format!("{}: {e}", policy.gate.audit_log.display()));
+    if policy.gate.syslog {
+        session.syslog = syslog::Syslog::connect(Path::new(syslog::DEFAULT_SOCKET));
+    }
     if let Err(e) = &session.log {
         let reason = DenyReason::AuditUnavailable(e.clone());
         deny_line(&reason);
@@ -292,6 +302,10 @@ fn run_checked(
         Ok(p) => p,
         Err(reason) => return session.refuse(&reason, Some(mode), modules),
     };
+    let _slot = match take_slot(policy, &grant.module) {
+        Ok(s) => s,
+        Err(reason) => return session.refuse(&reason, Some(mode), modules),
+    };
     let mut r = session.base("decision");
     r.decision = Some("allow".into());
     r.mode = Some(mode.into());
@@ -330,6 +344,22 @@ fn run_checked(
         tracing::warn!("cannot write the session's end record: {e}");
     }
     code
+}
+
+/// Take a connection slot of the module when it has `max_connections`.
+fn take_slot(policy: &Policy, module: &str) -> Result<Option<slots::Slot>, DenyReason> {
+    let Some(m) = policy.modules.get(module) else {
+        return Ok(None);
+    };
+    if m.max_connections == 0 {
+        return Ok(None);
+    }
+    let path = slots::lock_file(&policy.gate.lock_dir, &m.name);
+    match slots::acquire(&path, m.max_connections, policy.gate.wait_for_slot) {
+        Ok(s) => Ok(Some(s)),
+        Err(slots::SlotError::Busy) => Err(DenyReason::Busy(m.name.clone())),
+        Err(slots::SlotError::Io(e)) => Err(DenyReason::Internal(format!("connection slots: {e}"))),
+    }
 }
 
 /// Build the exec plan for a checked grant (`create`: may create missing

@@ -1079,3 +1079,78 @@ fn source_address_restrictions() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("client address is unknown"));
 }
+
+#[test]
+fn max_connections_limits_concurrent_sessions() {
+    let mut w = world();
+    // A stand-in rsync that holds its session open until told to finish.
+    let release = w.root.join("release");
+    let started = w.root.join("started");
+    let slow = w.root.join("bin/slow-rsync");
+    crate::common::install_exec(
+        &slow,
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = --help ]; then exec /usr/bin/rsync --help; fi\n: > {s}\n\
+             i=0; while [ ! -e {r} ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done\nexit 0\n",
+            s = crate::common::sh_quote(started.as_os_str()),
+            r = crate::common::sh_quote(release.as_os_str()),
+        ),
+    );
+    w.rsync = slow;
+    w.write_policy(
+        "[modules.www]\npath = \"{srv}/www\"\nmax_connections = 1\n[clients.c]\nmodules = [\"www\"]\n",
+    );
+    let spawn_first = |w: &World| {
+        std::process::Command::new(crate::common::gate_bin())
+            .args(["serve", "--policy"])
+            .arg(&w.policy)
+            .args(["--client", "c"])
+            .env_clear()
+            .env("SSH_ORIGINAL_COMMAND", "rsync --server --sender -r . www/")
+            .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait_started = || {
+        for _ in 0..200 {
+            if started.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("the first session never started");
+    };
+    let mut first = spawn_first(&w);
+    wait_started();
+    let o = w.serve("c", Some(b"rsync --server --sender -r . www/"), &[]);
+    assert!(!o.status.success());
+    assert_eq!(
+        stderr(&o),
+        "rsync-gate: denied: module 'www' is at its connection limit; try again later\n"
+    );
+    assert_eq!(w.last_decision()["reason"]["code"], "busy");
+    std::fs::write(&release, "").unwrap();
+    assert!(first.wait().unwrap().success());
+
+    // With wait_for_slot, a second session waits for the first to finish.
+    std::fs::remove_file(&release).unwrap();
+    std::fs::remove_file(&started).unwrap();
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(
+        &w.policy,
+        text.replace("[gate]\n", "[gate]\nwait_for_slot = \"20s\"\n"),
+    )
+    .unwrap();
+    let mut first = spawn_first(&w);
+    wait_started();
+    let release2 = release.clone();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::fs::write(&release2, "").unwrap();
+    });
+    let o = w.serve("c", Some(b"rsync --server --sender -r . www/"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    releaser.join().unwrap();
+    assert!(first.wait().unwrap().success());
+}

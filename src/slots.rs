@@ -1,0 +1,168 @@
+//! `max_connections`: a module's connection slots.
+//!
+//! The scheme is rsync daemon's own (`max connections` + `lock file`): slot
+//! *i* of a module is the byte range `[4i, 4i+4)` of the module's lock file,
+//! held with a POSIX record lock for the life of the session. Checked-mode
+//! sessions and daemon-mode sessions (whose generated config points rsync at
+//! the same lock file) therefore share one limit. Record locks belong to the
+//! gate process and vanish when it exits, however it exits.
+
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, fcntl};
+
+/// How often a waiting session retries.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The lock file of a module.
+pub fn lock_file(lock_dir: &Path, module: &str) -> PathBuf {
+    lock_dir.join(format!("{module}.lock"))
+}
+
+/// A held slot; released when dropped (or when the process exits).
+#[derive(Debug)]
+pub struct Slot {
+    _file: File,
+    pub index: u32,
+}
+
+/// Why no slot was taken.
+#[derive(Debug)]
+pub enum SlotError {
+    /// Every slot stayed taken for the whole wait.
+    Busy,
+    /// The lock file could not be opened or locked.
+    Io(String),
+}
+
+fn open_lock(path: &Path) -> Result<File, SlotError> {
+    if let Some(dir) = path.parent()
+        && !dir.is_dir()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| SlotError::Io(format!("{}: {e}", dir.display())))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| SlotError::Io(format!("{}: {e}", path.display())))?;
+    match f.metadata() {
+        Ok(md) if md.is_file() => Ok(f),
+        _ => Err(SlotError::Io(format!(
+            "{}: not a regular file",
+            path.display()
+        ))),
+    }
+}
+
+fn try_slot(f: &File, i: u32) -> Result<bool, SlotError> {
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: libc::off_t::from(i) * 4,
+        l_len: 4,
+        l_pid: 0,
+    };
+    match fcntl(f, FcntlArg::F_SETLK(&lock)) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(false),
+        Err(e) => Err(SlotError::Io(format!("lock: {e}"))),
+    }
+}
+
+/// Take one of `max` slots of the lock file at `path`, waiting up to `wait`.
+pub fn acquire(path: &Path, max: u32, wait: Duration) -> Result<Slot, SlotError> {
+    let file = open_lock(path)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        for i in 0..max {
+            if try_slot(&file, i)? {
+                return Ok(Slot {
+                    _file: file,
+                    index: i,
+                });
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(SlotError::Busy);
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Record locks are per process, so holding a slot needs another process.
+    fn hold_slot_in_child(path: &Path, index: u32) -> std::process::Child {
+        // python3 is on every machine this project builds on; it takes the
+        // same byte-range lock rsync would.
+        let script = format!(
+            "import fcntl,os,sys,time\nfd=os.open({:?},os.O_RDWR|os.O_CREAT,0o600)\n\
+             fcntl.lockf(fd,fcntl.LOCK_EX|fcntl.LOCK_NB,4,{},0)\nprint('held',flush=True)\ntime.sleep(30)\n",
+            path.display().to_string(),
+            index * 4
+        );
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "held");
+        child
+    }
+
+    #[test]
+    fn slots_are_byte_ranges_shared_with_other_processes() {
+        let d = tempfile::tempdir().unwrap();
+        let path = lock_file(d.path(), "www");
+        let mut holder = hold_slot_in_child(&path, 0);
+        // Slot 0 is taken by the other process; with two slots we get slot 1.
+        let s = acquire(&path, 2, Duration::ZERO).unwrap();
+        assert_eq!(s.index, 1);
+        // With one slot: busy, immediately and after a short wait.
+        assert!(matches!(
+            acquire(&path, 1, Duration::ZERO),
+            Err(SlotError::Busy)
+        ));
+        let t = Instant::now();
+        assert!(matches!(
+            acquire(&path, 1, Duration::from_millis(300)),
+            Err(SlotError::Busy)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert_eq!(acquire(&path, 1, Duration::from_secs(5)).unwrap().index, 0);
+    }
+
+    #[test]
+    fn refuses_symlinked_lock_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("www.lock")).unwrap();
+        assert!(matches!(
+            acquire(&lock_file(d.path(), "www"), 1, Duration::ZERO),
+            Err(SlotError::Io(_))
+        ));
+    }
+}
