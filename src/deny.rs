@@ -236,7 +236,7 @@ impl fmt::Display for DenyReason {
             ),
             SecludedArgs => write!(
                 f,
-                "-s (secluded args) is not supported for host:path transfers; use host::module instead"
+                "-s (secluded args) may only be given on the command line"
             ),
             SecludedArgsMalformed(m) => write!(f, "malformed secluded arguments: {m}"),
             NoPath => write!(

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod request;
 pub mod rsync;
+pub mod secluded;
 pub mod slots;
 mod sys;
 pub mod syslog;
@@ -227,7 +228,33 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
     let Some(command) = env.original_command.as_ref() else {
         return session.refuse(&DenyReason::NoCommand, None, vec![]);
     };
-    let parsed = request::parse_command(command.as_bytes());
+    let mut parsed = request::parse_command(command.as_bytes());
+    if let Ok(Request::Server(args)) = &parsed
+        && args.secluded
+    {
+        // Only an admitted client may make the gate wait for stdin.
+        let probe_ctx = Context {
+            policy: &policy,
+            client,
+            conn: conn.as_ref().map(|(c, _)| *c),
+            caps: RsyncCaps::default(),
+        };
+        if let Err(reason) = decide::admit(&probe_ctx) {
+            return session.refuse(&reason, None, vec![]);
+        }
+        match secluded::read_args(std::io::stdin(), secluded::DEADLINE) {
+            Ok(stdin_args) => {
+                session.command = session.command.take().map(|c| {
+                    let shown: Vec<String> = stdin_args.iter().map(|a| audit::escape(a)).collect();
+                    format!("{c} <stdin: {}>", shown.join(" "))
+                });
+                parsed = request::parse_secluded(args, &stdin_args).map(Request::Server);
+            }
+            Err(e) => {
+                return session.refuse(&DenyReason::SecludedArgsMalformed(e), None, vec![]);
+            }
+        }
+    }
     let caps = match &parsed {
         Ok(Request::Server(_)) => rsync::caps(&policy.gate.rsync, &policy.gate.lock_dir),
         _ => RsyncCaps::default(),

@@ -244,6 +244,70 @@ pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, Par
     })
 }
 
+/// Complete a `-s` request with the argument list read from stdin.
+///
+/// The list is NUL-separated as the client sent it: `argv[0]`, long
+/// options (values as separate entries), `.`, then paths. Nothing in it
+/// went through a shell; as rsync's own server does in this mode, paths
+/// with wildcards or backslashes are glob patterns (backslash escapes).
+/// The result is an ordinary request without `-s`: the gate passes the
+/// checked arguments to rsync in argv.
+pub fn parse_secluded(
+    cmdline: &ServerArgs,
+    stdin_args: &[Vec<u8>],
+) -> Result<ServerArgs, ParseError> {
+    let bad = |why: &str| ParseError::BadValue {
+        option: "-s".into(),
+        why: why.into(),
+    };
+    let Some((argv0, rest)) = stdin_args.split_first() else {
+        return Err(bad("no arguments were sent"));
+    };
+    if argv0.is_empty() {
+        return Err(bad("empty program name"));
+    }
+    let mut words = Vec::with_capacity(rest.len());
+    let mut after_dot = false;
+    for a in rest {
+        if a.contains(&b'\n') {
+            return Err(ParseError::Split(SplitError::Newline));
+        }
+        if !after_dot {
+            after_dot = a.as_slice() == b".";
+            words.push(Word::plain(a.clone()));
+            continue;
+        }
+        let pattern = a.iter().any(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'));
+        words.push(Word {
+            bytes: a.clone(),
+            glob: pattern.then(|| a.clone()),
+            tilde: false,
+        });
+    }
+    let tail = parse_server_args(cmdline.sender, &words)?;
+    if tail.secluded
+        || tail
+            .opts
+            .iter()
+            .any(|o| o.spec.rule == options::Rule::Secluded)
+    {
+        return Err(bad("-s may only be given on the command line"));
+    }
+    let mut opts: Vec<Opt> = cmdline
+        .opts
+        .iter()
+        .filter(|o| o.spec.rule != options::Rule::Secluded)
+        .cloned()
+        .collect();
+    opts.extend(tail.opts);
+    Ok(ServerArgs {
+        sender: cmdline.sender,
+        opts,
+        paths: tail.paths,
+        secluded: false,
+    })
+}
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -859,6 +923,77 @@ mod tests {
             parse("rsync --server -logDtpre.iLsfxCIvu").unwrap_err(),
             ParseError::NoDot
         );
+    }
+
+    #[test]
+    fn secluded_args_complete_the_request() {
+        let cmd = server("rsync --server --sender -slogDtpre.iLsfxCIvu");
+        let stdin: Vec<Vec<u8>> = [
+            "rsync",
+            "--link-dest",
+            "../p",
+            ".",
+            "dir/a b",
+            "x*.txt",
+            "lit\\*",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        let a = parse_secluded(&cmd, &stdin).unwrap();
+        assert!(!a.secluded && a.sender);
+        assert_eq!(
+            longs(&a),
+            [
+                "links",
+                "owner",
+                "group",
+                "D",
+                "times",
+                "perms",
+                "recursive",
+                "e=.iLsfxCIvu",
+                "link-dest=../p"
+            ]
+        );
+        assert_eq!(a.paths[0].bytes, b"dir/a b");
+        assert_eq!(a.paths[0].glob, None);
+        assert_eq!(a.paths[1].glob.as_deref(), Some(&b"x*.txt"[..]));
+        assert_eq!(a.paths[2].glob.as_deref(), Some(&b"lit\\*"[..]));
+        // Shell syntax is plain data here.
+        let stdin: Vec<Vec<u8>> = vec![b"rsync".to_vec(), b".".to_vec(), b"a;b $(id)".to_vec()];
+        assert_eq!(
+            parse_secluded(&cmd, &stdin).unwrap().paths[0].bytes,
+            b"a;b $(id)"
+        );
+    }
+
+    #[test]
+    fn secluded_args_are_checked_like_any_other() {
+        let cmd = server("rsync --server -slogDtpre.iLsfxCIvu");
+        let v = |xs: &[&str]| xs.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_secluded(&cmd, &[]).unwrap_err().to_string(),
+            "bad value for -s: no arguments were sent"
+        );
+        assert_eq!(
+            parse_secluded(&cmd, &v(&["rsync", "--frob", ".", "x"])).unwrap_err(),
+            ParseError::UnknownOption("--frob".into())
+        );
+        assert_eq!(
+            parse_secluded(&cmd, &v(&["rsync", "x"])).unwrap_err(),
+            ParseError::NoDot
+        );
+        assert!(parse_secluded(&cmd, &v(&["rsync", "-s", ".", "x"])).is_err());
+        assert_eq!(
+            parse_secluded(&cmd, &v(&["rsync", ".", "a\nb"])).unwrap_err(),
+            ParseError::Split(SplitError::Newline)
+        );
+        let a = parse_secluded(&cmd, &v(&["rsync", "--log-file", "/tmp/x", ".", "x"])).unwrap();
+        assert!(matches!(
+            a.opts.last().unwrap().spec.rule,
+            options::Rule::Refuse(_)
+        ));
     }
 
     #[test]

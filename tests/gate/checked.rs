@@ -705,8 +705,8 @@ fn refuses_smuggled_options() {
             "only rsync may be run with this key",
         ),
         (
-            vec!["-s".into()],
-            "-s (secluded args) is not supported for host:path transfers",
+            vec!["-s".into(), "-M--log-file=/tmp/x".into()],
+            "option --log-file is not allowed",
         ),
     ];
     for (opts, message) in table {
@@ -1153,4 +1153,95 @@ fn max_connections_limits_concurrent_sessions() {
     assert!(o.status.success(), "{}", stderr(&o));
     releaser.join().unwrap();
     assert!(first.wait().unwrap().success());
+}
+
+// ---------------------------------------------------------------------------
+// Secluded args (-s): read from stdin, checked, passed in argv
+// ---------------------------------------------------------------------------
+
+#[test]
+fn secluded_pulls_and_pushes() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    ok(&w, &["-as", "h:www/", &format!("{}/", dst(&w, "s"))]);
+    assert_same_tree(&srv(&w, "www"), &w.client.join("s"));
+    // Wildcards are expanded (and confined) by the gate, as rsync's own
+    // server would expand them in this mode.
+    ok(&w, &["-as", "h:www/*.txt", &format!("{}/", dst(&w, "g"))]);
+    let names: Vec<_> = tree(&w.client.join("g")).into_keys().collect();
+    assert_eq!(names, [PathBuf::from("a.txt"), PathBuf::from("b.txt")]);
+    // Awkward names travel untouched, and shell syntax is data.
+    let src = w.client.join("odd");
+    std::fs::create_dir(&src).unwrap();
+    set_mode(&src, 0o755);
+    for name in [
+        "a;b",
+        "$(id)",
+        "`x`",
+        "tab\there",
+        "new\nline?",
+        "back\\slash",
+    ] {
+        std::fs::write(src.join(name), name).unwrap();
+    }
+    ok(
+        &w,
+        &["-as", &format!("{}/", src.display()), "h:up/odd dir/"],
+    );
+    assert_same_tree(&src, &srv(&w, "up").join("odd dir"));
+    // The same options are refused as without -s.
+    refused(
+        &w,
+        &["-as", "--delete", &format!("{}/", src.display()), "h:up/"],
+        "option --delete is not allowed in module 'up' (delete = false)",
+    );
+    refused(
+        &w,
+        &["-as", &format!("{}/", src.display()), "h:www/"],
+        "module 'www' is read-only",
+    );
+    refused(
+        &w,
+        &["-as", "h:www/../outside/", &format!("{}/", dst(&w, "x"))],
+        "leads outside",
+    );
+    let d = w.last_decision();
+    assert!(
+        d["command"]
+            .as_str()
+            .unwrap()
+            .contains("<stdin: rsync . www/../outside/>"),
+        "{d}"
+    );
+}
+
+#[test]
+fn secluded_args_reach_rsync_in_argv_without_s() {
+    let (w, out) = recorder_world();
+    let o = w.serve_with_stdin(
+        "c",
+        Some(b"rsync --server -slogDtpre.iLsfxCIvu"),
+        &[],
+        b"rsync\0--link-dest\0../prev\0.\0backup/a b;c/\0\0PROTOCOL",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let argv = Recorded::read(&out).unwrap().argv_resolved();
+    let bk = srv(&w, "backup");
+    assert_eq!(argv[2], "-logDtpre.iLsfxCIvu", "no 's' left: {argv:?}");
+    assert_eq!(argv.last().unwrap(), &format!("{}/a b;c/", bk.display()));
+    // A malformed list is refused and nothing runs.
+    std::fs::remove_file(out.join("argv")).unwrap();
+    let o = w.serve_with_stdin(
+        "c",
+        Some(b"rsync --server -slogDtpre.iLsfxCIvu"),
+        &[],
+        b"rsync\0.\0x",
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).starts_with("rsync-gate: denied: malformed secluded arguments: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(Recorded::read(&out).is_none());
 }

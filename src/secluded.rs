@@ -1,0 +1,126 @@
+//! Reading `-s` (secluded) arguments from stdin.
+//!
+//! The client sends its arguments NUL-separated, ending with an empty one,
+//! and starts the rsync protocol right after. The gate reads one byte at a
+//! time so that not a single protocol byte is consumed, with bounds on
+//! count, length and time.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::request::split::{MAX_COMMAND_LEN, MAX_WORD_LEN, MAX_WORDS};
+
+/// How long a client may take to send its arguments (rsync 3.5's own
+/// handshake deadline).
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Read the NUL-separated list up to its empty terminator.
+pub fn read_args(fd: impl AsFd, deadline: Duration) -> Result<Vec<Vec<u8>>, String> {
+    let fd = fd.as_fd();
+    let end = Instant::now() + deadline;
+    let mut args = Vec::new();
+    let mut cur = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("timed out waiting for the arguments".into());
+        }
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("cannot read stdin: {e}")),
+        }
+        let mut byte = [0u8; 1];
+        match nix::unistd::read(fd, &mut byte) {
+            Ok(0) => {
+                return Err("the client closed the connection before sending its arguments".into());
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+            Err(e) => return Err(format!("cannot read stdin: {e}")),
+        }
+        total += 1;
+        if total > MAX_COMMAND_LEN {
+            return Err(format!("arguments longer than {MAX_COMMAND_LEN} bytes"));
+        }
+        match byte {
+            [0] if cur.is_empty() => return Ok(args),
+            [0] => {
+                if args.len() >= MAX_WORDS {
+                    return Err(format!("more than {MAX_WORDS} arguments"));
+                }
+                args.push(std::mem::take(&mut cur));
+            }
+            [b] => {
+                if cur.len() >= MAX_WORD_LEN {
+                    return Err(format!("an argument is longer than {MAX_WORD_LEN} bytes"));
+                }
+                cur.push(b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn reads_exactly_up_to_the_terminator() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(b"rsync\0.\0dir/a b\0\0PROTOCOL").unwrap();
+        let args = read_args(&b, DEADLINE).unwrap();
+        assert_eq!(
+            args,
+            [b"rsync".to_vec(), b".".to_vec(), b"dir/a b".to_vec()]
+        );
+        // The protocol bytes are still there for rsync.
+        drop(a);
+        let mut rest = Vec::new();
+        (&b).read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"PROTOCOL");
+    }
+
+    #[test]
+    fn refuses_eof_and_oversize() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(b"rsync\0.\0").unwrap();
+        drop(a);
+        assert!(read_args(&b, DEADLINE).unwrap_err().contains("closed"));
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let long = vec![b'x'; MAX_WORD_LEN + 1];
+        std::thread::spawn(move || {
+            let _ = a.write_all(&long);
+        });
+        assert!(read_args(&b, DEADLINE).unwrap_err().contains("longer than"));
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..=MAX_WORDS {
+                if a.write_all(b"x\0").is_err() {
+                    break;
+                }
+            }
+        });
+        assert!(read_args(&b, DEADLINE).unwrap_err().contains("more than"));
+    }
+
+    #[test]
+    fn gives_up_at_the_deadline() {
+        let (_a, b) = UnixStream::pair().unwrap();
+        assert!(
+            read_args(&b, Duration::from_millis(100))
+                .unwrap_err()
+                .contains("timed out")
+        );
+    }
+}
