@@ -15,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod request;
 pub mod rsync;
+pub mod sandbox;
 pub mod secluded;
 pub mod slots;
 mod sys;
@@ -333,13 +334,17 @@ fn run_checked(
         Ok(s) => s,
         Err(reason) => return session.refuse(&reason, Some(mode), modules),
     };
+    let sandbox_status = match confine_self(&plan) {
+        Ok(s) => s,
+        Err(reason) => return session.refuse(&reason, Some(mode), modules),
+    };
     let mut r = session.base("decision");
     r.decision = Some("allow".into());
     r.mode = Some(mode.into());
     r.modules = modules.clone();
     r.argv = plan.argv_lossy();
     r.notes = plan.notes.clone();
-    r.sandbox = Some("off".into());
+    r.sandbox = Some(sandbox_status);
     if let Err(reason) = session.write(&r) {
         deny_line(&reason);
         return 1;
@@ -371,6 +376,25 @@ fn run_checked(
         tracing::warn!("cannot write the session's end record: {e}");
     }
     code
+}
+
+/// Apply the plan's kernel sandbox to this process (rsync inherits it).
+/// Returns what to record; refuses when the policy requires a sandbox the
+/// kernel cannot give.
+fn confine_self(plan: &ExecPlan) -> Result<String, DenyReason> {
+    let Some(sb) = &plan.sandbox else {
+        return Ok(sandbox::Status::Off.to_string());
+    };
+    match sandbox::apply(sb, plan.sandbox_mode) {
+        Ok(status) => Ok(status.to_string()),
+        Err(e) if plan.sandbox_mode == policy::Sandbox::Required => {
+            Err(DenyReason::SandboxUnavailable(e))
+        }
+        Err(e) => {
+            tracing::warn!("sandbox not applied: {e}");
+            Ok(format!("not applied: {e}"))
+        }
+    }
 }
 
 /// Take a connection slot of the module when it has `max_connections`.
@@ -412,6 +436,33 @@ pub fn build_checked_plan(
         .collect();
     let mut notes = confined.notes.clone();
     notes.extend(pins.into_iter().map(|p| format!("pinned {p}")));
+    let sandbox = match policy.gate.sandbox {
+        policy::Sandbox::Off => None,
+        _ => {
+            let root = confined.root.clone();
+            let (read, write) = match grant.mode {
+                decide::Mode::Sender => (vec![root], vec![]),
+                decide::Mode::Receiver => (vec![], vec![root]),
+            };
+            notes.push(format!(
+                "sandbox ({}): {} {}",
+                policy.gate.sandbox,
+                if write.is_empty() {
+                    "read-only"
+                } else {
+                    "read-write"
+                },
+                confined.root.display()
+            ));
+            Some(sandbox::SandboxPlan {
+                read,
+                write,
+                exec: vec![policy.gate.rsync.clone()],
+                append: vec![],
+                devices: module.devices,
+            })
+        }
+    };
     Ok(ExecPlan {
         program: policy.gate.rsync.clone(),
         arg0: "rsync".into(),
@@ -419,7 +470,8 @@ pub fn build_checked_plan(
         env: plan::child_env(account, conn, conn_text),
         cwd: confined.root.clone(),
         keep_fds: confined.pins.into_iter().map(|p| p.fd).collect(),
-        sandbox: None,
+        sandbox,
+        sandbox_mode: policy.gate.sandbox,
         notes,
     })
 }

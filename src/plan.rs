@@ -7,23 +7,16 @@ use std::path::PathBuf;
 
 use crate::decide::{Added, Conn, Grant, Mode};
 use crate::paths::{Account, Confined};
+use crate::policy::Sandbox;
 use crate::request::OptValue;
 use crate::request::options::{Takes, Value};
+pub use crate::sandbox::SandboxPlan;
 
 /// Directory the child's `HOME` points at: must not exist and cannot be
 /// created by the client.
 pub const CHILD_HOME: &str = "/nonexistent";
 /// The child's `PATH`.
 pub const CHILD_PATH: &str = "/usr/bin:/bin";
-
-/// Filesystem access for the kernel sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxPlan {
-    /// Trees rsync may read.
-    pub read: Vec<PathBuf>,
-    /// Trees rsync may read and write.
-    pub write: Vec<PathBuf>,
-}
 
 /// What to run.
 #[derive(Debug)]
@@ -43,6 +36,8 @@ pub struct ExecPlan {
     pub keep_fds: Vec<OwnedFd>,
     /// Kernel confinement, if any.
     pub sandbox: Option<SandboxPlan>,
+    /// Whether the sandbox is required, best effort or off.
+    pub sandbox_mode: Sandbox,
     /// Human-readable remarks (explain, audit).
     pub notes: Vec<String>,
 }

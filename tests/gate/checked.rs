@@ -1097,6 +1097,7 @@ fn max_connections_limits_concurrent_sessions() {
         ),
     );
     w.rsync = slow;
+    w.sandbox = Some("off");
     w.write_policy(
         "[modules.www]\npath = \"{srv}/www\"\nmax_connections = 1\n[clients.c]\nmodules = [\"www\"]\n",
     );
@@ -1244,4 +1245,130 @@ fn secluded_args_reach_rsync_in_argv_without_s() {
         stderr(&o)
     );
     assert!(Recorded::read(&out).is_none());
+}
+
+// ---------------------------------------------------------------------------
+// Kernel sandbox (Landlock)
+// ---------------------------------------------------------------------------
+
+fn landlock_available() -> bool {
+    // The kernel reports its Landlock ABI through the create_ruleset
+    // syscall; /sys/kernel/security/lsm lists it when securityfs is mounted.
+    std::fs::read_to_string("/sys/kernel/security/lsm").is_ok_and(|s| s.contains("landlock"))
+        || std::path::Path::new("/sys/kernel/security/landlock").exists()
+        || std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes,sys;l=ctypes.CDLL(None,use_errno=True);sys.exit(0 if l.syscall(444,None,0,1)>0 else 1)",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn sandbox_is_applied_by_default_and_recorded() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    ok(&w, &["-a", "h:www/", &format!("{}/", dst(&w, "d"))]);
+    assert_same_tree(&srv(&w, "www"), &w.client.join("d"));
+    let d = w.last_decision();
+    let want = if landlock_available() {
+        "applied"
+    } else {
+        "unsupported by the kernel"
+    };
+    assert_eq!(d["sandbox"], want, "{d}");
+}
+
+/// A stand-in rsync that reports what the kernel lets it do: it runs the
+/// real rsync (and cat/sh) directly against paths inside and outside the
+/// granted module, and prints one line per attempt on stdout.
+fn probe_world(sandbox: &'static str) -> World {
+    let mut w = world();
+    let probe = w.root.join("bin/probe-rsync");
+    let q = |p: PathBuf| crate::common::sh_quote(p.as_os_str());
+    std::fs::write(srv(&w, "up").join("a.txt"), "a").unwrap();
+    crate::common::install_exec(
+        &probe,
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = --help ]; then exec /usr/bin/rsync --help; fi\n\
+             t() {{ l=$1; shift; if \"$@\" >/dev/null 2>&1; then echo \"ok: $l\"; else echo \"refused: $l\"; fi; }}\n\
+             t rsync-list-outside /usr/bin/rsync --list-only {outside}/\n\
+             t rsync-list-other-module /usr/bin/rsync --list-only {secret}/\n\
+             t rsync-list-module /usr/bin/rsync --list-only {up}/\n\
+             t rsync-copy-in-module /usr/bin/rsync {up}/a.txt {up}/copy.txt\n\
+             t rsync-copy-out /usr/bin/rsync {up}/a.txt {outside}/copy.txt\n\
+             t cat-outside cat {outside}/secret.txt\n\
+             t write-outside sh -c ': > {outside_raw}/new'\n\
+             exit 0\n",
+            outside = q(w.root.join("outside")),
+            outside_raw = w.root.join("outside").display(),
+            secret = q(srv(&w, "secret")),
+            up = q(srv(&w, "up")),
+        ),
+    );
+    w.rsync = probe;
+    w.sandbox = Some(sandbox);
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    w.write_policy(&text[text.find("[modules.www]").unwrap()..]);
+    w
+}
+
+/// The kernel refuses what no path check sees: the rsync the gate runs,
+/// pointed directly at paths outside the granted module.
+#[test]
+fn kernel_confines_the_rsync_it_runs() {
+    let Some(_) = real_rsync() else { return };
+    if !landlock_available() {
+        if crate::common::in_ci() {
+            panic!("Landlock is not available on this CI kernel");
+        }
+        eprintln!("SKIP: no Landlock");
+        return;
+    }
+    let w = probe_world("required");
+    // A pull from `up`: the module is readable, nothing else is.
+    let o = w.serve("c", Some(b"rsync --server --sender -r . up/"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "refused: rsync-list-outside\nrefused: rsync-list-other-module\nok: rsync-list-module\n\
+         refused: rsync-copy-in-module\nrefused: rsync-copy-out\nrefused: cat-outside\nrefused: write-outside\n"
+    );
+    assert_eq!(w.last_decision()["sandbox"], "applied");
+    // A push into `up`: the module becomes writable; still nothing outside.
+    let o = w.serve("c", Some(b"rsync --server -r . up/"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "refused: rsync-list-outside\nrefused: rsync-list-other-module\nok: rsync-list-module\n\
+         ok: rsync-copy-in-module\nrefused: rsync-copy-out\nrefused: cat-outside\nrefused: write-outside\n"
+    );
+    assert!(srv(&w, "up").join("copy.txt").is_file());
+    assert!(!w.root.join("outside/copy.txt").exists() && !w.root.join("outside/new").exists());
+    // With the sandbox off the same stand-in reaches everything: the
+    // refusals above are the kernel's, not the file modes'.
+    let w = probe_world("off");
+    let o = w.serve("c", Some(b"rsync --server --sender -r . up/"), &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "ok: rsync-list-outside\nok: rsync-list-other-module\nok: rsync-list-module\n\
+         ok: rsync-copy-in-module\nok: rsync-copy-out\nok: cat-outside\nok: write-outside\n"
+    );
+}
+
+#[test]
+fn required_sandbox_refuses_when_it_cannot_apply() {
+    // Without Landlock, "required" must refuse; with it, it must run.
+    let Some(_) = real_rsync() else { return };
+    let mut w = world();
+    w.sandbox = Some("required");
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    w.write_policy(&text[text.find("[modules.www]").unwrap()..]);
+    let o = w.rsync_as("c", &["-a", "h:www/", &format!("{}/", dst(&w, "d"))]);
+    if landlock_available() {
+        assert!(o.status.success(), "{}", stderr(&o));
+    } else {
+        assert!(stderr(&o).contains("the required sandbox is unavailable"));
+    }
 }

@@ -85,6 +85,9 @@ pub struct World {
     pub client: PathBuf,
     /// The rsync the policy runs (real by default).
     pub rsync: PathBuf,
+    /// `[gate] sandbox` when set (stand-ins that write their notes outside
+    /// the module need "off"; the default policy applies Landlock).
+    pub sandbox: Option<&'static str>,
 }
 
 impl World {
@@ -105,6 +108,7 @@ impl World {
             run: root.join("run"),
             client: root.join("client"),
             rsync: PathBuf::from("/usr/bin/rsync"),
+            sandbox: None,
             root,
             dir,
         }
@@ -121,8 +125,12 @@ impl World {
     /// Write the policy: a `[gate]` section pointing into this world, then
     /// `body`. `{srv}` in the body is replaced by the modules directory.
     pub fn write_policy(&self, body: &str) {
+        let sandbox = self
+            .sandbox
+            .map(|s| format!("sandbox = \"{s}\"\n"))
+            .unwrap_or_default();
         let text = format!(
-            "[gate]\nrsync = \"{}\"\naudit_log = \"{}\"\nlock_dir = \"{}\"\n\n{}",
+            "[gate]\nrsync = \"{}\"\naudit_log = \"{}\"\nlock_dir = \"{}\"\n{sandbox}\n{}",
             self.rsync.display(),
             self.audit.display(),
             self.run.display(),
@@ -236,6 +244,9 @@ impl World {
         let path = self.root.join("bin/recorder-rsync");
         install_exec(&path, &recorder_script(&out));
         self.rsync = path;
+        // The recorder writes its notes outside every module, which the
+        // kernel sandbox would (rightly) refuse.
+        self.sandbox = Some("off");
         out
     }
 }

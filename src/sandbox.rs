@@ -1,0 +1,222 @@
+//! Kernel confinement with Landlock.
+//!
+//! Just before rsync starts, the gate restricts its own filesystem access
+//! (and so rsync's, which inherits it) to the granted module roots — read
+//! only for pulls, read-write for pushes — plus what rsync needs to run: its
+//! binary, shared libraries, and a few name-service and locale files. The
+//! path checks decide what rsync is asked to do; the kernel then refuses
+//! whatever those checks cannot see (a filter merge file named in-protocol,
+//! a race that slipped past the pins).
+//!
+//! The gate itself only waits and writes to descriptors it already holds
+//! (the audit log, syslog) once restricted, which Landlock does not limit.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, BitFlags, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    path_beneath_rules,
+};
+
+use crate::policy::Sandbox;
+
+/// The newest ABI whose rights we handle. (Later ones add restrictions on
+/// connecting to UNIX sockets, which name-service lookups need.)
+const ABI_HANDLED: ABI = ABI::V8;
+
+/// Trees rsync needs to read (and execute from) to run at all.
+pub const SYSTEM_READ_EXEC: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"];
+
+/// Files rsync reads for names, time and locale.
+pub const SYSTEM_READ: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.preload",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/localtime",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/locale.alias",
+    "/dev/urandom",
+    "/dev/random",
+];
+
+/// Files rsync may write that are not data: the null device.
+pub const SYSTEM_WRITE: &[&str] = &["/dev/null"];
+
+/// What rsync may touch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxPlan {
+    /// Trees readable (and listable).
+    pub read: Vec<PathBuf>,
+    /// Trees readable and writable.
+    pub write: Vec<PathBuf>,
+    /// Files and trees readable and executable (beyond the system ones).
+    pub exec: Vec<PathBuf>,
+    /// Single files that may be opened for appending (e.g. the audit log,
+    /// for hooks that run inside the sandbox).
+    pub append: Vec<PathBuf>,
+    /// May device nodes, FIFOs and sockets be created in writable trees?
+    pub devices: bool,
+}
+
+/// What happened when the sandbox was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Every requested restriction is enforced.
+    Full,
+    /// The kernel enforces a subset (an older Landlock ABI).
+    Partial,
+    /// The kernel does not support Landlock.
+    Unsupported,
+    /// The policy says `sandbox = "off"`.
+    Off,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Full => "applied",
+            Status::Partial => "applied (partially: older kernel)",
+            Status::Unsupported => "unsupported by the kernel",
+            Status::Off => "off",
+        })
+    }
+}
+
+fn write_rights(devices: bool) -> BitFlags<AccessFs> {
+    let mut w = AccessFs::from_all(ABI_HANDLED) & !AccessFs::Execute;
+    if !devices {
+        w &= !(AccessFs::MakeChar | AccessFs::MakeBlock | AccessFs::MakeFifo | AccessFs::MakeSock);
+    }
+    w
+}
+
+fn read_rights() -> BitFlags<AccessFs> {
+    AccessFs::ReadFile | AccessFs::ReadDir
+}
+
+fn build(plan: &SandboxPlan) -> Result<landlock::RulesetCreated, landlock::RulesetError> {
+    let exec = AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::Execute;
+    let sys_exec: Vec<&Path> = SYSTEM_READ_EXEC.iter().map(Path::new).collect();
+    let sys_read: Vec<&Path> = SYSTEM_READ.iter().map(Path::new).collect();
+    let sys_write: Vec<&Path> = SYSTEM_WRITE.iter().map(Path::new).collect();
+    Ruleset::default()
+        .handle_access(AccessFs::from_all(ABI_HANDLED))?
+        .create()?
+        .add_rules(path_beneath_rules(&sys_exec, exec))?
+        .add_rules(path_beneath_rules(&plan.exec, exec))?
+        .add_rules(path_beneath_rules(&sys_read, read_rights()))?
+        .add_rules(path_beneath_rules(
+            &sys_write,
+            read_rights() | AccessFs::WriteFile,
+        ))?
+        .add_rules(path_beneath_rules(&plan.append, AccessFs::WriteFile))?
+        .add_rules(path_beneath_rules(&plan.read, read_rights()))?
+        .add_rules(path_beneath_rules(
+            &plan.write,
+            read_rights() | write_rights(plan.devices),
+        ))
+}
+
+/// Apply the sandbox to this process (and so to everything it starts).
+/// With `Sandbox::Required`, anything less than an enforced ruleset is an
+/// error; with `BestEffort` it is reported in the status.
+pub fn apply(plan: &SandboxPlan, mode: Sandbox) -> Result<Status, String> {
+    if mode == Sandbox::Off {
+        return Ok(Status::Off);
+    }
+    let created = build(plan).map_err(|e| format!("cannot build the Landlock ruleset: {e}"))?;
+    let status = created
+        .restrict_self()
+        .map_err(|e| format!("cannot apply the Landlock ruleset: {e}"))?;
+    let s = match status.ruleset {
+        RulesetStatus::FullyEnforced => Status::Full,
+        RulesetStatus::PartiallyEnforced => Status::Partial,
+        RulesetStatus::NotEnforced => Status::Unsupported,
+    };
+    if mode == Sandbox::Required && s == Status::Unsupported {
+        return Err("the kernel does not support Landlock".into());
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn rights_for_writable_trees() {
+        let w = write_rights(false);
+        assert!(w.contains(
+            AccessFs::WriteFile | AccessFs::MakeReg | AccessFs::RemoveFile | AccessFs::Refer
+        ));
+        assert!(!w.contains(AccessFs::MakeChar));
+        assert!(!w.contains(AccessFs::Execute));
+        assert!(write_rights(true).contains(AccessFs::MakeChar | AccessFs::MakeFifo));
+    }
+
+    /// The sandbox applies to the calling process, so exercise it in a
+    /// child: the test binary re-runs itself with a marker variable.
+    #[test]
+    fn kernel_refuses_what_the_plan_does_not_grant() {
+        if std::env::var_os("RSYNC_GATE_SANDBOX_CHILD").is_some() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let inside = d.path().join("inside");
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&inside).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(inside.join("ok"), "ok").unwrap();
+        std::fs::write(outside.join("secret"), "s").unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sandbox::tests::sandboxed_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("RSYNC_GATE_SANDBOX_CHILD", d.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains("CHILD-CHECKED"),
+            "the child did not run its checks: {text}"
+        );
+    }
+
+    #[test]
+    fn sandboxed_child() {
+        let Some(base) = std::env::var_os("RSYNC_GATE_SANDBOX_CHILD") else {
+            return;
+        };
+        let base = PathBuf::from(base);
+        let inside = base.join("inside");
+        let plan = SandboxPlan {
+            read: vec![inside.clone()],
+            ..Default::default()
+        };
+        let status = apply(&plan, Sandbox::BestEffort).unwrap();
+        if status == Status::Unsupported {
+            println!("CHILD-CHECKED (no Landlock on this kernel)");
+            return;
+        }
+        assert_eq!(std::fs::read_to_string(inside.join("ok")).unwrap(), "ok");
+        let e = std::fs::read_to_string(base.join("outside/secret")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        let e = std::fs::write(inside.join("new"), "x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        // Executing system binaries still works.
+        assert!(Command::new("/bin/true").status().unwrap().success());
+        println!("CHILD-CHECKED");
+    }
+}
