@@ -207,7 +207,7 @@ mod tests {
         };
         let status = apply(&plan, Sandbox::BestEffort).unwrap();
         if status == Status::Unsupported {
-            println!("CHILD-CHECKED (no Landlock on this kernel)");
+            eprintln!("CHILD-CHECKED (no Landlock on this kernel)");
             return;
         }
         assert_eq!(std::fs::read_to_string(inside.join("ok")).unwrap(), "ok");
@@ -217,6 +217,6 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
         // Executing system binaries still works.
         assert!(Command::new("/bin/true").status().unwrap().success());
-        println!("CHILD-CHECKED");
+        eprintln!("CHILD-CHECKED");
     }
 }

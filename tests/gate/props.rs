@@ -1,1 +1,1450 @@
-//! (placeholder)
+//! Property tests over the request parser, the decision, confinement and
+//! the `serve` binary:
+//!
+//! 1. parse + decide never panic, for arbitrary bytes and for rsync-looking
+//!    commands built from the option table (valid and invalid values) and
+//!    tricky paths (module names, `..`, `/./`, globs, absolute paths, `~`,
+//!    control bytes, quotes and backslashes);
+//! 2. every plan the in-process pipeline allows against a real tree (with
+//!    symlinks leading out, dangling ones, nested modules) names only paths
+//!    inside the granted module's real root once each `/proc/self/fd/N` is
+//!    mapped back to what it pins, has `--` before `.` and the paths, and
+//!    carries no option the table or the module refuses;
+//! 3. the real binary, with a recording stand-in rsync, never dies by a
+//!    signal, never writes to stdout, and refuses with exactly one
+//!    `rsync-gate: denied: ` line on stderr.
+//!
+//! Each property also asserts that a fair share of the generated commands
+//! is allowed, so it cannot pass by refusing everything. The fuzz targets in
+//! `fuzz/` check the same invariants for much longer; the regression tests
+//! at the end hold what they found.
+//!
+//! `RSYNC_GATE_PROPS_SCALE=N` multiplies every case count (for a long run).
+
+use std::cell::Cell;
+use std::ffi::OsStr;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::{Component, Path, PathBuf};
+
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use rsync_gate::decide::{self, Added, Conn, Context, Decision, Grant, Mode, PathValue, RsyncCaps};
+use rsync_gate::deny::DenyReason;
+use rsync_gate::paths::Account;
+use rsync_gate::plan::ExecPlan;
+use rsync_gate::policy::{self, Module, Policy};
+use rsync_gate::request::options::{self, OPTIONS, PathRole, Rule, Spec, Takes, Value};
+use rsync_gate::request::{self, Request};
+
+use crate::common::{Recorded, World, sample_tree, set_mode};
+
+// ---------------------------------------------------------------------------
+// Configuration and fixtures
+// ---------------------------------------------------------------------------
+
+fn scale() -> u32 {
+    std::env::var("RSYNC_GATE_PROPS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases: cases * scale(),
+        failure_persistence: None,
+        max_shrink_iters: 2048,
+        ..Config::default()
+    })
+}
+
+/// Unwrap a runner result, printing the minimal failing input.
+fn report<T: std::fmt::Debug>(r: Result<(), proptest::test_runner::TestError<T>>) {
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+struct Text(String);
+
+impl policy::Reader for Text {
+    fn read(&self, _: &Path) -> Result<String, String> {
+        Ok(self.0.clone())
+    }
+}
+
+fn load(text: &str) -> Policy {
+    policy::load(Path::new("/props/policy.toml"), &Text(text.into())).expect("policy loads")
+}
+
+/// A policy whose module paths need not exist (for parse + decide only).
+const LEXICAL: &str = r#"
+[modules.www]
+path = "/srv/www"
+[modules.nested]
+path = "/srv/www/sub"
+read_only = false
+[modules.backup]
+path = "/srv/backup"
+read_only = false
+delete = true
+[modules.drop]
+path = "/srv/drop"
+read_only = false
+write_only = true
+overwrite = false
+[modules.links]
+path = "/srv/links"
+read_only = false
+follow_links = true
+devices = true
+munge_links = false
+[modules.root]
+path = "/"
+[modules.secret]
+path = "/srv/secret"
+[clients.c]
+modules = ["www", "nested", "backup", "drop", "links"]
+[clients.fenced]
+modules = ["www", "backup"]
+from = ["192.0.2.10", "2001:db8::/32"]
+[clients.rooty]
+modules = ["root", "backup"]
+[clients.dropper]
+modules = ["drop"]
+[triggers.t]
+command = ["/bin/true"]
+[clients.trig]
+trigger = "t"
+"#;
+
+const CLIENTS: &[(u32, &str)] = &[
+    (14, "c"),
+    (2, "fenced"),
+    (1, "rooty"),
+    (1, "dropper"),
+    (1, "trig"),
+    (1, "nobody"),
+];
+const CONNS: &[Option<&str>] = &[
+    None,
+    None,
+    Some("192.0.2.10"),
+    Some("192.0.2.11"),
+    Some("::ffff:192.0.2.10"),
+    Some("2001:db8::7"),
+];
+
+/// Pick from `items`, each as often as its weight says.
+fn weighted<T: Clone + std::fmt::Debug + 'static>(
+    items: &[(u32, T)],
+) -> impl Strategy<Value = T> + use<T> {
+    let all: Vec<T> = items
+        .iter()
+        .flat_map(|(n, t)| std::iter::repeat_n(t.clone(), *n as usize))
+        .collect();
+    select(all)
+}
+
+/// Who asks, from where, against which rsync.
+#[derive(Debug, Clone, Copy)]
+struct Sel {
+    client: &'static str,
+    conn: Option<Conn>,
+    caps: RsyncCaps,
+}
+
+fn sel() -> impl Strategy<Value = Sel> {
+    (
+        weighted(CLIENTS),
+        select(CONNS),
+        prop::bool::weighted(0.8),
+        prop::bool::weighted(0.8),
+    )
+        .prop_map(|(client, conn, confine_root, drop_d)| Sel {
+            client,
+            conn: conn.map(|a| Conn {
+                addr: a.parse::<IpAddr>().unwrap(),
+                port: 40000,
+            }),
+            caps: RsyncCaps {
+                confine_root,
+                drop_d,
+            },
+        })
+}
+
+/// A real tree: modules with nested directories, symlinks leading out,
+/// into other modules, nowhere and in circles, and a module reached through
+/// a symlink.
+struct Tree {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    policy: Policy,
+    account: Account,
+}
+
+fn tree() -> Tree {
+    let dir = tempfile::Builder::new()
+        .prefix("gate-props-")
+        .tempdir()
+        .unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    set_mode(&base, 0o755);
+    let srv = base.join("srv");
+    let www = srv.join("www");
+    let sub = www.join("sub");
+    let backup = srv.join("backup");
+    let outside = base.join("outside");
+    for d in [
+        &srv,
+        &www,
+        &sub,
+        &sub.join("deeper"),
+        &www.join("dir with space"),
+        &backup,
+        &backup.join("prev"),
+        &backup.join("tmp"),
+        &srv.join("drop"),
+        &srv.join("links/sub"),
+        &srv.join("real/inner"),
+        &srv.join("secret"),
+        &outside.join("dir"),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+        set_mode(d, 0o755);
+    }
+    for (p, content) in [
+        (www.join("a.txt"), "a"),
+        (www.join("b.txt"), "b"),
+        (www.join("it's"), "q"),
+        (www.join("star*"), "s"),
+        (www.join("list"), "a.txt\n"),
+        (sub.join("file.txt"), "f"),
+        (backup.join("listb"), "x\n"),
+        (srv.join("drop/existing.txt"), "e"),
+        (srv.join("real/inner/r.txt"), "r"),
+        (outside.join("secret"), "s"),
+    ] {
+        std::fs::write(p, content).unwrap();
+    }
+    let links: &[(&str, PathBuf)] = &[
+        ("outside", www.join("out")),
+        ("../../outside/secret", www.join("leak")),
+        ("sub", www.join("insub")),
+        ("nowhere", www.join("dangling")),
+        ("loop", www.join("loop")),
+        ("../backup", www.join("back")),
+        ("..", sub.join("up")),
+        ("/etc", sub.join("etc")),
+        ("prev", backup.join("prev-link")),
+        ("gone", backup.join("dl")),
+        ("../outside/secret", backup.join("leakfile")),
+        ("../www/a.txt", srv.join("links/l")),
+        ("real", srv.join("alias")),
+        ("../../outside/dir", srv.join("real/outdir")),
+    ];
+    for (target, at) in links {
+        let target = if *target == "outside" {
+            outside.clone()
+        } else {
+            PathBuf::from(target)
+        };
+        symlink(target, at).unwrap();
+    }
+    // The outside symlink of backup is absolute.
+    symlink(&outside, backup.join("evil")).unwrap();
+    let p = |m: &str| srv.join(m).display().to_string();
+    let text = format!(
+        "[gate]\nrsync = \"/usr/bin/rsync\"\n\
+         [modules.www]\npath = \"{}\"\n\
+         [modules.nested]\npath = \"{}\"\nread_only = false\n\
+         [modules.backup]\npath = \"{}\"\nread_only = false\ndelete = true\n\
+         [modules.drop]\npath = \"{}\"\nread_only = false\nwrite_only = true\noverwrite = false\n\
+         [modules.links]\npath = \"{}\"\nread_only = false\ndelete = true\nfollow_links = true\ndevices = true\nmunge_links = false\n\
+         [modules.via]\npath = \"{}\"\n\
+         [modules.secret]\npath = \"{}\"\n\
+         [clients.c]\nmodules = [\"www\", \"nested\", \"backup\", \"drop\", \"links\", \"via\"]\n\
+         [clients.fenced]\nmodules = [\"www\", \"backup\"]\nfrom = [\"192.0.2.10\", \"2001:db8::/32\"]\n\
+         [clients.rooty]\nmodules = [\"via\", \"links\"]\n\
+         [clients.dropper]\nmodules = [\"drop\"]\n\
+         [triggers.t]\ncommand = [\"/bin/true\"]\n\
+         [clients.trig]\ntrigger = \"t\"\n",
+        p("www"),
+        sub.display(),
+        p("backup"),
+        p("drop"),
+        p("links"),
+        p("alias"),
+        p("secret"),
+    );
+    let policy = load(&text);
+    let account = Account {
+        uid: nix::unistd::geteuid().as_raw(),
+        name: "props".into(),
+        home: Some(PathBuf::from("/nonexistent-props-home")),
+    };
+    for m in policy.modules.values() {
+        rsync_gate::paths::check_module(m, &account)
+            .unwrap_or_else(|e| panic!("module {} of the props tree is unusable: {e}", m.name));
+    }
+    Tree {
+        _dir: dir,
+        base,
+        policy,
+        account,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Generators
+// ---------------------------------------------------------------------------
+
+/// Path components: names in the trees, symlinks out, `..`, `.`, globs,
+/// quotes, backslashes, control bytes.
+const COMPONENTS: &[&str] = &[
+    "sub",
+    "sub",
+    "deeper",
+    "a.txt",
+    "b.txt",
+    "file.txt",
+    "dir with space",
+    "it's",
+    "star*",
+    "out",
+    "leak",
+    "insub",
+    "dangling",
+    "loop",
+    "back",
+    "up",
+    "etc",
+    "evil",
+    "prev",
+    "prev-link",
+    "dl",
+    "leakfile",
+    "list",
+    "listb",
+    "inner",
+    "outdir",
+    "tmp",
+    "l",
+    "new",
+    "..",
+    "..",
+    ".",
+    "",
+    "*",
+    "*.txt",
+    "s*",
+    "?",
+    "[ab].txt",
+    "-dash",
+    "a\"b",
+    "a\\b",
+    "\x01\x1b[2J",
+    "\u{9b}",
+    "~",
+    "x=y",
+];
+
+/// Letters clients put in a server cluster, plus a few that are not options.
+const LETTERS: &[u8] = b"svqbunldKmOJyLkWHogDtUNpEAXrcCIRxSzBZ!-";
+
+const CLUSTERS: &[&str] = &[
+    "-logDtpre.iLsfxCIvu",
+    "-vlogDtprze.iLsfxCIvu",
+    "-re.iLsfxCIvu",
+    "-logDtprRe.iLsfxCIvu",
+    "-de.LsfxCIvu",
+    "-rlt",
+    "-r",
+    "-logDtpr",
+    "-lHogDtpAXre.iLsfxCIvu",
+];
+
+/// Quote a word the way some client or shell might: 0 escapes like rsync
+/// 3.2.4 and later (wildcards and a leading `~` left alone), 1 escapes
+/// everything, 2 single-quotes, 3 double-quotes, 4 leaves it raw.
+fn quote(word: &[u8], how: u8) -> Vec<u8> {
+    const SPECIAL: &[u8] = b" \t'\"\\$`;&|<>(){}#!";
+    let mut out = Vec::new();
+    match how {
+        0 | 1 => {
+            for (i, &b) in word.iter().enumerate() {
+                let glob = matches!(b, b'*' | b'?' | b'[' | b']');
+                if SPECIAL.contains(&b) || (how == 1 && (glob || (b == b'~' && i == 0))) {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+        }
+        2 => {
+            out.push(b'\'');
+            for &b in word {
+                if b == b'\'' {
+                    out.extend_from_slice(b"'\\''");
+                } else {
+                    out.push(b);
+                }
+            }
+            out.push(b'\'');
+        }
+        3 => {
+            out.push(b'"');
+            for &b in word {
+                if matches!(b, b'"' | b'\\' | b'$' | b'`') {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        }
+        _ => out.extend_from_slice(word),
+    }
+    out
+}
+
+fn quoting() -> impl Strategy<Value = u8> {
+    prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8), 1 => Just(3u8), 1 => Just(4u8)]
+}
+
+/// A path: mostly in the command's module (by name or absolute path),
+/// sometimes in another or in none; components, maybe a `/./` marker,
+/// maybe a trailing `/` or `/.`.
+fn path(module: (String, String), n: &Names) -> impl Strategy<Value = Vec<u8>> + use<> {
+    let mut other: Vec<String> = [
+        "secret", "nope", "", ".", "..", "~", "~root", "/etc", "/", "www", "drop", "root",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    other.extend(n.junk.iter().cloned());
+    other.extend(n.pull.iter().chain(&n.push).map(|(m, _)| m.clone()));
+    let head = prop_oneof![
+        10 => Just(module.0),
+        3 => Just(module.1),
+        2 => select(other),
+    ];
+    (
+        head,
+        prop::collection::vec(select(COMPONENTS), 0..4),
+        prop::option::weighted(0.15, 0..4usize),
+        select(&["", "", "", "/", "/", "/."][..]),
+    )
+        .prop_map(|(head, comps, marker, trailing)| {
+            let mut parts: Vec<&str> = vec![head.as_str()];
+            parts.extend(comps.iter().copied());
+            if let Some(m) = marker {
+                parts.insert((m + 1).min(parts.len()), ".");
+            }
+            let mut s = parts.join("/");
+            s.push_str(trailing);
+            s.into_bytes()
+        })
+}
+
+/// Values for path-valued options.
+fn path_option_values(base: &Path) -> Vec<String> {
+    let b = base.display();
+    let mut v: Vec<String> = [
+        "../prev",
+        "prev",
+        ".p",
+        "../bk/today",
+        "-",
+        "~/x",
+        "/etc",
+        "../evil",
+        "../prev-link",
+        "www/list",
+        "backup/listb",
+        "www/leak",
+        "../../x",
+        "../tmp",
+        "tmp",
+        "x/../..",
+        "a b",
+        "..",
+        ".",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for p in [
+        "srv/backup/prev",
+        "srv/backup/tmp",
+        "srv/backup/new",
+        "srv/backup/evil",
+        "srv/www/list",
+        "outside",
+        "srv/alias/inner",
+    ] {
+        v.push(format!("{b}/{p}"));
+    }
+    v
+}
+
+fn value_for(spec: Spec, paths: Vec<String>) -> BoxedStrategy<Vec<u8>> {
+    match spec.takes {
+        Takes::Nothing => Just(Vec::new()).boxed(),
+        Takes::Value(Value::Path(_)) => select(paths).prop_map(String::into_bytes).boxed(),
+        Takes::Value(Value::Int { min, max }) => prop_oneof![
+            12 => (min..=max).prop_map(|n| n.to_string().into_bytes()),
+            1 => Just(min.saturating_sub(1).to_string().into_bytes()),
+            1 => Just(max.saturating_add(1).to_string().into_bytes()),
+            1 => "[-0-9a-z]{0,6}".prop_map(String::into_bytes),
+        ]
+        .boxed(),
+        Takes::Value(Value::Size { .. }) => select(
+            &[
+                "0",
+                "1",
+                "1000",
+                "1K",
+                "10M",
+                "1.5G",
+                "2GB",
+                "4kib",
+                "-1",
+                "1X",
+                "",
+                "1.",
+                ".5",
+                "99999999999999999999999",
+                "8G",
+                "1T",
+            ][..],
+        )
+        .prop_map(|s| s.as_bytes().to_vec())
+        .boxed(),
+        Takes::Value(Value::Text { charset, max_len }) => {
+            let ok: Vec<u8> = (0u8..=255).filter(|&b| charset.allows(b)).collect();
+            let valid = if ok.is_empty() || max_len == 0 {
+                Just(b"x".to_vec()).boxed()
+            } else {
+                prop::collection::vec(select(ok), 1..=max_len.min(12)).boxed()
+            };
+            prop_oneof![
+                12 => valid,
+                1 => prop::collection::vec(any::<u8>(), 0..8),
+                1 => Just(vec![b'a'; max_len + 1]),
+            ]
+            .boxed()
+        }
+        Takes::Value(Value::Capabilities) => Just(b".iLsfxCIvu".to_vec()).boxed(),
+    }
+}
+
+/// One option from the table, spelled in one of the ways rsync accepts (or
+/// a wrong one), as one or two words.
+fn option(paths: Vec<String>) -> impl Strategy<Value = Vec<Vec<u8>>> {
+    select(OPTIONS.to_vec())
+        .prop_flat_map(move |spec| (Just(spec), value_for(spec, paths.clone()), 0u8..5))
+        .prop_map(|(spec, value, form)| {
+            let long = |name: &str| format!("--{name}").into_bytes();
+            let alias = spec.aliases.first().copied().unwrap_or(spec.long);
+            match (spec.takes, form, spec.short) {
+                (Takes::Nothing, 1, Some(c)) => vec![vec![b'-', c]],
+                (Takes::Nothing, 2, _) => vec![[long(spec.long), b"=x".to_vec()].concat()],
+                (Takes::Nothing, 3, _) => vec![long(alias)],
+                (Takes::Nothing, _, _) => vec![long(spec.long)],
+                (Takes::Value(_), 0, _) => vec![[long(spec.long), b"=".to_vec(), value].concat()],
+                (Takes::Value(_), 2, Some(c)) => vec![[vec![b'-', c], value].concat()],
+                (Takes::Value(_), 3, Some(c)) => vec![vec![b'-', c], value],
+                (Takes::Value(_), 4, _) => vec![long(alias)],
+                (Takes::Value(_), _, _) => vec![long(alias), value],
+            }
+        })
+}
+
+fn cluster() -> impl Strategy<Value = Option<Vec<u8>>> {
+    prop_oneof![
+        6 => select(CLUSTERS).prop_map(|c| Some(c.as_bytes().to_vec())),
+        2 => (
+            prop::collection::vec(select(LETTERS), 1..8),
+            select(&["", "e.iLsfxCIvu", "e.LsfxCIvu", "e", "e.i L", "e\x01"][..]),
+        )
+            .prop_map(|(l, e)| Some([b"-".to_vec(), l, e.as_bytes().to_vec()].concat())),
+        1 => Just(None),
+    ]
+}
+
+/// Modules to pull from and push into (name, absolute path), absolute
+/// paths in no module, and values for path-valued options.
+#[derive(Debug, Clone)]
+struct Names {
+    pull: Vec<(String, String)>,
+    push: Vec<(String, String)>,
+    junk: Vec<String>,
+    option_paths: Vec<String>,
+}
+
+/// `modules` as (name, path below `srv`) pairs.
+fn names(srv: &Path, pull: &[(&str, &str)], push: &[(&str, &str)], option_base: &Path) -> Names {
+    let pairs = |l: &[(&str, &str)]| -> Vec<(String, String)> {
+        l.iter()
+            .map(|(m, p)| (m.to_string(), format!("{}/{p}", srv.display())))
+            .collect()
+    };
+    Names {
+        pull: pairs(pull),
+        push: pairs(push),
+        junk: ["", "/outside", "/real", "/secret", "/www/../backup"]
+            .iter()
+            .map(|p| format!("{}{p}", srv.display()))
+            .chain(["/etc".to_string(), "/".to_string()])
+            .collect(),
+        option_paths: path_option_values(option_base),
+    }
+}
+
+/// The names of the props tree.
+fn tree_names(base: &Path) -> Names {
+    names(
+        &base.join("srv"),
+        &[
+            ("www", "www"),
+            ("www", "www"),
+            ("links", "links"),
+            ("via", "alias"),
+            ("nested", "www/sub"),
+            ("backup", "backup"),
+            ("drop", "drop"),
+        ],
+        &[
+            ("backup", "backup"),
+            ("backup", "backup"),
+            ("drop", "drop"),
+            ("nested", "www/sub"),
+            ("links", "links"),
+            ("www", "www"),
+        ],
+        base,
+    )
+}
+
+/// An rsync-looking command: `rsync --server [--sender] <cluster>
+/// <options> . <paths>`, sometimes with another program, a missing `.`,
+/// odd blanks or random bytes spliced in.
+fn command(n: Names) -> impl Strategy<Value = Vec<u8>> {
+    any::<bool>()
+        .prop_flat_map(move |sender| {
+            let modules = if sender { n.pull.clone() } else { n.push.clone() };
+            (Just(sender), select(modules), Just(n.clone()))
+        })
+        .prop_flat_map(|(sender, module, n)| {
+        let npaths = if sender { 1..4usize } else { 1..2usize };
+        (
+            weighted(&[(24, "rsync"), (2, "/usr/bin/rsync"), (1, "sudo rsync"), (1, "true"), (1, "id")]),
+            cluster(),
+            prop_oneof![3 => Just(Vec::new()), 2 => prop::collection::vec(option(n.option_paths.clone()), 1..3)],
+            weighted(&[(30, "."), (1, ""), (1, "x"), (1, "--"), (1, "./")]),
+            prop::collection::vec((path(module, &n), quoting()), npaths),
+            select(&[" ", " ", " ", "  ", "\t"][..]),
+            prop::option::weighted(0.1, (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..6))),
+            Just(sender),
+        )
+            .prop_map(|(program, cluster, opts, dot, paths, blank, splice, sender)| {
+                let mut words: Vec<Vec<u8>> = vec![program.as_bytes().to_vec(), b"--server".to_vec()];
+                if sender {
+                    words.push(b"--sender".to_vec());
+                }
+                words.extend(cluster);
+                for o in opts {
+                    words.extend(o.into_iter().map(|w| quote(&w, 0)));
+                }
+                if !dot.is_empty() {
+                    words.push(dot.as_bytes().to_vec());
+                }
+                for (p, how) in paths {
+                    words.push(quote(&p, how));
+                }
+                let mut cmd = words.join(blank.as_bytes());
+                if let Some((at, bytes)) = splice {
+                    let i = at.index(cmd.len() + 1);
+                    cmd.splice(i..i, bytes);
+                }
+                cmd
+            })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Invariants
+// ---------------------------------------------------------------------------
+
+/// Does the module's policy allow an option with this rule?
+fn rule_allowed(spec: &Spec, m: &Module) -> Result<(), String> {
+    let ok = match spec.rule {
+        Rule::Allow => true,
+        Rule::Refuse(_) | Rule::Secluded => false,
+        Rule::Delete => m.delete && m.overwrite && m.writable(),
+        Rule::Replaces => m.overwrite,
+        Rule::FollowLinks => m.follow_links,
+        Rule::Devices => m.devices,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--{} ({:?}) allowed in module {}",
+            spec.long, spec.rule, m.name
+        ))
+    }
+}
+
+/// Invariants of a decision that need no filesystem.
+fn check_decision(
+    p: &Policy,
+    sel: &Sel,
+    parsed: Result<&Request, &request::ParseError>,
+    d: &Decision,
+) -> Result<(), String> {
+    match d {
+        Decision::Deny(r) => {
+            if r.to_string().is_empty() || r.to_string().contains('\n') {
+                return Err(format!("refusal message {:?}", r.to_string()));
+            }
+            Ok(())
+        }
+        Decision::Probe => match parsed {
+            Ok(Request::Probe) => Ok(()),
+            other => Err(format!("probe for {other:?}")),
+        },
+        Decision::Daemon(g) => {
+            let c = p
+                .clients
+                .get(sel.client)
+                .ok_or("daemon grant for an unknown client")?;
+            if g.modules != c.modules {
+                return Err(format!("daemon grant {g:?}"));
+            }
+            Ok(())
+        }
+        Decision::Checked(g) => {
+            let c = p
+                .clients
+                .get(sel.client)
+                .ok_or("grant for an unknown client")?;
+            if !c.modules.contains(&g.module) {
+                return Err(format!("module {} is not the client's", g.module));
+            }
+            if !c.from.is_empty()
+                && !sel
+                    .conn
+                    .is_some_and(|conn| c.from.iter().any(|n| n.contains(conn.addr)))
+            {
+                return Err(format!("grant from {:?} outside {:?}", sel.conn, c.from));
+            }
+            let m = &p.modules[&g.module];
+            match g.mode {
+                Mode::Sender if !m.readable() => return Err("pull from a write-only module".into()),
+                Mode::Receiver if !m.writable() => {
+                    return Err("push into a read-only module".into());
+                }
+                _ => {}
+            }
+            if g.paths.is_empty() || (g.mode == Mode::Receiver && g.paths.len() != 1) {
+                return Err(format!("{} paths for a {:?}", g.paths.len(), g.mode));
+            }
+            for o in &g.opts {
+                rule_allowed(o.spec, m)?;
+            }
+            for po in &g.path_opts {
+                rule_allowed(po.spec, m)?;
+                if g.mode == Mode::Sender
+                    && matches!(
+                        po.role,
+                        PathRole::Basis | PathRole::TempDir | PathRole::PartialDir
+                    )
+                {
+                    return Err(format!("--{} kept on a pull", po.spec.long));
+                }
+                if g.mode == Mode::Sender
+                    && po.role == PathRole::BackupDir
+                    && po.value != PathValue::Dropped
+                {
+                    return Err("--backup-dir kept on a pull".into());
+                }
+            }
+            let receiver = g.mode == Mode::Receiver;
+            for (cond, what) in [
+                (receiver && !m.overwrite, Added::IgnoreExisting),
+                (receiver && !m.devices && sel.caps.drop_d, Added::DropD),
+                (m.munge_links, Added::MungeLinks),
+                (sel.caps.confine_root, Added::ConfineRoot),
+            ] {
+                if cond != g.added.contains(&what) {
+                    return Err(format!("{what:?} added: {}", !cond));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Where `p` really leads (the last component followed or not); missing
+/// components are appended as they are.
+fn physical(p: &Path, follow_last: bool) -> Result<PathBuf, String> {
+    let comps: Vec<&OsStr> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::from("/");
+    for (i, c) in comps.iter().enumerate() {
+        let next = cur.join(c);
+        match std::fs::symlink_metadata(&next) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR)
+                    || e.raw_os_error() == Some(libc::ENAMETOOLONG) =>
+            {
+                let mut out = next;
+                out.extend(comps.iter().skip(i + 1));
+                return Ok(out);
+            }
+            Err(e) => return Err(format!("{}: {e}", next.display())),
+            Ok(md) if md.file_type().is_symlink() => {
+                if i + 1 == comps.len() && !follow_last {
+                    return Ok(next);
+                }
+                cur = std::fs::canonicalize(&next)
+                    .map_err(|e| format!("{} cannot be followed: {e}", next.display()))?;
+            }
+            Ok(_) => cur = next,
+        }
+    }
+    Ok(cur)
+}
+
+/// Check one path rsync is handed: `/proc/self/fd/N[/rest]` mapped back to
+/// what N pins must lie inside `root` (or, for a `-R` absolute path, be
+/// the `/` anchor, `/./` and the module's path), lexically and physically.
+fn check_path_arg(
+    g: &Grant,
+    m: &Module,
+    root: &Path,
+    pins: &[(String, PathBuf)],
+    role: Option<PathRole>,
+    arg: &[u8],
+) -> Result<(), String> {
+    let shown = || String::from_utf8_lossy(arg).into_owned();
+    if role == Some(PathRole::FilesFrom) && arg == b"-" {
+        return Ok(());
+    }
+    let Some(after) = arg.strip_prefix(b"/proc/self/fd/") else {
+        if role == Some(PathRole::PartialDir)
+            && !arg.is_empty()
+            && !arg.starts_with(b"/")
+            && !arg.split(|&b| b == b'/').any(|c| c == b"..")
+        {
+            return Ok(()); // a per-directory name
+        }
+        return Err(format!("{} is not a pinned path", shown()));
+    };
+    let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+    let rest = &after[digits..];
+    if digits == 0 || !(rest.is_empty() || rest.starts_with(b"/")) {
+        return Err(format!("malformed {}", shown()));
+    }
+    let proc = String::from_utf8_lossy(&arg[..arg.len() - rest.len()]).into_owned();
+    let (_, real) = pins
+        .iter()
+        .find(|(p, _)| *p == proc)
+        .ok_or_else(|| format!("{} names {proc}, which is not held", shown()))?;
+    let mut lexical = real.clone();
+    for c in rest.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(format!("'..' in {}", shown())),
+            n => lexical.push(OsStr::from_bytes(n)),
+        }
+    }
+    if real == Path::new("/") {
+        if !(g.relative
+            && g.mode == Mode::Sender
+            && role.is_none()
+            && rest.starts_with(b"/./")
+            && lexical.starts_with(&m.path))
+        {
+            return Err(format!("{} anchored at / wrongly", shown()));
+        }
+    } else if !lexical.starts_with(root) {
+        return Err(format!(
+            "{} is {} outside {}",
+            shown(),
+            lexical.display(),
+            root.display()
+        ));
+    }
+    let follow_last = role.is_some()
+        || g.mode == Mode::Receiver
+        || rest.is_empty()
+        || rest.ends_with(b"/")
+        || rest.ends_with(b"/.");
+    let phys = physical(&lexical, follow_last)?;
+    if !phys.starts_with(root) {
+        return Err(format!(
+            "{} leads to {} outside {}",
+            shown(),
+            phys.display(),
+            root.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Every invariant of an allowed plan.
+fn check_plan(p: &Policy, caps: RsyncCaps, g: &Grant, plan: &ExecPlan) -> Result<(), String> {
+    let m = &p.modules[&g.module];
+    let root = std::fs::canonicalize(&m.path).unwrap();
+    if plan.cwd != root {
+        return Err(format!("cwd {}", plan.cwd.display()));
+    }
+    let mut pins = Vec::new();
+    for fd in &plan.keep_fds {
+        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let real = std::fs::read_link(&proc).unwrap();
+        if !plan
+            .notes
+            .contains(&format!("pinned {proc} = {}", real.display()))
+        {
+            return Err(format!(
+                "{proc} is {} but the notes say {:?}",
+                real.display(),
+                plan.notes
+            ));
+        }
+        // Inside the root, or an ancestor of it (the `/` anchor of -R
+        // absolute paths, or the root's parent when the root itself is
+        // transferred); every path through it is checked below.
+        if !real.starts_with(&root) && !root.starts_with(&real) {
+            return Err(format!("{proc} pins {} outside the root", real.display()));
+        }
+        pins.push((proc, real));
+    }
+    let args: Vec<&[u8]> = plan.args.iter().map(|a| a.as_bytes()).collect();
+    let mut it = args.iter().copied();
+    if it.next() != Some(b"--server".as_slice()) {
+        return Err("no --server".into());
+    }
+    let mut longs = Vec::new();
+    let mut confine = 0;
+    let mut dashdash = false;
+    let mut sender = false;
+    for a in it.by_ref() {
+        if a == b"--" {
+            dashdash = true;
+            break;
+        }
+        if a == b"--sender" {
+            sender = true;
+            continue;
+        }
+        if let Some(body) = a.strip_prefix(b"--") {
+            let (name, value) = match body.iter().position(|&b| b == b'=') {
+                Some(i) => (&body[..i], Some(&body[i + 1..])),
+                None => (body, None),
+            };
+            let name = std::str::from_utf8(name).map_err(|_| "non-UTF-8 option")?;
+            let spec = options::by_long(name).ok_or_else(|| format!("unknown --{name} in argv"))?;
+            longs.push(spec.long);
+            if spec.long == "confine-root" {
+                confine += 1;
+                if value != Some(root.as_os_str().as_bytes()) {
+                    return Err(format!("--confine-root={value:?}"));
+                }
+                continue;
+            }
+            rule_allowed(spec, m)?;
+            match (spec.takes, value) {
+                (Takes::Value(Value::Path(role)), Some(v)) => {
+                    check_path_arg(g, m, &root, &pins, Some(role), v)?
+                }
+                (Takes::Value(_), Some(_)) | (Takes::Nothing, None) => {}
+                _ => return Err(format!("--{name} with a wrong value {value:?}")),
+            }
+        } else if let Some(cluster) = a.strip_prefix(b"-") {
+            for &l in cluster.iter().take_while(|&&l| l != b'e') {
+                let spec = options::by_short(l)
+                    .ok_or_else(|| format!("unknown -{} in argv", char::from(l)))?;
+                if spec.takes != Takes::Nothing {
+                    return Err(format!("valued -{} in a cluster", char::from(l)));
+                }
+                rule_allowed(spec, m)?;
+            }
+        } else {
+            return Err(format!(
+                "{:?} among the options",
+                String::from_utf8_lossy(a)
+            ));
+        }
+    }
+    if !dashdash || it.next() != Some(b".".as_slice()) {
+        return Err("no `-- .` before the paths".into());
+    }
+    if sender != (g.mode == Mode::Sender) {
+        return Err("--sender does not match the grant".into());
+    }
+    let positional: Vec<&[u8]> = it.collect();
+    if positional.is_empty() || (g.mode == Mode::Receiver && positional.len() != 1) {
+        return Err(format!("{} positional paths", positional.len()));
+    }
+    for a in positional {
+        check_path_arg(g, m, &root, &pins, None, a)?;
+    }
+    let receiver = g.mode == Mode::Receiver;
+    if confine != usize::from(caps.confine_root)
+        || (m.munge_links && !longs.contains(&"munge-links"))
+        || (receiver && !m.overwrite && !longs.contains(&"ignore-existing"))
+        || (receiver && !m.devices && caps.drop_d && !longs.contains(&"drop-D"))
+    {
+        return Err(format!(
+            "gate-added options missing from {:?}",
+            plan.argv_lossy()
+        ));
+    }
+    Ok(())
+}
+
+fn fail(e: String) -> TestCaseError {
+    TestCaseError::fail(e)
+}
+
+// ---------------------------------------------------------------------------
+// 1. parse + decide never panic
+// ---------------------------------------------------------------------------
+
+fn parse_and_decide(p: &Policy, sel: &Sel, cmd: &[u8]) -> Result<Decision, TestCaseError> {
+    let ctx = Context {
+        policy: p,
+        client: sel.client,
+        conn: sel.conn,
+        caps: sel.caps,
+    };
+    let parsed = request::parse_command(cmd);
+    let d = decide::decide(&ctx, parsed.as_ref());
+    check_decision(p, sel, parsed.as_ref(), &d).map_err(fail)?;
+    Ok(d)
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let p = load(LEXICAL);
+    let bytes = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        // Mostly printable, so the splitter lets more through.
+        prop::collection::vec(prop_oneof![8 => 0x20u8..0x7f, 1 => any::<u8>()], 0..128),
+        // After a real prefix.
+        prop::collection::vec(any::<u8>(), 0..48).prop_map(|t| [
+            b"rsync --server --sender -re.iLsfxCIvu ".to_vec(),
+            t
+        ]
+        .concat()),
+    ];
+    report(runner(4096).run(&(sel(), bytes), |(sel, cmd)| {
+        parse_and_decide(&p, &sel, &cmd).map(drop)
+    }));
+}
+
+#[test]
+fn rsync_looking_commands_never_panic() {
+    let p = load(LEXICAL);
+    let n = names(
+        Path::new("/srv"),
+        &[
+            ("www", "www"),
+            ("links", "links"),
+            ("nested", "www/sub"),
+            ("backup", "backup"),
+        ],
+        &[
+            ("backup", "backup"),
+            ("drop", "drop"),
+            ("nested", "www/sub"),
+            ("links", "links"),
+        ],
+        Path::new("/"),
+    );
+    let granted = Cell::new(0u32);
+    let total = Cell::new(0u32);
+    report(runner(2048).run(&(sel(), command(n)), |(sel, cmd)| {
+        let d = parse_and_decide(&p, &sel, &cmd)?;
+        total.set(total.get() + 1);
+        if matches!(d, Decision::Checked(_)) {
+            granted.set(granted.get() + 1);
+        }
+        Ok(())
+    }));
+    eprintln!(
+        "granted {} of {} generated commands",
+        granted.get(),
+        total.get()
+    );
+    // Not vacuous: a fair share of the structured commands is granted.
+    assert!(
+        granted.get() * 10 >= total.get(),
+        "only {} of {} generated commands were granted",
+        granted.get(),
+        total.get()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. allowed plans stay inside the module (in-process, real tree)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn allowed_plans_stay_inside_the_module() {
+    let t = tree();
+    let total = Cell::new(0u32);
+    let allowed = Cell::new(0u32);
+    let strategy = (
+        sel(),
+        command(tree_names(&t.base)),
+        prop::bool::weighted(0.3),
+    );
+    report(runner(2048).run(&strategy, |(sel, cmd, create)| {
+        total.set(total.get() + 1);
+        let Decision::Checked(g) = parse_and_decide(&t.policy, &sel, &cmd)? else {
+            return Ok(());
+        };
+        let text = sel
+            .conn
+            .map(|c| format!("{} {} 127.0.0.1 22", c.addr, c.port));
+        match rsync_gate::build_checked_plan(
+            &t.policy,
+            &g,
+            &t.account,
+            sel.conn.as_ref(),
+            text.as_deref(),
+            create,
+        ) {
+            Ok(plan) => {
+                allowed.set(allowed.get() + 1);
+                check_plan(&t.policy, sel.caps, &g, &plan)
+                    .map_err(|e| fail(format!("{e}\n argv: {:?}", plan.argv_lossy())))?;
+            }
+            Err(r) => {
+                if r.to_string().contains('\n') {
+                    return Err(fail(format!("multi-line refusal {r:?}")));
+                }
+                if let DenyReason::Race(_) = r {
+                    return Err(fail(format!("race reported on a quiet tree: {r:?}")));
+                }
+            }
+        }
+        Ok(())
+    }));
+    eprintln!(
+        "allowed {} of {} generated commands",
+        allowed.get(),
+        total.get()
+    );
+    assert!(
+        allowed.get() * 8 >= total.get(),
+        "only {} of {} generated commands were allowed",
+        allowed.get(),
+        total.get()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. the real binary
+// ---------------------------------------------------------------------------
+
+/// A world for `serve` with a recording stand-in rsync.
+fn serve_world() -> (World, PathBuf) {
+    let mut w = World::new();
+    let out = w.use_recorder();
+    let www = w.module_dir("www");
+    sample_tree(&www);
+    let outside = w.root.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "s").unwrap();
+    symlink(&outside, www.join("out")).unwrap();
+    symlink("../../outside/secret", www.join("leak")).unwrap();
+    w.module_dir("backup");
+    w.module_dir("backup/prev");
+    w.module_dir("drop");
+    w.write_policy(
+        r#"
+[modules.www]
+path = "{srv}/www"
+[modules.backup]
+path = "{srv}/backup"
+read_only = false
+delete = true
+[modules.drop]
+path = "{srv}/drop"
+read_only = false
+write_only = true
+overwrite = false
+[clients.c]
+modules = ["www", "backup", "drop"]
+[clients.fenced]
+modules = ["www"]
+from = ["192.0.2.10"]
+[triggers.t]
+command = ["/bin/true"]
+[clients.trig]
+trigger = "t"
+"#,
+    );
+    (w, out)
+}
+
+#[test]
+fn serve_refuses_in_one_line_and_never_writes_stdout() {
+    let (w, out) = serve_world();
+    let srv = w.root.join("srv");
+    let n = names(
+        &srv,
+        &[("www", "www"), ("www", "www"), ("backup", "backup")],
+        &[("backup", "backup"), ("drop", "drop")],
+        &w.root,
+    );
+    let cmd = prop_oneof![
+        9 => command(n),
+        1 => prop::collection::vec(any::<u8>(), 0..40),
+    ];
+    let client = weighted(&[(20, "c"), (1, "fenced"), (1, "trig"), (1, "nobody")]);
+    let ran = Cell::new(0u32);
+    let total = Cell::new(0u32);
+    report(runner(128).run(&(client, cmd), |(client, mut cmd)| {
+        // The environment cannot carry NUL bytes.
+        cmd.retain(|&b| b != 0);
+        let _ = std::fs::remove_file(out.join("argv"));
+        let o = w.serve(client, Some(&cmd), &[]);
+        total.set(total.get() + 1);
+        let shown = String::from_utf8_lossy(&cmd).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let code = o
+            .status
+            .code()
+            .ok_or_else(|| fail(format!("{shown:?}: killed by a signal: {:?}", o.status)))?;
+        if !o.stdout.is_empty() {
+            return Err(fail(format!("{shown:?}: wrote to stdout: {:?}", o.stdout)));
+        }
+        let recorded = Recorded::read(&out);
+        match code {
+            0 => {
+                if !err.is_empty() {
+                    return Err(fail(format!("{shown:?}: allowed, yet stderr says {err:?}")));
+                }
+                let Some(r) = recorded else {
+                    // Only the probe succeeds without running rsync.
+                    if w.last_decision()["mode"] != "probe" {
+                        return Err(fail(format!("{shown:?}: exit 0 without running rsync")));
+                    }
+                    return Ok(());
+                };
+                ran.set(ran.get() + 1);
+                let module = w.last_decision()["modules"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let root = srv.join(&module);
+                let argv = r.argv_resolved();
+                let dd = argv
+                    .iter()
+                    .position(|a| a == "--")
+                    .ok_or_else(|| fail(format!("no -- in {argv:?}")))?;
+                if argv.get(dd + 1).map(String::as_str) != Some(".") || dd + 2 >= argv.len() {
+                    return Err(fail(format!("no `. PATH` after -- in {argv:?}")));
+                }
+                let receiver = w.last_decision()["mode"] == "receiver";
+                let inside = |a: &str, follow: bool| -> Result<(), TestCaseError> {
+                    let p = Path::new(a.strip_prefix("//.").unwrap_or(a));
+                    if p.components().any(|c| c == Component::ParentDir) {
+                        return Err(fail(format!("'..' in {a} ({argv:?})")));
+                    }
+                    let follow = follow || a.ends_with('/') || a.ends_with("/.");
+                    if !physical(p, follow).map_err(fail)?.starts_with(&root) {
+                        return Err(fail(format!(
+                            "{shown:?}: rsync was handed {a}, outside {}",
+                            root.display()
+                        )));
+                    }
+                    Ok(())
+                };
+                for a in &argv[dd + 2..] {
+                    inside(a, receiver)?;
+                }
+                for a in argv[..dd].iter().filter_map(|a| a.strip_prefix("--")) {
+                    let (name, value) = a.split_once('=').unwrap_or((a, ""));
+                    let Some(spec) = options::by_long(name) else {
+                        continue;
+                    };
+                    if matches!(spec.rule, Rule::Refuse(_) | Rule::Secluded)
+                        && name != "confine-root"
+                    {
+                        return Err(fail(format!("refused option --{a} in {argv:?}")));
+                    }
+                    if let Takes::Value(Value::Path(role)) = spec.takes {
+                        let per_directory = role == PathRole::PartialDir && !value.starts_with('/');
+                        if !(value == "-" || per_directory) {
+                            inside(value, true)?;
+                        }
+                    }
+                }
+            }
+            1 => {
+                if !err.starts_with("rsync-gate: denied: ")
+                    || !err.ends_with('\n')
+                    || err.lines().count() != 1
+                {
+                    return Err(fail(format!(
+                        "{shown:?}: refusal is not one denial line: {err:?}"
+                    )));
+                }
+                if recorded.is_some() {
+                    return Err(fail(format!("{shown:?}: refused, yet rsync ran")));
+                }
+            }
+            other => {
+                return Err(fail(format!(
+                    "{shown:?}: exit status {other}, stderr {err:?}"
+                )));
+            }
+        }
+        Ok(())
+    }));
+    eprintln!(
+        "rsync ran for {} of {} generated commands",
+        ran.get(),
+        total.get()
+    );
+    assert!(
+        ran.get() * 16 >= total.get(),
+        "rsync ran for only {} of {} generated commands",
+        ran.get(),
+        total.get()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Regression tests for what the fuzz targets found
+// ---------------------------------------------------------------------------
+
+fn lexical_decision(client: &str, cmd: &[u8]) -> Decision {
+    let p = load(LEXICAL);
+    let ctx = Context {
+        policy: &p,
+        client,
+        conn: None,
+        caps: RsyncCaps {
+            confine_root: true,
+            drop_d: true,
+        },
+    };
+    let parsed = request::parse_command(cmd);
+    decide::decide(&ctx, parsed.as_ref())
+}
+
+/// Found by `fuzz/` (parse_decide): an unknown long option's name reaches
+/// the refusal message unescaped, so a client's raw control bytes (ESC
+/// sequences, C1 controls such as U+009B, CR) are written to its stderr and
+/// stored as the audit `reason.message`, which `rsync-gate audit` prints raw
+/// to the administrator's terminal; every other refusal escapes client bytes
+/// (`deny::shown`).
+#[test]
+#[ignore = "known bug, reported: ParseError::UnknownOption keeps control bytes; un-ignore with the fix"]
+fn unknown_option_names_are_escaped_in_refusals() {
+    for cmd in [
+        &b"rsync --server --\x1b[31m . www/"[..],
+        b"rsync --server --sender --x\rfake . www/",
+        b"rsync --server --\xc2\x9b2J . www/",
+    ] {
+        let Decision::Deny(r) = lexical_decision("c", cmd) else {
+            panic!("not refused: {cmd:?}");
+        };
+        assert_eq!(r.code(), "unknown_option");
+        let msg = r.to_string();
+        assert!(
+            !msg.chars().any(char::is_control),
+            "raw control bytes in {msg:?}"
+        );
+    }
+    // Through the binary: nothing raw on the client's terminal, nor in the
+    // audit record's message (which `rsync-gate audit` prints to the
+    // administrator's terminal).
+    let (w, _) = serve_world();
+    let o = w.serve(
+        "c",
+        Some(b"rsync --server --\x1b[2J\x1b[31mfake\x07 . www/"),
+        &[],
+    );
+    assert!(
+        !o.stderr.iter().any(|&b| b == 0x1b || b == 0x07),
+        "{:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let message = w.last_decision()["reason"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+}
+
+/// Found by `fuzz/` (pipeline): a path component longer than NAME_MAX is
+/// refused, but as an internal error (code `internal`, "internal error:
+/// ...: File name too long (os error 36)") rather than as a bad path.
+#[test]
+fn over_long_path_components_are_refused() {
+    let t = tree();
+    let long = "x".repeat(300);
+    for cmd in [
+        format!("rsync --server --sender -re.iLsfxCIvu . www/{long}/a"),
+        format!("rsync --server -re.iLsfxCIvu . backup/{long}"),
+        format!("rsync --server --sender -re.iLsfxCIvu . www/{long}?"),
+    ] {
+        let sel = Sel {
+            client: "c",
+            conn: None,
+            caps: RsyncCaps {
+                confine_root: true,
+                drop_d: true,
+            },
+        };
+        let d = parse_and_decide(&t.policy, &sel, cmd.as_bytes()).unwrap();
+        let Decision::Checked(g) = d else { continue };
+        match rsync_gate::build_checked_plan(&t.policy, &g, &t.account, None, None, false) {
+            Ok(plan) => check_plan(&t.policy, sel.caps, &g, &plan).unwrap(),
+            Err(r) => assert_eq!(r.to_string().lines().count(), 1),
+        }
+    }
+}
+
+#[test]
+#[ignore = "known issue, reported: ENAMETOOLONG is refused as `internal`; un-ignore if it gets its own reason"]
+fn over_long_path_components_are_not_internal_errors() {
+    let t = tree();
+    let cmd = format!(
+        "rsync --server --sender -re.iLsfxCIvu . www/{}/a",
+        "x".repeat(300)
+    );
+    let sel = Sel {
+        client: "c",
+        conn: None,
+        caps: RsyncCaps::default(),
+    };
+    let Decision::Checked(g) = parse_and_decide(&t.policy, &sel, cmd.as_bytes()).unwrap() else {
+        panic!("not granted")
+    };
+    let r =
+        rsync_gate::build_checked_plan(&t.policy, &g, &t.account, None, None, false).unwrap_err();
+    assert_ne!(r.code(), "internal", "{r}");
+}
