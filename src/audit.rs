@@ -99,6 +99,10 @@ impl AuditLog {
         Ok(AuditLog { file })
     }
 
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     /// Append one record with a single write.
     pub fn write(&mut self, record: &Record) -> io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;

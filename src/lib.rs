@@ -153,21 +153,49 @@ fn session_id(started: SystemTime) -> String {
     format!("{:x}-{}", nanos, std::process::id())
 }
 
+/// Open the audit log for `serve`: its directory must be root's alone (the
+/// SSH account must not be able to replace the file), and the file must be
+/// a regular file nobody else can write.
+fn open_audit_log(path: &Path) -> Result<AuditLog, String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    trust::check_path(dir, 0).map_err(|e| format!("audit log directory unsafe: {e}"))?;
+    let log = AuditLog::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let md = log
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if md.mode() & 0o002 != 0 {
+        return Err(format!("{} is writable by others", path.display()));
+    }
+    Ok(log)
+}
+
+/// The gate's own files, which no writable module may contain.
+pub fn protected_paths(policy: &Policy) -> Vec<PathBuf> {
+    let mut v = policy.files.clone();
+    v.push(policy.gate.audit_log.clone());
+    v.push(policy.gate.lock_dir.clone());
+    v.push(policy.gate.rsync.clone());
+    v
+}
+
 /// Load the policy for `serve`: the file and the directories above it must
 /// be safe from the SSH account.
 pub fn load_policy_checked(path: &Path, account: &Account) -> Result<Policy, DenyReason> {
-    struct Checked(u32);
+    struct Checked;
     impl policy::Reader for Checked {
         fn read(&self, path: &Path) -> Result<String, String> {
             if std::fs::symlink_metadata(path).is_err() {
                 // Missing or unreachable: say so plainly.
                 return policy::read_bounded(path);
             }
-            trust::check_path(path, self.0).map_err(|e| format!("unsafe: {e}"))?;
+            // Like sudoers: root's alone, whoever the SSH account is.
+            trust::check_path(path, 0).map_err(|e| format!("unsafe: {e}"))?;
             policy::read_bounded(path)
         }
     }
-    policy::load(path, &Checked(account.uid)).map_err(|e| {
+    let _ = account;
+    policy::load(path, &Checked).map_err(|e| {
         let first = e.0.first().map(|d| d.message.as_str()).unwrap_or("");
         if first.starts_with("unsafe: ") {
             DenyReason::PolicyUnsafe(e.to_string())
@@ -216,8 +244,7 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
             return session.refuse(&reason, None, vec![]);
         }
     };
-    session.log = AuditLog::open(&policy.gate.audit_log)
-        .map_err(|e| format!("{}: {e}", policy.gate.audit_log.display()));
+    session.log = open_audit_log(&policy.gate.audit_log);
     if policy.gate.syslog {
         session.syslog = syslog::Syslog::connect(Path::new(syslog::DEFAULT_SOCKET));
     }
@@ -427,7 +454,7 @@ pub fn build_checked_plan(
         .modules
         .get(&grant.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(grant.module.clone()))?;
-    let confined = paths::confine(grant, module, account, create)?;
+    let confined = paths::confine(grant, module, account, &protected_paths(policy), create)?;
     let args = plan::checked_args(grant, &confined);
     let pins: Vec<String> = confined
         .pins
@@ -588,7 +615,7 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
     let err = |text: String| Finding { error: true, text };
     let warn = |text: String| Finding { error: false, text };
     for m in policy.modules.values() {
-        if let Err(r) = paths::check_module(m, account) {
+        if let Err(r) = paths::check_module(m, account, &protected_paths(policy)) {
             let detail = match &r {
                 DenyReason::ModuleUnsafe { why, .. } => why.clone(),
                 other => other.to_string(),
@@ -628,8 +655,18 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
             "audit_log: directory {} does not exist (every session would be refused)",
             log_dir.display()
         )));
-    } else if let Err(e) = trust::check_path(log_dir, account.uid) {
-        out.push(warn(format!("audit_log: {e}")));
+    } else if let Err(e) = trust::check_path(log_dir, 0) {
+        out.push(err(format!(
+            "audit_log: {e} (every session would be refused)"
+        )));
+    }
+    for f in &policy.files {
+        if let Err(e) = trust::check_path(f, 0) {
+            out.push(err(format!(
+                "{}: {e} (serve refuses a policy the account could modify)",
+                f.display()
+            )));
+        }
     }
     out
 }

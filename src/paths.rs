@@ -97,9 +97,15 @@ pub struct Confined {
     pub pins: Vec<Pin>,
 }
 
-/// Check a module's root (ownership, type, home directory) and return its
-/// real path.
-pub fn check_module(module: &Module, account: &Account) -> Result<PathBuf, DenyReason> {
+/// Check a module's root (ownership, type, home directory, the gate's own
+/// files) and return its real path. `protected` lists the gate's files (the
+/// policy, the audit log, the lock directory, rsync itself), which no
+/// writable module may contain.
+pub fn check_module(
+    module: &Module,
+    account: &Account,
+    protected: &[PathBuf],
+) -> Result<PathBuf, DenyReason> {
     let unsafe_module = |why: String| DenyReason::ModuleUnsafe {
         module: module.name.clone(),
         why,
@@ -120,6 +126,14 @@ pub fn check_module(module: &Module, account: &Account) -> Result<PathBuf, DenyR
         && trust::contains_home(&real, home)
     {
         return Err(DenyReason::ModuleContainsHome(module.name.clone()));
+    }
+    if module.writable()
+        && let Some(p) = protected.iter().find(|p| trust::is_within(p, &real))
+    {
+        return Err(unsafe_module(format!(
+            "it is writable and contains the gate's own file {}",
+            p.display()
+        )));
     }
     Ok(real)
 }
@@ -821,9 +835,10 @@ pub fn confine(
     grant: &Grant,
     module: &Module,
     account: &Account,
+    protected: &[PathBuf],
     create: bool,
 ) -> Result<Confined, DenyReason> {
-    let root = check_module(module, account)?;
+    let root = check_module(module, account, protected)?;
     let mut notes = Vec::new();
     let mut w = Walker {
         root: root.clone(),
@@ -953,7 +968,7 @@ mod tests {
             panic!("not granted: {cmd}");
         };
         let m = &f.policy.modules[&g.module];
-        confine(&g, m, &account(), true)
+        confine(&g, m, &account(), &[], true)
     }
 
     /// Map `/proc/self/fd/N/rest` back to the pinned real path.
@@ -1214,12 +1229,20 @@ mod tests {
         std::fs::create_dir_all(f.base.join("backup/home/u")).unwrap();
         let m = &f.policy.modules["backup"];
         assert_eq!(
-            check_module(m, &acct).unwrap_err().code(),
+            check_module(m, &acct, &[]).unwrap_err().code(),
             "module_contains_home"
         );
         // A read-only module may contain it (root backups pull "/").
         let m = &f.policy.modules["www"];
         acct.home = Some(f.base.join("www"));
-        assert!(check_module(m, &acct).is_ok());
+        assert!(check_module(m, &acct, &[]).is_ok());
+        // A writable module may not hold the gate's files.
+        acct.home = None;
+        let m = &f.policy.modules["backup"];
+        let e = check_module(m, &acct, &[f.base.join("backup/log/audit.jsonl")]).unwrap_err();
+        assert!(
+            matches!(e, DenyReason::ModuleUnsafe { ref why, .. } if why.contains("gate's own file")),
+            "{e:?}"
+        );
     }
 }

@@ -15,8 +15,13 @@ fn describe(path: &Path, md: &Metadata, account: u32) -> Option<String> {
     let mode = md.permissions().mode();
     let owner = md.uid();
     if owner != 0 && owner != account {
+        let who = if account == 0 {
+            "root"
+        } else {
+            "root or the account"
+        };
         return Some(format!(
-            "{} is owned by uid {owner}, not root or the account",
+            "{} is owned by uid {owner}, not {who}",
             path.display()
         ));
     }
@@ -40,7 +45,8 @@ fn describe(path: &Path, md: &Metadata, account: u32) -> Option<String> {
 }
 
 /// Walk `path` from `/`, following symlinks, and check every directory,
-/// symlink and the final object. Returns the real path on success, or a
+/// symlink and the final object: each must be owned by root or `account`
+/// (pass 0 to allow root alone). Returns the real path on success, or a
 /// description of the first violation.
 pub fn check_path(path: &Path, account: u32) -> Result<PathBuf, String> {
     if !path.is_absolute() {
@@ -94,6 +100,32 @@ pub fn check_path(path: &Path, account: u32) -> Result<PathBuf, String> {
         }
     }
     Ok(cur)
+}
+
+/// Is `path` (which need not exist yet) at or below the real directory
+/// `root`? The nearest existing ancestor is resolved.
+pub fn is_within(path: &Path, root: &Path) -> bool {
+    let mut probe = path.to_path_buf();
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&probe) {
+            let full = tail
+                .iter()
+                .rev()
+                .fold(real, |acc: PathBuf, c: &std::ffi::OsString| acc.join(c));
+            return full.starts_with(root);
+        }
+        match (
+            probe.file_name().map(ToOwned::to_owned),
+            probe.parent().map(Path::to_path_buf),
+        ) {
+            (Some(name), Some(parent)) => {
+                tail.push(name);
+                probe = parent;
+            }
+            _ => return path.starts_with(root),
+        }
+    }
 }
 
 /// Does the directory `root` (a real path) contain `home`'s `.ssh` or dot
@@ -173,6 +205,33 @@ mod tests {
         );
         assert!(check_path(&d.path().join("bad"), uid()).is_err());
         assert!(check_path(&d.path().join("missing"), uid()).is_err());
+    }
+
+    #[test]
+    fn root_only_when_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("policy.toml");
+        std::fs::write(&f, "").unwrap();
+        set_mode(&f, 0o644);
+        let r = check_path(&f, 0);
+        assert_eq!(r.is_ok(), uid() == 0, "{r:?}");
+        set_mode(&f, 0o664);
+        assert!(
+            check_path(&f, 0)
+                .unwrap_err()
+                .contains("writable by its group")
+        );
+    }
+
+    #[test]
+    fn within() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(root.join("m")).unwrap();
+        assert!(is_within(&root.join("m/not/yet/there"), &root.join("m")));
+        assert!(!is_within(&root.join("other/x"), &root.join("m")));
+        symlink(root.join("m"), root.join("alias")).unwrap();
+        assert!(is_within(&root.join("alias/log"), &root.join("m")));
     }
 
     #[test]

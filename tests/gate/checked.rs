@@ -1372,3 +1372,90 @@ fn required_sandbox_refuses_when_it_cannot_apply() {
         assert!(stderr(&o).contains("the required sandbox is unavailable"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// The gate's own files must be safe from the SSH account
+// ---------------------------------------------------------------------------
+
+#[test]
+fn refuses_a_policy_the_account_could_modify() {
+    let (w, out) = recorder_world();
+    let cmd = Some(&b"rsync --server --sender -r . www/"[..]);
+    // Group-writable policy file.
+    set_mode(&w.policy, 0o664);
+    let o = w.serve("c", cmd, &[]);
+    assert!(
+        stderr(&o).starts_with("rsync-gate: denied: the server's policy file is unsafe: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("writable by its group"),
+        "{}",
+        stderr(&o)
+    );
+    set_mode(&w.policy, 0o644);
+    // Owned by someone other than root (the account could be that user).
+    nix::unistd::chown(&w.policy, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let o = w.serve("c", cmd, &[]);
+    assert!(
+        stderr(&o).contains("is owned by uid 65534, not root"),
+        "{}",
+        stderr(&o)
+    );
+    nix::unistd::chown(&w.policy, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    // A world-writable directory above it.
+    set_mode(&w.root, 0o777);
+    let o = w.serve("c", cmd, &[]);
+    assert!(stderr(&o).contains("writable by others"), "{}", stderr(&o));
+    set_mode(&w.root, 0o755);
+    assert!(Recorded::read(&out).is_none(), "nothing ran");
+    let o = w.serve("c", cmd, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn refuses_an_audit_log_directory_the_account_could_modify() {
+    let (w, out) = recorder_world();
+    set_mode(&w.root.join("log"), 0o775);
+    let o = w.serve("c", Some(b"rsync --server --sender -r . www/"), &[]);
+    assert_eq!(
+        stderr(&o),
+        "rsync-gate: denied: the audit log cannot be written, so nothing may run\n"
+    );
+    assert!(Recorded::read(&out).is_none());
+    set_mode(&w.root.join("log"), 0o755);
+    // A world-writable log file is refused too.
+    std::fs::write(&w.audit, "").unwrap();
+    set_mode(&w.audit, 0o666);
+    let o = w.serve("c", Some(b"rsync --server --sender -r . www/"), &[]);
+    assert!(!o.status.success());
+    assert!(Recorded::read(&out).is_none());
+}
+
+#[test]
+fn refuses_writable_modules_holding_the_gates_files() {
+    let (w, out) = recorder_world();
+    // A writable module whose root contains the audit log.
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    let body = &text[text.find("[modules.www]").unwrap()..];
+    w.write_policy(&format!(
+        "{body}\n[modules.everything]\npath = \"{}\"\nread_only = false\n[clients.greedy]\nmodules = [\"everything\"]\n",
+        w.root.display()
+    ));
+    let o = w.serve("greedy", Some(b"rsync --server -r . everything/srv/"), &[]);
+    assert!(
+        stderr(&o).starts_with("rsync-gate: denied: module 'everything' is not safe to serve"),
+        "{}",
+        stderr(&o)
+    );
+    let d = w.last_decision();
+    assert!(
+        d["reason"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gate's own file"),
+        "{d}"
+    );
+    assert!(Recorded::read(&out).is_none());
+}
