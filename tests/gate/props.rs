@@ -290,9 +290,24 @@ fn tree() -> Tree {
         name: "props".into(),
         home: Some(PathBuf::from("/nonexistent-props-home")),
     };
-    for m in policy.modules.values() {
-        rsync_gate::paths::check_module(m, &account)
-            .unwrap_or_else(|e| panic!("module {} of the props tree is unusable: {e}", m.name));
+    // Every module must be usable, or every grant would be refused and the
+    // properties would prove nothing: a plain pull of (push into) each.
+    for m in ["www", "nested", "backup", "links", "via", "drop"] {
+        let sender = if m == "drop" { "" } else { " --sender" };
+        let cmd = format!("rsync --server{sender} -r . {m}/");
+        let ctx = Context {
+            policy: &policy,
+            client: "c",
+            conn: None,
+            caps: RsyncCaps::default(),
+        };
+        let parsed = request::parse_command(cmd.as_bytes());
+        let Decision::Checked(g) = decide::decide(&ctx, parsed.as_ref()) else {
+            panic!("{cmd}: not granted");
+        };
+        if let Err(e) = rsync_gate::build_checked_plan(&policy, &g, &account, None, None, false) {
+            panic!("module {m} of the props tree is unusable: {e}");
+        }
     }
     Tree {
         _dir: dir,
@@ -894,7 +909,9 @@ fn check_path_arg(
         || rest.is_empty()
         || rest.ends_with(b"/")
         || rest.ends_with(b"/.");
-    let phys = physical(&lexical, follow_last)?;
+    // The module's own path (a -R pull of the absolute path naming the
+    // module itself) counts as its root even when that path is a symlink.
+    let phys = physical(&lexical, follow_last || lexical == m.path)?;
     if !phys.starts_with(root) {
         return Err(format!(
             "{} leads to {} outside {}",

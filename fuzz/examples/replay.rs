@@ -1,0 +1,81 @@
+//! Replay inputs through the same checks as the fuzz targets, without
+//! libFuzzer, and summarise the outcomes:
+//!
+//! `cargo run --release --example replay -- [--lexical] FILE_OR_DIR...`
+//!
+//! Without `--lexical` the pipeline target's tree and policy are used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rsync_gate::decide::{Context, Decision};
+use rsync_gate_fuzz::{Tree, run_one, select};
+
+fn inputs(p: &Path, out: &mut Vec<PathBuf>) {
+    match std::fs::read_dir(p) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                inputs(&e.path(), out);
+            }
+        }
+        Err(_) => out.push(p.to_path_buf()),
+    }
+}
+
+fn main() {
+    let mut lexical = false;
+    let mut files = Vec::new();
+    for a in std::env::args().skip(1) {
+        if a == "--lexical" {
+            lexical = true;
+        } else {
+            inputs(Path::new(&a), &mut files);
+        }
+    }
+    files.sort();
+    let tree = (!lexical).then(Tree::get);
+    let policy = match &tree {
+        Some(t) => t.policy.clone(),
+        None => rsync_gate_fuzz::lexical_policy(),
+    };
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failed = 0;
+    for f in &files {
+        let Ok(data) = std::fs::read(f) else { continue };
+        if let Err(e) = run_one(&policy, tree.as_ref(), &data) {
+            failed += 1;
+            println!("VIOLATION {}: {e}", f.display());
+        }
+        let (sel, cmd) = select(&data);
+        let ctx = Context {
+            policy: &policy,
+            client: sel.client,
+            conn: sel.conn,
+            caps: sel.caps,
+        };
+        let parsed = rsync_gate::request::parse_command(cmd);
+        let outcome = match rsync_gate::decide::decide(&ctx, parsed.as_ref()) {
+            Decision::Deny(r) => format!("deny {}", r.code()),
+            Decision::Probe => "probe".into(),
+            Decision::Daemon(_) => "daemon".into(),
+            Decision::Checked(g) => match &tree {
+                None => format!("grant {}", g.mode.name()),
+                Some(t) => {
+                    match rsync_gate::build_checked_plan(&policy, &g, &t.account, None, None, false)
+                    {
+                        Ok(_) => format!("allow {} {}", g.mode.name(), g.module),
+                        Err(r) => format!("grant {}, confine deny {}", g.mode.name(), r.code()),
+                    }
+                }
+            },
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    for (k, v) in &outcomes {
+        println!("{v:8} {k}");
+    }
+    println!("{} inputs, {failed} violations", files.len());
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
