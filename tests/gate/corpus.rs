@@ -1,1 +1,1256 @@
-//! (placeholder)
+//! The hostile-input corpus: every case in `tests/data/corpus.toml` (an
+//! `SSH_ORIGINAL_COMMAND` and the environment around it) runs through the
+//! gate binary with the recording stand-in rsync, and its outcome is compared
+//! with the expectation written in the file.
+//!
+//! For every case:
+//! - stdout stays empty;
+//! - `deny`: non-zero exit, exactly one stderr line, starting
+//!   `rsync-gate: denied: `, with no raw control bytes and no server path the
+//!   client did not spell itself; one new audit decision record whose
+//!   `reason.code` is the expected code; and the stand-in rsync did not run;
+//! - `allow`: exit 0, nothing on stderr (but the dynamic loader's own
+//!   complaint about a bogus `LD_PRELOAD`/`LD_AUDIT`, once, for the gate
+//!   itself); one new audit record that allows; the stand-in ran as the
+//!   policy's rsync with exactly the expected argv (each `/proc/self/fd/N`
+//!   mapped back to what it pinned) and an environment holding only what the
+//!   gate builds (none of the case's hostile variables);
+//! - `probe`: exit 0, nothing on stderr, an `allow`/`probe` audit record, and
+//!   rsync did not run.
+//!
+//! Cases marked `in_process` cannot travel through an environment variable
+//! (a NUL byte, or more than the kernel's 128 KiB per environment string):
+//! they go through the library's parser, decision and planner instead.
+//!
+//! The server tree (`srv/` and `outside/`) must be unchanged after the whole
+//! corpus, and no program from a hostile `PATH` may have run.
+//!
+//! Template syntax in `command`, `env` values, `stdin` and `argv`:
+//! `{srv}` (the modules directory), `{root}` (the world root),
+//! `{repeat:N:TEXT}` (TEXT N times; TEXT may nest repeats but holds no `}`),
+//! and in `argv` only a leading `{times:N}` (the element N times). With
+//! `pct = true`, `%XX` is then decoded to the byte 0xXX (write `%` as `%25`)
+//! so a case can hold bytes that are not UTF-8.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde::Deserialize;
+
+use rsync_gate::decide::{self, Context, Decision};
+use rsync_gate::deny::DenyReason;
+use rsync_gate::paths::Account;
+use rsync_gate::policy::{self, Policy};
+use rsync_gate::request::{self, ParseError, SplitError};
+
+use crate::common;
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/corpus.toml");
+
+/// Cases marked `known_issue` that the maintainer has been told about and
+/// not yet decided: their failure is reported but does not fail the test.
+/// A listed case that starts passing fails the test until its marker and
+/// this entry are removed.
+const ACCEPTED_KNOWN_ISSUES: &[&str] = &[
+    "absolute-dot-above-module-without-relative",
+    "glob-in-parent-component",
+    "push-file-with-trailing-slash",
+    "pathopt-partial-dir-name-is-a-link-leading-out",
+    "bytes-escape-in-option-name",
+    "bytes-c1-control-in-option-name",
+];
+
+/// `SSH_CONNECTION` as [`common::World::serve`] sets it.
+const DEFAULT_CONNECTION: &str = "127.0.0.1 40000 127.0.0.1 22";
+
+/// Variables the gate itself puts into rsync's environment (the two
+/// `RSYNC_GATE_*` ones in daemon mode, for its hooks).
+const GATE_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SSH_CONNECTION",
+    "RSYNC_GATE_SESSION",
+    "RSYNC_GATE_SANDBOXED",
+];
+
+/// Variables `/bin/sh` adds by itself when it runs the stand-in.
+const SHELL_ENV: &[&str] = &["PWD", "OLDPWD", "SHLVL", "_"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Corpus {
+    case: Vec<Case>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Deny,
+    Allow,
+    Probe,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    category: String,
+    #[serde(default = "default_client")]
+    client: String,
+    /// `SSH_ORIGINAL_COMMAND`; absent only with `no_command = true`.
+    command: Option<String>,
+    /// No `SSH_ORIGINAL_COMMAND` at all (an interactive login).
+    #[serde(default)]
+    no_command: bool,
+    /// Decode `%XX` in command, env values, stdin and argv.
+    #[serde(default)]
+    pct: bool,
+    /// The expanded command must be exactly this long (limit cases).
+    command_len: Option<usize>,
+    /// Extra environment for the gate.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Variables removed from the gate's environment.
+    #[serde(default)]
+    env_remove: Vec<String>,
+    /// Bytes on the gate's stdin.
+    stdin: Option<String>,
+    /// Run through the library instead of the binary (see the module doc).
+    #[serde(default)]
+    in_process: bool,
+    expect: Expect,
+    code: Option<String>,
+    message_contains: Option<String>,
+    /// The expected argv after argv[0], resolved.
+    argv: Option<Vec<String>>,
+    /// Exact values in the stand-in's environment.
+    #[serde(default)]
+    env_exact: BTreeMap<String, String>,
+    /// Variables that must be absent from the stand-in's environment.
+    #[serde(default)]
+    env_absent: Vec<String>,
+    /// Files to inspect after the case ran (the generated daemon config).
+    #[serde(default)]
+    files: Vec<FileCheck>,
+    /// The gate disagrees with this expectation (see ACCEPTED_KNOWN_ISSUES).
+    known_issue: Option<String>,
+    /// The case needs a feature that is not built (or not committed) yet.
+    /// Without `pending_code`, the expectation records today's behaviour
+    /// and will change when the feature lands.
+    pending: Option<String>,
+    /// With `pending`: a denial with this code is accepted (and reported as
+    /// pending) until the feature is built; any other outcome must match
+    /// the expectation, which is the feature's.
+    pending_code: Option<String>,
+    /// Free text.
+    #[allow(dead_code)]
+    note: Option<String>,
+}
+
+/// What a file must and must not hold after a case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCheck {
+    path: String,
+    #[serde(default)]
+    contains: Vec<String>,
+    #[serde(default)]
+    lacks: Vec<String>,
+}
+
+fn default_client() -> String {
+    "c".into()
+}
+
+/// Placeholder values.
+struct Vars {
+    srv: Vec<u8>,
+    root: Vec<u8>,
+}
+
+/// Expand `{srv}`, `{root}` and `{repeat:N:TEXT}`; inside a repeat, stop
+/// at its closing `}` and return what follows.
+fn expand_until<'a>(
+    mut s: &'a [u8],
+    v: &Vars,
+    nested: bool,
+) -> Result<(Vec<u8>, &'a [u8]), String> {
+    let mut out = Vec::new();
+    loop {
+        let Some((&first, tail)) = s.split_first() else {
+            if nested {
+                return Err("unterminated {repeat:".into());
+            }
+            return Ok((out, s));
+        };
+        if nested && first == b'}' {
+            return Ok((out, tail));
+        }
+        if let Some(r) = s.strip_prefix(b"{srv}") {
+            out.extend_from_slice(&v.srv);
+            s = r;
+        } else if let Some(r) = s.strip_prefix(b"{root}") {
+            out.extend_from_slice(&v.root);
+            s = r;
+        } else if let Some(r) = s.strip_prefix(b"{repeat:") {
+            let colon = r
+                .iter()
+                .position(|&c| c == b':')
+                .ok_or("{repeat: without a count")?;
+            let n: usize = std::str::from_utf8(&r[..colon])
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or("bad {repeat: count")?;
+            let (body, after) = expand_until(&r[colon + 1..], v, true)?;
+            for _ in 0..n {
+                out.extend_from_slice(&body);
+            }
+            s = after;
+        } else {
+            out.push(first);
+            s = tail;
+        }
+    }
+}
+
+fn pct_decode(b: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad %-escape at byte {i}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn expand(s: &str, v: &Vars, pct: bool) -> Result<Vec<u8>, String> {
+    let (out, _) = expand_until(s.as_bytes(), v, false)?;
+    if !pct {
+        return Ok(out);
+    }
+    pct_decode(&out)
+}
+
+/// Expand one expected argv element, with its optional `{times:N}`.
+fn expand_argv(s: &str, v: &Vars, pct: bool) -> Result<Vec<Vec<u8>>, String> {
+    let Some(rest) = s.strip_prefix("{times:") else {
+        return Ok(vec![expand(s, v, pct)?]);
+    };
+    let (n, body) = rest.split_once('}').ok_or("unterminated {times:")?;
+    let n: usize = n.parse().map_err(|_| "bad {times: count")?;
+    let one = expand(body, v, pct)?;
+    Ok(vec![one; n])
+}
+
+/// A case with its templates expanded.
+#[derive(Debug)]
+struct Prepared {
+    command: Option<Vec<u8>>,
+    env: Vec<(String, Vec<u8>)>,
+    stdin: Vec<u8>,
+    argv: Option<Vec<Vec<u8>>>,
+    env_exact: Vec<(String, Vec<u8>)>,
+}
+
+fn prepare(c: &Case, v: &Vars) -> Result<Prepared, String> {
+    let command = c
+        .command
+        .as_deref()
+        .map(|s| expand(s, v, c.pct))
+        .transpose()?;
+    let mut env = Vec::new();
+    for (k, val) in &c.env {
+        env.push((k.clone(), expand(val, v, c.pct)?));
+    }
+    let stdin = match &c.stdin {
+        Some(s) => expand(s, v, c.pct)?,
+        None => Vec::new(),
+    };
+    let argv = match &c.argv {
+        Some(list) => {
+            let mut out = Vec::new();
+            for a in list {
+                out.extend(expand_argv(a, v, c.pct)?);
+            }
+            Some(out)
+        }
+        None => None,
+    };
+    let mut env_exact = Vec::new();
+    for (k, val) in &c.env_exact {
+        env_exact.push((k.clone(), expand(val, v, c.pct)?));
+    }
+    Ok(Prepared {
+        command,
+        env,
+        stdin,
+        argv,
+        env_exact,
+    })
+}
+
+/// Every reason code the gate can give (to catch typos in the corpus).
+fn known_codes() -> BTreeSet<&'static str> {
+    let s = String::new;
+    let reasons = [
+        DenyReason::NoCommand,
+        DenyReason::PolicyInvalid(s()),
+        DenyReason::PolicyUnsafe(s()),
+        DenyReason::UnknownClient(s()),
+        DenyReason::SourceNotAllowed(s()),
+        DenyReason::NoSourceAddress,
+        DenyReason::Parse(ParseError::Split(SplitError::Empty)),
+        DenyReason::Parse(ParseError::NotRsync),
+        DenyReason::Parse(ParseError::NoServer),
+        DenyReason::Parse(ParseError::BadDaemon),
+        DenyReason::Parse(ParseError::UnknownOption(s())),
+        DenyReason::Parse(ParseError::MissingValue(s())),
+        DenyReason::Parse(ParseError::BadValue {
+            option: s(),
+            why: s(),
+        }),
+        DenyReason::CommandNotAllowed(s()),
+        DenyReason::TriggerUnavailable,
+        DenyReason::NoModules,
+        DenyReason::OptionRefused {
+            option: s(),
+            why: "",
+        },
+        DenyReason::OptionNotPermitted {
+            option: s(),
+            module: s(),
+            knob: "",
+        },
+        DenyReason::OptionWrongDirection {
+            option: s(),
+            pushing: false,
+        },
+        DenyReason::SecludedArgs,
+        DenyReason::SecludedArgsMalformed(s()),
+        DenyReason::NoPath,
+        DenyReason::TooManyDestinations,
+        DenyReason::NoModule(s()),
+        DenyReason::ModuleNotAvailable(s()),
+        DenyReason::OutsideModules(s()),
+        DenyReason::MultipleModules,
+        DenyReason::HomeRelative(s()),
+        DenyReason::ReadOnly(s()),
+        DenyReason::WriteOnly(s()),
+        DenyReason::Escapes(s()),
+        DenyReason::MarkerOutsideModule(s()),
+        DenyReason::NotFound(s()),
+        DenyReason::NeedsMarker {
+            path: s(),
+            hint: "",
+        },
+        DenyReason::NotADirectory(s()),
+        DenyReason::DanglingSymlink(s()),
+        DenyReason::TooComplex(s()),
+        DenyReason::Race(s()),
+        DenyReason::ModuleUnsafe {
+            module: s(),
+            why: s(),
+        },
+        DenyReason::ModuleContainsHome(s()),
+        DenyReason::RsyncTooOld(s()),
+        DenyReason::Busy(s()),
+        DenyReason::AuditUnavailable(s()),
+        DenyReason::SandboxUnavailable(s()),
+        DenyReason::Internal(s()),
+    ];
+    reasons.iter().map(DenyReason::code).collect()
+}
+
+/// Check the file's own consistency before running anything.
+fn validate(cases: &[Case]) -> Vec<String> {
+    let codes = known_codes();
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for c in cases {
+        let mut bad = |why: &str| problems.push(format!("{}: {why}", c.name));
+        if !names.insert(c.name.as_str()) {
+            bad("duplicate name");
+        }
+        if c.command.is_some() == c.no_command {
+            bad("exactly one of `command` and `no_command = true` is needed");
+        }
+        match c.expect {
+            Expect::Deny => {
+                match c.code.as_deref() {
+                    Some(code) if codes.contains(code) => {}
+                    Some(code) => bad(&format!("unknown reason code {code:?}")),
+                    None => bad("a denial needs a `code`"),
+                }
+                if c.argv.is_some() || !c.env_exact.is_empty() || !c.env_absent.is_empty() {
+                    bad("a denial has no argv or environment to check");
+                }
+            }
+            Expect::Allow => {
+                if c.argv.is_none() {
+                    bad("an allowed case needs its exact `argv`");
+                }
+                if c.code.is_some() || c.message_contains.is_some() {
+                    bad("an allowed case has no reason");
+                }
+            }
+            Expect::Probe => {
+                if c.argv.is_some() || c.code.is_some() {
+                    bad("a probe runs nothing and has no reason");
+                }
+            }
+        }
+        if c.in_process
+            && (!c.env.is_empty()
+                || !c.env_remove.is_empty()
+                || c.stdin.is_some()
+                || !c.files.is_empty())
+        {
+            bad("in-process cases take no environment or stdin and write no files");
+        }
+        if c.known_issue.is_some() && c.pending.is_some() {
+            bad("a case is either a known issue or pending, not both");
+        }
+        match (&c.pending, c.pending_code.as_deref()) {
+            (None, Some(_)) => bad("pending_code needs pending"),
+            (_, Some(code)) if !codes.contains(code) => {
+                bad(&format!("unknown pending_code {code:?}"));
+            }
+            _ => {}
+        }
+    }
+    for n in ACCEPTED_KNOWN_ISSUES {
+        match cases.iter().find(|c| c.name == *n) {
+            Some(c) if c.known_issue.is_some() => {}
+            _ => problems.push(format!(
+                "ACCEPTED_KNOWN_ISSUES lists {n}, which has no known_issue"
+            )),
+        }
+    }
+    problems
+}
+
+// ---------------------------------------------------------------------------
+// The world
+// ---------------------------------------------------------------------------
+
+/// The corpus world:
+/// - `www` read-only: the sample tree, a file list, and symlinks leading out
+///   (`out` -> outside/, `sub/leak` -> outside/secret.txt, `pw` ->
+///   /etc/passwd, `secret-link` -> the ungranted module, `dotdot` -> ..),
+///   a self loop, a dangling link, and a FIFO (`sub/deeper/fifo`);
+/// - `www2`: a directory beside `www` that is not a module;
+/// - `backup` writable with delete: `prev/`, `tmp/`, `bk/`, `file.txt`,
+///   `escape` -> outside/, `escape-file` -> outside/secret.txt, `inlink` ->
+///   prev;
+/// - `up` writable without delete: `sub/`, `outlink` -> outside/;
+/// - `drop` write-only, no overwrite: `list`;
+/// - `links` read-only with follow_links and devices: `file.txt`, `inside`
+///   -> file.txt, `out` -> outside/;
+/// - `secret` not granted to anyone; `outside` not a module;
+/// - `evil/`: a hostile PATH directory whose programs leave a marker.
+///
+/// Clients: `c` (www, backup, up, drop, links), `fenced` (www, from
+/// 192.0.2.0/24), `trig` (a trigger only).
+fn corpus_world() -> (common::World, PathBuf) {
+    let mut w = common::World::new();
+    let out = w.use_recorder();
+    let outside = w.root.join("outside");
+    std::fs::create_dir(&outside).expect("mkdir outside");
+    common::set_mode(&outside, 0o755);
+    std::fs::write(outside.join("secret.txt"), "top secret\n").expect("write");
+
+    let link = |target: &str, at: &Path| std::os::unix::fs::symlink(target, at).expect("symlink");
+    let outside_s = outside.to_string_lossy().into_owned();
+
+    let www = w.module_dir("www");
+    common::sample_tree(&www);
+    std::fs::write(www.join("list"), "a.txt\nsub/s.txt\n").expect("write");
+    link(&outside_s, &www.join("out"));
+    link("../../../outside/secret.txt", &www.join("sub/leak"));
+    link("/etc/passwd", &www.join("pw"));
+    link("../secret", &www.join("secret-link"));
+    link("..", &www.join("dotdot"));
+    link("loop", &www.join("loop"));
+    link("nonexistent", &www.join("dangling"));
+    nix::unistd::mkfifo(
+        &www.join("sub/deeper/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+
+    let www2 = w.module_dir("www2");
+    std::fs::write(www2.join("x"), "not a module\n").expect("write");
+
+    let backup = w.module_dir("backup");
+    for d in ["prev", "tmp", "bk"] {
+        std::fs::create_dir(backup.join(d)).expect("mkdir");
+        common::set_mode(&backup.join(d), 0o755);
+    }
+    std::fs::write(backup.join("prev/f"), "previous\n").expect("write");
+    std::fs::write(backup.join("file.txt"), "backed up\n").expect("write");
+    link(&outside_s, &backup.join("escape"));
+    link(
+        &format!("{outside_s}/secret.txt"),
+        &backup.join("escape-file"),
+    );
+    link("prev", &backup.join("inlink"));
+
+    let up = w.module_dir("up");
+    std::fs::create_dir(up.join("sub")).expect("mkdir");
+    common::set_mode(&up.join("sub"), 0o755);
+    link(&outside_s, &up.join("outlink"));
+
+    let drop = w.module_dir("drop");
+    std::fs::write(drop.join("list"), "x\n").expect("write");
+
+    let links = w.module_dir("links");
+    std::fs::write(links.join("file.txt"), "linked\n").expect("write");
+    link("file.txt", &links.join("inside"));
+    link(&outside_s, &links.join("out"));
+
+    let secret = w.module_dir("secret");
+    std::fs::write(secret.join("s"), "s\n").expect("write");
+
+    // A hostile PATH: any of these running leaves a marker.
+    let evil = w.root.join("evil");
+    std::fs::create_dir(&evil).expect("mkdir evil");
+    common::set_mode(&evil, 0o755);
+    let marker = w.root.join("evil-ran");
+    for prog in ["rsync", "env", "find", "sh", "pwd", "printf"] {
+        common::install_exec(
+            &evil.join(prog),
+            &format!("#!/bin/sh\necho {prog} >> '{}'\nexit 0\n", marker.display()),
+        );
+    }
+
+    w.write_policy(
+        r#"
+[modules.www]
+path = "{srv}/www"
+
+[modules.backup]
+path = "{srv}/backup"
+read_only = false
+delete = true
+
+[modules.up]
+path = "{srv}/up"
+read_only = false
+
+[modules.drop]
+path = "{srv}/drop"
+read_only = false
+write_only = true
+overwrite = false
+
+[modules.links]
+path = "{srv}/links"
+follow_links = true
+devices = true
+
+[modules.secret]
+path = "{srv}/secret"
+
+[clients.c]
+modules = ["www", "backup", "up", "drop", "links"]
+
+[clients.fenced]
+modules = ["www"]
+from = ["192.0.2.0/24"]
+
+[triggers.t]
+command = ["/bin/true"]
+
+[clients.trig]
+trigger = "t"
+"#,
+    );
+    (w, out)
+}
+
+// ---------------------------------------------------------------------------
+// Running a case
+// ---------------------------------------------------------------------------
+
+/// What happened.
+#[derive(Debug)]
+enum Outcome {
+    Deny { code: String, message: String },
+    Allow { argv: Vec<Vec<u8>> },
+    Probe,
+}
+
+fn show(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    if s.len() > 300 {
+        let cut: String = s.chars().take(300).collect();
+        format!("{cut:?}... ({} bytes)", b.len())
+    } else {
+        format!("{s:?}")
+    }
+}
+
+fn show_argv(argv: &[Vec<u8>]) -> String {
+    if argv.len() > 12 {
+        let head: Vec<String> = argv.iter().take(10).map(|a| show(a)).collect();
+        format!("[{}, ... ({} in all)]", head.join(", "), argv.len())
+    } else {
+        let all: Vec<String> = argv.iter().map(|a| show(a)).collect();
+        format!("[{}]", all.join(", "))
+    }
+}
+
+/// Replace `/proc/self/fd/N` (followed by the end or `/`) by what `target`
+/// says fd N is.
+fn resolve_fds(arg: &[u8], target: &dyn Fn(u32) -> Option<Vec<u8>>) -> Vec<u8> {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let Some(at) = arg.windows(PREFIX.len()).position(|w| w == PREFIX) else {
+        return arg.to_vec();
+    };
+    let digits_start = at + PREFIX.len();
+    let digits_len = arg[digits_start..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let end = digits_start + digits_len;
+    let fd = std::str::from_utf8(&arg[digits_start..end])
+        .ok()
+        .and_then(|d| d.parse().ok());
+    let after = &arg[end..];
+    match fd.and_then(target) {
+        Some(t) if digits_len > 0 && (after.is_empty() || after.starts_with(b"/")) => {
+            let mut out = arg[..at].to_vec();
+            out.extend_from_slice(&t);
+            out.extend_from_slice(after);
+            out
+        }
+        _ => arg.to_vec(),
+    }
+}
+
+/// The stand-in's records, if it ran.
+struct Ran {
+    argv: Vec<Vec<u8>>,
+    env: Vec<(String, String)>,
+}
+
+fn recorded(out: &Path) -> Option<Ran> {
+    let raw = std::fs::read(out.join("argv")).ok()?;
+    let mut argv: Vec<Vec<u8>> = raw.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    if argv.last().is_some_and(Vec::is_empty) {
+        argv.pop();
+    }
+    let fds: BTreeMap<u32, Vec<u8>> = std::fs::read(out.join("fds"))
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .filter_map(|l| {
+            let sp = l.iter().position(|&b| b == b' ')?;
+            let n = std::str::from_utf8(&l[..sp]).ok()?.parse().ok()?;
+            Some((n, l[sp + 1..].to_vec()))
+        })
+        .collect();
+    let argv = argv
+        .iter()
+        .map(|a| resolve_fds(a, &|n| fds.get(&n).cloned()))
+        .collect();
+    let env = std::fs::read(out.join("env"))
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l = String::from_utf8_lossy(l);
+            match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (l.to_string(), String::new()),
+            }
+        })
+        .collect();
+    Some(Ran { argv, env })
+}
+
+fn clear_recorder(out: &Path) {
+    for f in ["argv", "env", "fds", "cwd"] {
+        let _ = std::fs::remove_file(out.join(f));
+    }
+}
+
+/// Run the gate binary for a case.
+fn spawn(w: &common::World, c: &Case, p: &Prepared) -> Output {
+    let utf8_env: Option<Vec<(&str, &str)>> = p
+        .env
+        .iter()
+        .map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (k.as_str(), v)))
+        .collect();
+    if let (Some(env), true) = (&utf8_env, c.env_remove.is_empty()) {
+        return w.serve_with_stdin(&c.client, p.command.as_deref(), env, &p.stdin);
+    }
+    // World::serve cannot remove a variable or pass non-UTF-8 values: the
+    // same invocation, by hand.
+    let mut cmd = Command::new(common::gate_bin());
+    cmd.arg("serve")
+        .arg("--policy")
+        .arg(&w.policy)
+        .arg("--client")
+        .arg(&c.client)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SSH_CONNECTION", DEFAULT_CONNECTION)
+        .current_dir(&w.client)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(command) = &p.command {
+        cmd.env("SSH_ORIGINAL_COMMAND", OsStr::from_bytes(command));
+    }
+    for (k, v) in &p.env {
+        cmd.env(k, OsStr::from_bytes(v));
+    }
+    for k in &c.env_remove {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd.spawn().expect("spawn gate");
+    {
+        let mut sin = child.stdin.take().expect("stdin");
+        let _ = sin.write_all(&p.stdin);
+    }
+    child.wait_with_output().expect("wait gate")
+}
+
+/// The decision records appended to the audit log after byte `from`.
+fn new_decisions(log: &Path, from: u64, bad: &mut Vec<String>) -> Vec<serde_json::Value> {
+    let all = std::fs::read(log).unwrap_or_default();
+    let start = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+    let mut out = Vec::new();
+    for line in all[start..]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(r) if r["event"] == "decision" => out.push(r),
+            Ok(_) => {}
+            Err(e) => bad.push(format!("audit line is not JSON: {e}")),
+        }
+    }
+    out
+}
+
+/// Lines of stderr that are the dynamic loader complaining about a bogus
+/// `LD_PRELOAD`/`LD_AUDIT` given to the gate itself.
+fn is_loader_line(l: &str) -> bool {
+    l.starts_with("ERROR: ld.so:")
+}
+
+/// Run one case through the binary and list every way it differs from the
+/// expectation.
+fn check_binary(
+    w: &common::World,
+    out: &Path,
+    c: &Case,
+    p: &Prepared,
+    account: &str,
+) -> (Option<Outcome>, Vec<String>) {
+    let mut bad = Vec::new();
+    clear_recorder(out);
+    let before = std::fs::metadata(&w.audit).map_or(0, |m| m.len());
+    let o = spawn(w, c, p);
+    let decisions = new_decisions(&w.audit, before, &mut bad);
+    let ran = recorded(out);
+    if !o.stdout.is_empty() {
+        bad.push(format!("wrote {} bytes to stdout", o.stdout.len()));
+    }
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let loader_lines = stderr.lines().filter(|l| is_loader_line(l)).count();
+    if loader_lines > 1 {
+        bad.push(format!(
+            "the loader complained {loader_lines} times: a hostile LD_* reached the child"
+        ));
+    }
+    let lines: Vec<&str> = stderr.lines().filter(|l| !is_loader_line(l)).collect();
+    let record = if decisions.len() == 1 {
+        decisions.last().cloned()
+    } else {
+        bad.push(format!(
+            "expected one new audit decision record, got {}",
+            decisions.len()
+        ));
+        None
+    };
+    // The audit log keeps client bytes escaped: `rsync-gate audit` prints
+    // these fields as they are.
+    for field in ["command", "message"] {
+        let value = match field {
+            "command" => record.as_ref().and_then(|r| r["command"].as_str()),
+            _ => record
+                .as_ref()
+                .and_then(|r| r["reason"]["message"].as_str()),
+        };
+        if value.is_some_and(|v| v.chars().any(char::is_control)) {
+            let v = value.unwrap_or_default();
+            bad.push(format!("raw control characters in the audit {field} {v:?}"));
+        }
+    }
+    let status = o.status.code();
+    let outcome = match (status, &ran) {
+        (Some(0), Some(r)) => Some(Outcome::Allow {
+            argv: r.argv.iter().skip(1).cloned().collect(),
+        }),
+        (Some(0), None) => Some(Outcome::Probe),
+        (Some(n), None) if n != 0 => {
+            let line = lines.first().copied().unwrap_or("");
+            let message = line
+                .strip_prefix("rsync-gate: denied: ")
+                .unwrap_or(line)
+                .to_string();
+            let code = record
+                .as_ref()
+                .and_then(|r| r["reason"]["code"].as_str())
+                .unwrap_or("<no audit reason>")
+                .to_string();
+            Some(Outcome::Deny { code, message })
+        }
+        _ => {
+            bad.push(format!(
+                "exit status {status:?} with the stand-in {}",
+                if ran.is_some() { "run" } else { "not run" }
+            ));
+            None
+        }
+    };
+    match &outcome {
+        Some(Outcome::Deny { .. }) => {
+            if lines.len() != 1 || !lines.iter().all(|l| l.starts_with("rsync-gate: denied: ")) {
+                bad.push(format!(
+                    "expected exactly one 'rsync-gate: denied: ' line, got {stderr:?}"
+                ));
+            }
+            if let Some(r) = record.as_ref().filter(|r| r["decision"] != "deny") {
+                bad.push(format!("audit decision is {}", r["decision"]));
+            }
+            if lines.iter().any(|l| l.chars().any(char::is_control)) {
+                bad.push(format!(
+                    "raw control characters in the denial line {stderr:?}"
+                ));
+            }
+            let root = w.root.to_string_lossy();
+            let spelled = p
+                .command
+                .as_deref()
+                .is_some_and(|cmd| cmd.windows(root.len()).any(|x| x == root.as_bytes()));
+            if !spelled && stderr.contains(root.as_ref()) {
+                bad.push(format!(
+                    "the denial reveals a server path the client never named: {stderr:?}"
+                ));
+            }
+        }
+        Some(Outcome::Allow { .. }) | Some(Outcome::Probe) => {
+            if !lines.is_empty() {
+                bad.push(format!("unexpected stderr {stderr:?}"));
+            }
+            if let Some(r) = &record {
+                if r["decision"] != "allow" {
+                    bad.push(format!("audit decision is {}", r["decision"]));
+                }
+                let probe = matches!(outcome, Some(Outcome::Probe));
+                if probe && r["mode"] != "probe" {
+                    bad.push(format!("audit mode is {} for a probe", r["mode"]));
+                }
+            }
+        }
+        None => {}
+    }
+    if let Some(r) = &ran {
+        let want0 = w.rsync.as_os_str().as_bytes();
+        if r.argv.first().map(Vec::as_slice) != Some(want0) {
+            bad.push(format!(
+                "argv[0] is {}, not the policy's rsync",
+                show(r.argv.first().map(Vec::as_slice).unwrap_or(b""))
+            ));
+        }
+        check_env(c, p, &r.env, account, &mut bad);
+    }
+    (outcome, bad)
+}
+
+/// The stand-in's environment: only what the gate builds, none of the
+/// case's hostile variables, and the exact values asked for.
+fn check_env(
+    c: &Case,
+    p: &Prepared,
+    env: &[(String, String)],
+    account: &str,
+    bad: &mut Vec<String>,
+) {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let ours = |k: &str| GATE_ENV.contains(&k) || SHELL_ENV.contains(&k);
+    for (k, v) in env {
+        if !ours(k) {
+            bad.push(format!("the child's environment holds {k}={v}"));
+        }
+    }
+    let fixed = [
+        ("PATH", "/usr/bin:/bin"),
+        ("HOME", "/nonexistent"),
+        ("USER", account),
+        ("LOGNAME", account),
+    ];
+    for (k, want) in fixed {
+        if get(k) != Some(want) {
+            bad.push(format!("child {k} is {:?}, not {want:?}", get(k)));
+        }
+    }
+    for (k, hostile) in &p.env {
+        if k == "SSH_CONNECTION" {
+            continue;
+        }
+        match get(k) {
+            // A name the gate sets itself: its value must be the gate's.
+            Some(v) if ours(k) && v.as_bytes() == hostile.as_slice() => {
+                bad.push(format!("hostile {k}={v:?} reached the child"));
+            }
+            Some(v) if !ours(k) => bad.push(format!("hostile {k} reached the child as {v:?}")),
+            Some(_) | None => {}
+        }
+    }
+    let conn_overridden =
+        p.env.iter().any(|(k, _)| k == "SSH_CONNECTION") || !c.env_remove.is_empty();
+    if !conn_overridden
+        && !c.env_exact.contains_key("SSH_CONNECTION")
+        && get("SSH_CONNECTION") != Some(DEFAULT_CONNECTION)
+    {
+        bad.push(format!(
+            "child SSH_CONNECTION is {:?}",
+            get("SSH_CONNECTION")
+        ));
+    }
+    for (k, want) in &p.env_exact {
+        if get(k).map(str::as_bytes) != Some(want.as_slice()) {
+            bad.push(format!("child {k} is {:?}, not {}", get(k), show(want)));
+        }
+    }
+    for k in &c.env_absent {
+        if let Some(v) = get(k) {
+            bad.push(format!("child has {k}={v:?}, which must be absent"));
+        }
+    }
+}
+
+/// Run a case through the library: parse, decide, confine and plan (no
+/// directories are created), as `serve` does.
+fn check_in_process(policy: &Policy, c: &Case, p: &Prepared) -> (Option<Outcome>, Vec<String>) {
+    let Some(command) = &p.command else {
+        return (None, vec!["in-process cases need a command".into()]);
+    };
+    let parsed = request::parse_command(command);
+    let conn = rsync_gate::parse_connection(DEFAULT_CONNECTION.as_bytes());
+    let caps = rsync_gate::rsync::probe(&policy.gate.rsync).unwrap_or_default();
+    let ctx = Context {
+        policy,
+        client: &c.client,
+        conn: conn.as_ref().map(|(c, _)| *c),
+        caps,
+    };
+    let deny = |r: DenyReason| Outcome::Deny {
+        code: r.code().to_string(),
+        message: r.to_string(),
+    };
+    let outcome = match decide::decide(&ctx, parsed.as_ref()) {
+        Decision::Deny(r) => deny(r),
+        Decision::Probe => Outcome::Probe,
+        Decision::Daemon(_) => {
+            return (
+                None,
+                vec!["in-process daemon grants are not modelled".into()],
+            );
+        }
+        Decision::Checked(g) => {
+            match rsync_gate::build_checked_plan(
+                policy,
+                &g,
+                &Account::current(),
+                ctx.conn.as_ref(),
+                conn.as_ref().map(|(_, t)| t.as_str()),
+                false,
+            ) {
+                Err(r) => deny(r),
+                Ok(plan) => {
+                    // The plan still holds its descriptors: map them here.
+                    let target = |n: u32| {
+                        std::fs::read_link(format!("/proc/self/fd/{n}"))
+                            .ok()
+                            .map(|t| t.as_os_str().as_bytes().to_vec())
+                    };
+                    let argv = plan
+                        .args
+                        .iter()
+                        .map(|a| resolve_fds(a.as_bytes(), &target))
+                        .collect();
+                    Outcome::Allow { argv }
+                }
+            }
+        }
+    };
+    (Some(outcome), Vec::new())
+}
+
+/// Compare an outcome with the expectation.
+fn compare(c: &Case, p: &Prepared, outcome: Option<&Outcome>, bad: &mut Vec<String>) {
+    match (c.expect, outcome) {
+        (_, None) => {}
+        (Expect::Deny, Some(Outcome::Deny { code, message })) => {
+            if Some(code.as_str()) != c.code.as_deref() {
+                bad.push(format!(
+                    "denied with {code} ({message}), expected {}",
+                    c.code.as_deref().unwrap_or("?")
+                ));
+            }
+            if let Some(want) = c
+                .message_contains
+                .as_ref()
+                .filter(|w| !message.contains(w.as_str()))
+            {
+                bad.push(format!("message {message:?} lacks {want:?}"));
+            }
+        }
+        (Expect::Allow, Some(Outcome::Allow { argv })) => {
+            if let Some(want) = p.argv.as_ref().filter(|w| argv != *w) {
+                bad.push(format!(
+                    "argv {}\n      expected {}",
+                    show_argv(argv),
+                    show_argv(want)
+                ));
+            }
+        }
+        (Expect::Probe, Some(Outcome::Probe)) => {}
+        (want, Some(got)) => {
+            let got = match got {
+                Outcome::Deny { code, message } => format!("denied with {code} ({message})"),
+                Outcome::Allow { argv } => format!("allowed, argv {}", show_argv(argv)),
+                Outcome::Probe => "a probe".into(),
+            };
+            bad.push(format!("expected {want:?}, got {got}"));
+        }
+    }
+}
+
+/// The case's file checks.
+fn check_files(c: &Case, v: &Vars, bad: &mut Vec<String>) {
+    for f in &c.files {
+        let text = |s: &str| {
+            String::from_utf8_lossy(&expand(s, v, false).unwrap_or_default()).into_owned()
+        };
+        let path = text(&f.path);
+        let Ok(body) = std::fs::read_to_string(&path) else {
+            bad.push(format!("cannot read {path}"));
+            continue;
+        };
+        for want in &f.contains {
+            let want = text(want);
+            if !body.contains(&want) {
+                bad.push(format!("{path} lacks {want:?}"));
+            }
+        }
+        for unwanted in &f.lacks {
+            let unwanted = text(unwanted);
+            if body.contains(&unwanted) {
+                bad.push(format!("{path} holds {unwanted:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_corpus() {
+    let text = std::fs::read_to_string(CORPUS).expect("read the corpus");
+    let corpus: Corpus = toml::from_str(&text).expect("the corpus is valid TOML");
+    let cases = corpus.case;
+    let problems = validate(&cases);
+    assert!(
+        problems.is_empty(),
+        "corpus problems:\n  {}",
+        problems.join("\n  ")
+    );
+    assert!(cases.len() >= 150, "only {} cases", cases.len());
+
+    let (w, out) = corpus_world();
+    let vars = Vars {
+        srv: w.root.join("srv").as_os_str().as_bytes().to_vec(),
+        root: w.root.as_os_str().as_bytes().to_vec(),
+    };
+    let policy = policy::load(&w.policy, &policy::PlainReader).expect("the corpus policy loads");
+    let account = Account::current().name;
+    let srv_before = common::snapshot(&w.root.join("srv"));
+    let outside_before = common::snapshot(&w.root.join("outside"));
+
+    let mut failures = Vec::new();
+    let mut known = Vec::new();
+    let mut stale = Vec::new();
+    let mut pending = Vec::new();
+    let mut by_expect: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_category: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut in_process = 0;
+    for c in &cases {
+        let p = match prepare(c, &vars) {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(format!("{}: bad template: {e}", c.name));
+                continue;
+            }
+        };
+        let mut bad = Vec::new();
+        let len = p.command.as_ref().map(Vec::len);
+        if let Some(want) = c.command_len.filter(|w| len != Some(*w)) {
+            bad.push(format!("command is {len:?} bytes, not {want}"));
+        }
+        let (outcome, mut found) = if c.in_process {
+            in_process += 1;
+            check_in_process(&policy, c, &p)
+        } else {
+            check_binary(&w, &out, c, &p, &account)
+        };
+        let not_built = match (&outcome, c.pending_code.as_deref()) {
+            (Some(Outcome::Deny { code, .. }), Some(want)) => code == want,
+            _ => false,
+        };
+        bad.append(&mut found);
+        if !not_built {
+            compare(c, &p, outcome.as_ref(), &mut bad);
+            check_files(c, &vars, &mut bad);
+        }
+
+        *by_category.entry(c.category.as_str()).or_default() += 1;
+        match c.expect {
+            Expect::Deny => {
+                *by_expect.entry("denied").or_default() += 1;
+                *by_code
+                    .entry(c.code.clone().unwrap_or_default())
+                    .or_default() += 1;
+            }
+            Expect::Allow => *by_expect.entry("allowed").or_default() += 1,
+            Expect::Probe => *by_expect.entry("probes").or_default() += 1,
+        }
+        match (&c.pending, not_built) {
+            (Some(why), true) => pending.push(format!(
+                "{}: {why} (today: {})",
+                c.name,
+                c.pending_code.as_deref().unwrap_or_default()
+            )),
+            (Some(why), false) if c.pending_code.is_none() => {
+                pending.push(format!("{}: {why}", c.name));
+            }
+            _ => {}
+        }
+        let cmd = p.command.as_deref().map(show).unwrap_or("<none>".into());
+        match (&c.known_issue, bad.is_empty()) {
+            (None, true) => {}
+            (None, false) => failures.push(format!(
+                "{} [{}] command {cmd}:\n    {}",
+                c.name,
+                c.category,
+                bad.join("\n    ")
+            )),
+            (Some(_), true) => stale.push(c.name.clone()),
+            (Some(issue), false) => known.push((
+                c.name.clone(),
+                format!(
+                    "{} [{}] command {cmd}\n    known issue: {issue}\n    {}",
+                    c.name,
+                    c.category,
+                    bad.join("\n    ")
+                ),
+            )),
+        }
+    }
+
+    let srv_after = common::snapshot(&w.root.join("srv"));
+    let outside_after = common::snapshot(&w.root.join("outside"));
+    if srv_before != srv_after {
+        let changed: Vec<_> = srv_before
+            .keys()
+            .chain(srv_after.keys())
+            .filter(|k| srv_before.get(*k) != srv_after.get(*k))
+            .collect();
+        failures.push(format!("the corpus changed srv/: {changed:?}"));
+    }
+    if outside_before != outside_after {
+        failures.push("the corpus changed outside/".into());
+    }
+    let marker = w.root.join("evil-ran");
+    if marker.exists() {
+        failures.push(format!(
+            "a program from a hostile PATH ran: {:?}",
+            std::fs::read_to_string(&marker).unwrap_or_default()
+        ));
+    }
+
+    let counts: Vec<String> = by_expect.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    eprintln!(
+        "corpus: {} cases, {} ({in_process} in-process)",
+        cases.len(),
+        counts.join(", ")
+    );
+    let codes: Vec<String> = by_code.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    eprintln!("corpus: denials by code: {}", codes.join(", "));
+    let cats: Vec<String> = by_category
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    eprintln!("corpus: cases by category: {}", cats.join(", "));
+    if !pending.is_empty() {
+        eprintln!(
+            "corpus: {} cases wait for features not built yet:\n  {}",
+            pending.len(),
+            pending.join("\n  ")
+        );
+    }
+    if !known.is_empty() {
+        eprintln!(
+            "corpus: {} known issues (the gate disagrees with the corpus):\n  {}",
+            known.len(),
+            known
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    for (n, _) in &known {
+        if !ACCEPTED_KNOWN_ISSUES.contains(&n.as_str()) {
+            failures.push(format!(
+                "{n}: known issue not in ACCEPTED_KNOWN_ISSUES (see above)"
+            ));
+        }
+    }
+    for n in &stale {
+        failures.push(format!(
+            "{n}: marked known_issue but now passes: remove the marker{}",
+            if ACCEPTED_KNOWN_ISSUES.contains(&n.as_str()) {
+                " and its ACCEPTED_KNOWN_ISSUES entry"
+            } else {
+                ""
+            }
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} corpus failures:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
