@@ -59,6 +59,18 @@ pub enum Command {
         #[arg(long)]
         client: Option<String>,
     },
+    /// Daemon-mode hooks: run by rsync itself from the generated config
+    /// (pre-xfer checks and audits each in-band request; post-xfer records
+    /// its exit status). Not for interactive use.
+    #[command(hide = true)]
+    Hook {
+        #[arg(value_enum)]
+        which: HookKind,
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        client: String,
+    },
     /// Review the audit log.
     Audit {
         /// Audit log (default: the policy's audit_log).
@@ -82,4 +94,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which daemon hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookKind {
+    PreXfer,
+    PostXfer,
 }

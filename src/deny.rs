@@ -87,6 +87,9 @@ pub enum DenyReason {
     ModuleContainsHome(String),
     /// The installed rsync cannot do what the policy needs.
     RsyncTooOld(String),
+    /// A push could create device or special files the policy forbids, and
+    /// nothing here can stop it.
+    NodesUnconfined(String),
     /// All `max_connections` slots of the module are taken.
     Busy(String),
     /// The audit record could not be written (fail closed).
@@ -145,6 +148,7 @@ impl DenyReason {
             ModuleUnsafe { .. } => "module_unsafe",
             ModuleContainsHome(_) => "module_contains_home",
             RsyncTooOld(_) => "rsync_too_old",
+            NodesUnconfined(_) => "nodes_unconfined",
             Busy(_) => "busy",
             AuditUnavailable(_) => "audit_unavailable",
             SandboxUnavailable(_) => "sandbox_unavailable",
@@ -284,6 +288,7 @@ impl fmt::Display for DenyReason {
                 "module '{m}' is writable and contains this account's home directory files"
             ),
             RsyncTooOld(m) => write!(f, "the server's rsync is too old: {m}"),
+            NodesUnconfined(m) => write!(f, "-D is not allowed here: {m}"),
             Busy(m) => write!(
                 f,
                 "module '{m}' is at its connection limit; try again later"

@@ -48,6 +48,9 @@ pub fn spawn_and_wait(plan: ExecPlan) -> io::Result<Outcome> {
     let mut child = cmd.spawn()?;
     // The child has its own copies of the pinned descriptors now.
     drop(plan.keep_fds);
+    if let Err(e) = crate::sys::forward_signals_to(child.id()) {
+        tracing::warn!("cannot forward signals to rsync: {e}");
+    }
     let status = child.wait()?;
     Ok(Outcome {
         code: status.code(),

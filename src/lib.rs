@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod daemon;
 pub mod decide;
 pub mod deny;
 pub mod exec;
@@ -18,7 +19,7 @@ pub mod rsync;
 pub mod sandbox;
 pub mod secluded;
 pub mod slots;
-mod sys;
+pub(crate) mod sys;
 pub mod syslog;
 pub mod trust;
 
@@ -208,6 +209,16 @@ pub fn load_policy_checked(path: &Path, account: &Account) -> Result<Policy, Den
 /// `rsync-gate serve`: decide, audit, run rsync or refuse. Returns the exit
 /// status. Never writes to stdout.
 pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
+    // The policy path is also written into daemon configs' hook commands.
+    let absolute;
+    let policy_path = if policy_path.is_absolute() {
+        policy_path
+    } else {
+        absolute = std::env::current_dir()
+            .unwrap_or_default()
+            .join(policy_path);
+        absolute.as_path()
+    };
     if let Err(e) = sys::cloexec_inherited() {
         deny_line(&DenyReason::Internal(format!(
             "cannot close inherited descriptors: {e}"
@@ -331,15 +342,283 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
                 conn_text,
             )
         }
-        Decision::Daemon(_) => session.refuse(
-            &DenyReason::OptionRefused {
-                option: "--daemon".into(),
-                why: "daemon mode is not available in this build",
-            },
-            Some("daemon"),
-            vec![],
-        ),
+        Decision::Daemon(grant) => {
+            let conn_text = conn.as_ref().map(|(_, t)| t.as_str());
+            let spec = DaemonSpec {
+                policy: &policy,
+                policy_path,
+                client,
+                account: &account,
+                conn: ctx.conn.as_ref(),
+                conn_text,
+            };
+            run_daemon(&mut session, &spec, &grant)
+        }
     }
+}
+
+/// Everything a daemon-mode plan depends on.
+struct DaemonSpec<'a> {
+    policy: &'a Policy,
+    policy_path: &'a Path,
+    client: &'a str,
+    account: &'a Account,
+    conn: Option<&'a Conn>,
+    conn_text: Option<&'a str>,
+}
+
+/// Build the plan for `rsync --server --daemon` with a generated config.
+/// With `write` false (explain), nothing is written; the config text is
+/// returned either way.
+fn build_daemon_plan(
+    spec: &DaemonSpec<'_>,
+    grant: &decide::DaemonGrant,
+    session_id: &str,
+    write: bool,
+) -> Result<(ExecPlan, String), DenyReason> {
+    let policy = spec.policy;
+    let mut notes = Vec::new();
+    let modules = daemon::checked_modules(policy, &grant.modules, spec.account, &mut notes);
+    if modules.is_empty() {
+        return Err(DenyReason::NoModules);
+    }
+    let gate = std::fs::canonicalize(gate_path()).unwrap_or_else(|_| gate_path());
+    let policy_path =
+        std::fs::canonicalize(spec.policy_path).unwrap_or_else(|_| spec.policy_path.to_path_buf());
+    let ctx = daemon::ConfigContext {
+        gate: &gate,
+        policy_path: &policy_path,
+        client: spec.client,
+        account: spec.account,
+        account_gid: nix::unistd::getegid().as_raw(),
+    };
+    let text =
+        daemon::config_text(&ctx, &policy.gate.lock_dir, &modules).map_err(DenyReason::Internal)?;
+    let config = daemon::config_path(&policy.gate.lock_dir, spec.client);
+    let mut lock_files = Vec::new();
+    for (m, _) in &modules {
+        if m.max_connections > 0 {
+            let lock = slots::lock_file(&policy.gate.lock_dir, &m.name);
+            if write {
+                slots::ensure_lock_file(&lock)
+                    .map_err(|e| DenyReason::Internal(format!("lock file: {e}")))?;
+            }
+            lock_files.push(lock);
+        }
+    }
+    if write {
+        daemon::write_config(&config, &text)
+            .map_err(|e| DenyReason::Internal(format!("cannot write {}: {e}", config.display())))?;
+    }
+    notes.push(format!("config {}", config.display()));
+    let mut env = plan::child_env(spec.account, spec.conn, spec.conn_text);
+    env.push((daemon::SESSION_ENV.into(), session_id.into()));
+    let sandbox = match policy.gate.sandbox {
+        policy::Sandbox::Off => None,
+        _ => {
+            let mut read: Vec<PathBuf> = policy.files.clone();
+            for pattern in &policy.gate.include {
+                if let Some(dir) = Path::new(pattern).parent() {
+                    read.push(dir.to_path_buf());
+                }
+            }
+            read.push(config.clone());
+            let mut write_roots = Vec::new();
+            for (m, root) in &modules {
+                if m.writable() {
+                    write_roots.push(root.clone());
+                } else {
+                    read.push(root.clone());
+                }
+            }
+            let mut append = lock_files;
+            append.push(policy.gate.audit_log.clone());
+            Some(sandbox::SandboxPlan {
+                read,
+                write: write_roots,
+                exec: vec![policy.gate.rsync.clone(), gate.clone()],
+                append,
+                devices: modules.iter().any(|(m, _)| m.devices),
+            })
+        }
+    };
+    let mut config_arg = OsString::from("--config=");
+    config_arg.push(&config);
+    let plan = ExecPlan {
+        program: policy.gate.rsync.clone(),
+        arg0: "rsync".into(),
+        args: vec!["--server".into(), "--daemon".into(), config_arg, ".".into()],
+        env,
+        cwd: PathBuf::from("/"),
+        keep_fds: Vec::new(),
+        sandbox,
+        sandbox_mode: policy.gate.sandbox,
+        notes,
+    };
+    Ok((plan, text))
+}
+
+/// Run rsync as a daemon over the SSH channel.
+fn run_daemon(session: &mut Session, spec: &DaemonSpec<'_>, grant: &decide::DaemonGrant) -> u8 {
+    let modules = grant.modules.clone();
+    let (mut plan, _) = match build_daemon_plan(spec, grant, &session.id, true) {
+        Ok(p) => p,
+        Err(reason) => return session.refuse(&reason, Some("daemon"), modules),
+    };
+    let sandbox_status = match confine_self(&plan) {
+        Ok(s) => s,
+        Err(reason) => return session.refuse(&reason, Some("daemon"), modules),
+    };
+    let sandboxed = sandbox_status.starts_with("applied");
+    plan.env.push((
+        daemon::SANDBOX_ENV.into(),
+        if sandboxed { "1" } else { "0" }.into(),
+    ));
+    let mut r = session.base("decision");
+    r.decision = Some("allow".into());
+    r.mode = Some("daemon".into());
+    r.modules = modules.clone();
+    r.argv = plan.argv_lossy();
+    r.notes = plan.notes.clone();
+    r.sandbox = Some(sandbox_status);
+    if let Err(reason) = session.write(&r) {
+        deny_line(&reason);
+        return 1;
+    }
+    finish(session, plan, "daemon", modules)
+}
+
+/// Spawn, wait, and write the session's end record.
+fn finish(session: &mut Session, plan: ExecPlan, mode: &str, modules: Vec<String>) -> u8 {
+    let outcome = exec::spawn_and_wait(plan);
+    let mut end = session.base("end");
+    end.command = None;
+    end.mode = Some(mode.into());
+    end.modules = modules;
+    let code = match outcome {
+        Ok(o) => {
+            end.exit_status = o.code;
+            end.signal = o.signal;
+            end.duration_ms = Some(audit::millis(o.duration));
+            o.exit_code()
+        }
+        Err(e) => {
+            end.reason = Some(reason_of(&DenyReason::Internal(format!(
+                "cannot run rsync: {e}"
+            ))));
+            deny_line(&DenyReason::Internal("cannot run rsync".into()));
+            1
+        }
+    };
+    end.duration_ms = end
+        .duration_ms
+        .or_else(|| session.started.elapsed().ok().map(audit::millis));
+    if let Err(e) = session.write(&end) {
+        tracing::warn!("cannot write the session's end record: {e}");
+    }
+    code
+}
+
+/// Which daemon hook is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    PreXfer,
+    PostXfer,
+}
+
+/// `rsync-gate hook pre-xfer|post-xfer`: run by the daemon's rsync for each
+/// in-band request. The pre-xfer hook applies the checked-mode rules to the
+/// real request, writes its audit line, and vetoes by exiting non-zero with
+/// the reason on stdout (which rsync shows to the client). Its inputs are
+/// the command line from the generated config and rsync's `RSYNC_*`
+/// variables, all treated as data.
+pub fn hook(which: Hook, policy_path: &Path, client: &str) -> u8 {
+    let env = daemon::HookEnv::from_process();
+    let account = Account::current();
+    let deny_stdout = |reason: &DenyReason| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "rsync-gate: denied: {reason}");
+    };
+    let policy = match load_policy_checked(policy_path, &account) {
+        Ok(p) => p,
+        Err(reason) => {
+            if which == Hook::PreXfer {
+                deny_stdout(&reason);
+                return 1;
+            }
+            return 0;
+        }
+    };
+    let conn = env
+        .connection
+        .as_ref()
+        .and_then(|c| parse_connection(c.as_bytes()));
+    let mut log = match open_audit_log(&policy.gate.audit_log) {
+        Ok(l) => l,
+        Err(e) => {
+            if which == Hook::PreXfer {
+                deny_stdout(&DenyReason::AuditUnavailable(e));
+                return 1;
+            }
+            return 0;
+        }
+    };
+    let syslog = policy
+        .gate
+        .syslog
+        .then(|| syslog::Syslog::connect(Path::new(syslog::DEFAULT_SOCKET)))
+        .flatten();
+    let mut r = Record {
+        time: audit::rfc3339(SystemTime::now()),
+        session: env
+            .session
+            .clone()
+            .unwrap_or_else(|| session_id(SystemTime::now())),
+        client: client.to_string(),
+        source: conn.as_ref().map(|(c, _)| Source {
+            addr: policy::net::canonical(c.addr).to_string(),
+            port: c.port,
+        }),
+        modules: vec![env.module.clone()],
+        pid: env.rsync_pid,
+        request: env.request.as_ref().map(|r| audit::escape(r)),
+        ..Default::default()
+    };
+    let code = match which {
+        Hook::PostXfer => {
+            r.event = "end".into();
+            r.exit_status = env.exit_status;
+            0
+        }
+        Hook::PreXfer => {
+            r.event = "decision".into();
+            r.argv = env.args.iter().map(|a| audit::escape(a)).collect();
+            let sender = env.args.iter().any(|a| a.as_slice() == b"--sender");
+            r.mode = Some(if sender { "sender" } else { "receiver" }.into());
+            match daemon::pre_xfer_decision(&policy, client, &account, &env) {
+                Ok(_) => {
+                    r.decision = Some("allow".into());
+                    0
+                }
+                Err(reason) => {
+                    r.decision = Some("deny".into());
+                    r.reason = Some(reason_of(&reason));
+                    deny_stdout(&reason);
+                    1
+                }
+            }
+        }
+    };
+    if let Some(s) = &syslog {
+        s.send(&r);
+    }
+    if let Err(e) = log.write(&r)
+        && which == Hook::PreXfer
+    {
+        deny_stdout(&DenyReason::AuditUnavailable(e.to_string()));
+        return 1;
+    }
+    code
 }
 
 /// Confine, plan, audit and run a checked grant.
@@ -376,33 +655,7 @@ fn run_checked(
         deny_line(&reason);
         return 1;
     }
-    let outcome = exec::spawn_and_wait(plan);
-    let mut end = session.base("end");
-    end.command = None;
-    end.mode = Some(mode.into());
-    end.modules = modules;
-    let code = match outcome {
-        Ok(o) => {
-            end.exit_status = o.code;
-            end.signal = o.signal;
-            end.duration_ms = Some(audit::millis(o.duration));
-            o.exit_code()
-        }
-        Err(e) => {
-            end.reason = Some(reason_of(&DenyReason::Internal(format!(
-                "cannot run rsync: {e}"
-            ))));
-            deny_line(&DenyReason::Internal("cannot run rsync".into()));
-            1
-        }
-    };
-    end.duration_ms = end
-        .duration_ms
-        .or_else(|| session.started.elapsed().ok().map(audit::millis));
-    if let Err(e) = session.write(&end) {
-        tracing::warn!("cannot write the session's end record: {e}");
-    }
-    code
+    finish(session, plan, mode, modules)
 }
 
 /// Apply the plan's kernel sandbox to this process (rsync inherits it).
@@ -521,10 +774,19 @@ pub struct Explanation {
     pub cwd: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The generated rsyncd.conf (daemon requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// `rsync-gate explain`: the decision for a command, without running it.
-pub fn explain(policy: &Policy, client: &str, from: Option<IpAddr>, command: &[u8]) -> Explanation {
+pub fn explain(
+    policy: &Policy,
+    policy_path: &Path,
+    client: &str,
+    from: Option<IpAddr>,
+    command: &[u8],
+) -> Explanation {
     let account = Account::current();
     let conn = from.map(|addr| Conn { addr, port: 0 });
     let parsed = request::parse_command(command);
@@ -547,6 +809,7 @@ pub fn explain(policy: &Policy, client: &str, from: Option<IpAddr>, command: &[u
         env: vec![],
         cwd: None,
         notes: vec![],
+        config: None,
     };
     match decide::decide(&ctx, parsed.as_ref()) {
         Decision::Deny(r) => deny(r, None, vec![]),
@@ -559,15 +822,39 @@ pub fn explain(policy: &Policy, client: &str, from: Option<IpAddr>, command: &[u
             env: vec![],
             cwd: None,
             notes: vec!["'true' succeeds without running anything".into()],
+            config: None,
         },
-        Decision::Daemon(d) => deny(
-            DenyReason::OptionRefused {
-                option: "--daemon".into(),
-                why: "daemon mode is not available in this build",
-            },
-            Some("daemon".into()),
-            d.modules,
-        ),
+        Decision::Daemon(d) => {
+            let conn_text = from.map(|a| format!("{a} 0 127.0.0.1 22"));
+            let spec = DaemonSpec {
+                policy,
+                policy_path,
+                client,
+                account: &account,
+                conn: conn.as_ref(),
+                conn_text: conn_text.as_deref(),
+            };
+            match build_daemon_plan(&spec, &d, "explain", false) {
+                Err(r) => deny(r, Some("daemon".into()), d.modules),
+                Ok((plan, text)) => Explanation {
+                    decision: "allow".into(),
+                    reason: None,
+                    mode: Some("daemon".into()),
+                    modules: d.modules,
+                    argv: std::iter::once(plan.program.to_string_lossy().into_owned())
+                        .chain(plan.argv_lossy().into_iter().skip(1))
+                        .collect(),
+                    env: plan
+                        .env
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                        .collect(),
+                    cwd: Some(plan.cwd.display().to_string()),
+                    notes: plan.notes.clone(),
+                    config: Some(text),
+                },
+            }
+        }
         Decision::Checked(g) => {
             let mode = Some(g.mode.name().to_string());
             let conn_text = from.map(|a| format!("{a} 0 127.0.0.1 22"));
@@ -595,6 +882,7 @@ pub fn explain(policy: &Policy, client: &str, from: Option<IpAddr>, command: &[u
                         .collect(),
                     cwd: Some(plan.cwd.display().to_string()),
                     notes: plan.notes.clone(),
+                    config: None,
                 },
             }
         }

@@ -42,6 +42,17 @@ fn run(command: Command) -> Result<u8> {
             &rsync_gate::SshEnv::from_process(),
         )),
         Command::Check { policy } => check(&policy),
+        Command::Hook {
+            which,
+            policy,
+            client,
+        } => {
+            let which = match which {
+                rsync_gate::cli::HookKind::PreXfer => rsync_gate::Hook::PreXfer,
+                rsync_gate::cli::HookKind::PostXfer => rsync_gate::Hook::PostXfer,
+            };
+            Ok(rsync_gate::hook(which, &policy, &client))
+        }
         Command::Explain {
             policy,
             client,
@@ -55,7 +66,7 @@ fn run(command: Command) -> Result<u8> {
                 .map(|a| a.as_bytes())
                 .collect::<Vec<_>>()
                 .join(&b' ');
-            let e = rsync_gate::explain(&p, &client, from, &joined);
+            let e = rsync_gate::explain(&p, &policy, &client, from, &joined);
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
@@ -81,6 +92,9 @@ fn run(command: Command) -> Result<u8> {
                 }
                 for n in &e.notes {
                     writeln!(out, "note:     {n}")?;
+                }
+                if let Some(c) = &e.config {
+                    writeln!(out, "config:\n{c}")?;
                 }
             }
             Ok(if e.decision == "allow" { 0 } else { 1 })

@@ -57,8 +57,9 @@ pub struct SandboxPlan {
     pub write: Vec<PathBuf>,
     /// Files and trees readable and executable (beyond the system ones).
     pub exec: Vec<PathBuf>,
-    /// Single files that may be opened for appending (e.g. the audit log,
-    /// for hooks that run inside the sandbox).
+    /// Single files that may be opened for reading and writing, never
+    /// created, removed or truncated (the audit log the daemon's hooks
+    /// append to, `max connections` lock files).
     pub append: Vec<PathBuf>,
     /// May device nodes, FIFOs and sockets be created in writable trees?
     pub devices: bool,
@@ -115,7 +116,10 @@ fn build(plan: &SandboxPlan) -> Result<landlock::RulesetCreated, landlock::Rules
             &sys_write,
             read_rights() | AccessFs::WriteFile,
         ))?
-        .add_rules(path_beneath_rules(&plan.append, AccessFs::WriteFile))?
+        .add_rules(path_beneath_rules(
+            &plan.append,
+            AccessFs::ReadFile | AccessFs::WriteFile,
+        ))?
         .add_rules(path_beneath_rules(&plan.read, read_rights()))?
         .add_rules(path_beneath_rules(
             &plan.write,

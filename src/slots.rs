@@ -38,6 +38,14 @@ pub enum SlotError {
     Io(String),
 }
 
+/// Create the lock file if needed (the daemon's rsync opens it by name).
+pub fn ensure_lock_file(path: &Path) -> Result<(), String> {
+    open_lock(path).map(drop).map_err(|e| match e {
+        SlotError::Io(m) => m,
+        SlotError::Busy => String::from("busy"),
+    })
+}
+
 fn open_lock(path: &Path) -> Result<File, SlotError> {
     if let Some(dir) = path.parent()
         && !dir.is_dir()

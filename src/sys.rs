@@ -47,3 +47,49 @@ pub fn cloexec_inherited() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The child signals are forwarded to (0: none).
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Signals forwarded to rsync while the gate waits for it.
+const FORWARDED: [libc::c_int; 5] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe and takes no pointers.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// While the gate waits for rsync, pass HUP, INT, TERM, USR1 and USR2 on to
+/// it instead of dying: rsync ends as it would have, and the gate still
+/// records how the session ended. A caught signal reverts to its default
+/// action in anything the gate executes later.
+pub fn forward_signals_to(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::SeqCst);
+    for sig in FORWARDED {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
+        // value; we set a handler that only calls kill(2) (async-signal-
+        // safe) and pass valid pointers to sigaction(2).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}

@@ -12,6 +12,7 @@
 mod checked;
 mod common;
 mod corpus;
+mod daemon;
 mod examples;
 mod props;
 mod sshd;

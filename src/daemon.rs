@@ -1,0 +1,711 @@
+//! Daemon over SSH (`host::module`): rsync runs as `rsync --server --daemon
+//! --config=FILE .` with a configuration generated from the policy, listing
+//! only the client's modules. The config's `pre-xfer exec` and `post-xfer
+//! exec` run the gate itself: the pre-xfer hook sees the real request
+//! (`RSYNC_ARG*`), applies the same checks as checked mode, writes the audit
+//! line and can veto; the post-xfer hook records the exit status.
+//!
+//! rsync 3.5 reopens the config by name (memfd, O_TMPFILE and deleted files
+//! do not work), so the config is a real file, written atomically into a
+//! directory under `lock_dir` that no module reaches and that the sandboxed
+//! rsync cannot write. Its content depends only on the policy, the client and
+//! whether the account is root, so parallel sessions agree on it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::decide::{self, Context, Decision, Mode, RsyncCaps};
+use crate::deny::DenyReason;
+use crate::paths::{self, Account};
+use crate::policy::{Module, Policy};
+use crate::request::options::{Rule, Takes, Value};
+use crate::request::{self, OptValue, Request, Word};
+use crate::slots;
+
+/// Environment variable carrying the gate's session id to the hooks. The
+/// gate builds rsync's environment from nothing, so only the gate sets it.
+pub const SESSION_ENV: &str = "RSYNC_GATE_SESSION";
+/// Whether the kernel sandbox is active around the daemon (`1` or `0`).
+pub const SANDBOX_ENV: &str = "RSYNC_GATE_SANDBOXED";
+
+/// Options the gate always refuses, as rsync daemon option names. (Not
+/// `rsh`: naming it refuses `-e` too, which clients use to send their
+/// protocol capabilities; a daemon never starts a remote shell anyway.)
+const ALWAYS_REFUSED: &[&str] = &[
+    "rsync-path",
+    "log-file",
+    "log-file-format",
+    "write-batch",
+    "read-batch",
+    "only-write-batch",
+    "debug",
+    "insecure-links",
+    "no-munge-links",
+    "confine-root",
+    "copy-as",
+    "config",
+    "dparam",
+    "daemon",
+];
+
+/// What the config generation needs besides the policy.
+#[derive(Debug, Clone)]
+pub struct ConfigContext<'a> {
+    /// The gate binary, for the hook commands.
+    pub gate: &'a Path,
+    /// The policy file, for the hook commands.
+    pub policy_path: &'a Path,
+    /// The client the config is for.
+    pub client: &'a str,
+    /// The SSH account.
+    pub account: &'a Account,
+    /// Primary group of the account (used with `gid` when running as root).
+    pub account_gid: u32,
+}
+
+fn refuse_options(m: &Module) -> String {
+    let mut v: Vec<&str> = ALWAYS_REFUSED.to_vec();
+    if !m.delete {
+        v.extend([
+            "delete*",
+            "del",
+            "remove-source-files",
+            "remove-sent-files",
+            "force",
+        ]);
+    }
+    if !m.overwrite {
+        v.extend([
+            "backup",
+            "backup-dir",
+            "suffix",
+            "partial-dir",
+            "delay-updates",
+        ]);
+    }
+    if !m.follow_links {
+        v.extend([
+            "copy-links",
+            "copy-dirlinks",
+            "keep-dirlinks",
+            "copy-unsafe-links",
+        ]);
+    }
+    if !m.devices {
+        v.extend(["copy-devices", "write-devices"]);
+    }
+    v.join(" ")
+}
+
+/// A value written into rsyncd.conf must not be able to change the file's
+/// structure or be expanded by rsync (`%VAR%`, line continuation).
+fn conf_value(what: &str, s: &str) -> Result<String, String> {
+    if s.chars().any(|c| c.is_control() || c == '%' || c == '\\') || s.trim() != s || s.is_empty() {
+        return Err(format!(
+            "{what} cannot be written into an rsync daemon config (control character, '%', '\\' or surrounding spaces)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// The hook command line: fixed words only, nothing from the client.
+fn hook_command(ctx: &ConfigContext<'_>, which: &str) -> Result<String, String> {
+    let gate = conf_value("the gate's path", &ctx.gate.to_string_lossy())?;
+    let policy = conf_value("the policy path", &ctx.policy_path.to_string_lossy())?;
+    if !crate::policy::valid_name(ctx.client) {
+        return Err("client name".into());
+    }
+    Ok(format!(
+        "{} hook {which} --policy {} --client {}",
+        shell_words::quote(&gate),
+        shell_words::quote(&policy),
+        ctx.client
+    ))
+}
+
+/// Generate the config for `modules` (each with its checked real root).
+pub fn config_text(
+    ctx: &ConfigContext<'_>,
+    lock_dir: &Path,
+    modules: &[(&Module, PathBuf)],
+) -> Result<String, String> {
+    let as_root = ctx.account.uid == 0;
+    let pre = hook_command(ctx, "pre-xfer")?;
+    let post = hook_command(ctx, "post-xfer")?;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Generated by rsync-gate for client {} from {}. Do not edit: it is\n\
+         # rewritten from the policy whenever the client connects with host::module.\n",
+        ctx.client,
+        ctx.policy_path.display()
+    ));
+    out.push_str("reverse lookup = no\nforward lookup = no\n");
+    for (m, root) in modules {
+        out.push_str(&format!("\n[{}]\n", m.name));
+        out.push_str(&format!(
+            "path = {}\n",
+            conf_value("module path", &root.to_string_lossy())?
+        ));
+        if let Some(c) = &m.comment {
+            out.push_str(&format!("comment = {}\n", conf_value("comment", c)?));
+        }
+        out.push_str(&format!("read only = {}\n", yes(m.read_only)));
+        out.push_str(&format!("write only = {}\n", yes(m.write_only)));
+        out.push_str(&format!("list = {}\n", yes(m.list)));
+        // As root, chroot into the module so no symlink inside it leads out;
+        // otherwise rsync's own sanitising and the gate's checks apply.
+        out.push_str(&format!("use chroot = {}\n", yes(as_root)));
+        if as_root {
+            out.push_str("numeric ids = yes\n");
+        }
+        out.push_str(&format!("munge symlinks = {}\n", yes(m.munge_links)));
+        if as_root {
+            // rsync's own default as root is "nobody"; the gate keeps the
+            // SSH account unless the module says otherwise, so both request
+            // forms behave alike.
+            let uid = m.uid.clone().unwrap_or_else(|| ctx.account.uid.to_string());
+            let gid = m.gid.clone().unwrap_or_else(|| ctx.account_gid.to_string());
+            out.push_str(&format!("uid = {uid}\ngid = {gid}\n"));
+        } else if m.uid.is_some() || m.gid.is_some() {
+            return Err(format!(
+                "module '{}' sets uid/gid, which needs the SSH account to be root",
+                m.name
+            ));
+        }
+        if m.max_connections > 0 {
+            out.push_str(&format!("max connections = {}\n", m.max_connections));
+            let lock = slots::lock_file(lock_dir, &m.name);
+            out.push_str(&format!(
+                "lock file = {}\n",
+                conf_value("lock file", &lock.to_string_lossy())?
+            ));
+        }
+        out.push_str(&format!("refuse options = {}\n", refuse_options(m)));
+        out.push_str(&format!("pre-xfer exec = {pre}\n"));
+        out.push_str(&format!("post-xfer exec = {post}\n"));
+    }
+    Ok(out)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// Where a client's generated config lives.
+pub fn config_path(lock_dir: &Path, client: &str) -> PathBuf {
+    lock_dir.join("daemon").join(format!("{client}.conf"))
+}
+
+/// Write the config atomically (temporary file and rename in the same
+/// directory), unless the file already holds exactly this text.
+pub fn write_config(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)?;
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+        && std::fs::read(path).is_ok_and(|old| old == text.as_bytes())
+    {
+        return Ok(());
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// What a hook reads from rsync's environment.
+#[derive(Debug, Clone, Default)]
+pub struct HookEnv {
+    pub module: String,
+    pub args: Vec<Vec<u8>>,
+    pub request: Option<Vec<u8>>,
+    pub rsync_pid: Option<u32>,
+    pub host_addr: Option<String>,
+    pub session: Option<String>,
+    pub sandboxed: bool,
+    pub exit_status: Option<i32>,
+    pub connection: Option<OsString>,
+}
+
+impl HookEnv {
+    /// Read the variables rsync sets for its hooks.
+    pub fn from_process() -> HookEnv {
+        let get = |k: &str| std::env::var_os(k);
+        let text = |k: &str| get(k).map(|v| v.to_string_lossy().into_owned());
+        let mut args = Vec::new();
+        for i in 0..100_000 {
+            match get(&format!("RSYNC_ARG{i}")) {
+                Some(v) => args.push(v.into_vec()),
+                None => break,
+            }
+        }
+        HookEnv {
+            module: text("RSYNC_MODULE_NAME").unwrap_or_default(),
+            args,
+            request: get("RSYNC_REQUEST").map(OsString::into_vec),
+            rsync_pid: text("RSYNC_PID").and_then(|p| p.parse().ok()),
+            host_addr: text("RSYNC_HOST_ADDR"),
+            session: text(SESSION_ENV),
+            sandboxed: text(SANDBOX_ENV).as_deref() == Some("1"),
+            exit_status: text("RSYNC_EXIT_STATUS").and_then(|p| p.parse().ok()),
+            connection: get("SSH_CONNECTION"),
+        }
+    }
+}
+
+/// Turn the daemon's in-band argument list (`RSYNC_ARG1..`, module-relative
+/// paths) into a checked-mode request the ordinary decision understands.
+pub fn request_from_hook(policy: &Policy, env: &HookEnv) -> Result<Request, DenyReason> {
+    let module = policy
+        .modules
+        .get(&env.module)
+        .ok_or_else(|| DenyReason::ModuleNotAvailable(crate::deny::shown(env.module.as_bytes())))?;
+    let mut args = env.args.iter().skip(1);
+    if args.next().map(Vec::as_slice) != Some(b"--server") {
+        return Err(DenyReason::Parse(request::ParseError::NoServer));
+    }
+    let rest: Vec<&Vec<u8>> = args.collect();
+    let (sender, rest) = match rest.split_first() {
+        Some((first, r)) if first.as_slice() == b"--sender" => (true, r.to_vec()),
+        _ => (false, rest),
+    };
+    // Options up to the '.', then module-relative paths. Path-valued options
+    // in daemon mode: a leading '/' means the module root.
+    let mut words = Vec::new();
+    let mut after_dot = false;
+    let mut expect_path_value = false;
+    for a in rest {
+        if after_dot {
+            let mut p = env.module.as_bytes().to_vec();
+            if !a.is_empty() && a.as_slice() != b"." {
+                p.push(b'/');
+                p.extend_from_slice(trim_leading_slashes(a));
+            } else {
+                p.push(b'/');
+            }
+            let pattern = p.iter().any(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'));
+            words.push(Word {
+                glob: pattern.then(|| p.clone()),
+                bytes: p,
+                tilde: false,
+            });
+            continue;
+        }
+        if a.as_slice() == b"." {
+            after_dot = true;
+            words.push(Word::plain(a.clone()));
+            continue;
+        }
+        if expect_path_value {
+            expect_path_value = false;
+            words.push(Word::plain(module_option_path(module, a)));
+            continue;
+        }
+        if let Some(name) = a.strip_prefix(b"--") {
+            let (name, inline) = match name.iter().position(|&c| c == b'=') {
+                Some(eq) => (name.get(..eq).unwrap_or_default(), name.get(eq + 1..)),
+                None => (name, None),
+            };
+            let spec = std::str::from_utf8(name)
+                .ok()
+                .and_then(request::options::by_long);
+            if let Some(spec) = spec
+                && matches!(spec.takes, Takes::Value(Value::Path(_)))
+            {
+                match inline {
+                    Some(v) => {
+                        let mut w = b"--".to_vec();
+                        w.extend_from_slice(name);
+                        w.push(b'=');
+                        w.extend(module_option_path(module, v));
+                        words.push(Word::plain(w));
+                    }
+                    None => {
+                        words.push(Word::plain(a.clone()));
+                        expect_path_value = true;
+                    }
+                }
+                continue;
+            }
+        }
+        words.push(Word::plain(a.clone()));
+    }
+    let mut parsed = request::parse_server_args(sender, &words).map_err(DenyReason::Parse)?;
+    // In daemon mode -s is rsync's own business: the arguments already
+    // arrived in-protocol and are all here.
+    parsed.opts.retain(|o| o.spec.rule != Rule::Secluded);
+    Ok(Request::Server(parsed))
+}
+
+fn trim_leading_slashes(a: &[u8]) -> &[u8] {
+    let n = a.iter().take_while(|&&c| c == b'/').count();
+    a.get(n..).unwrap_or_default()
+}
+
+/// A path-valued option in daemon mode: absolute values are rooted in the
+/// module (rsync substitutes the module path for the leading slash);
+/// `--files-from` is relative to the module root; others stay relative to
+/// the destination as in checked mode.
+fn module_option_path(module: &Module, v: &[u8]) -> Vec<u8> {
+    if v == b"-" {
+        return v.to_vec();
+    }
+    if v.first() == Some(&b'/') {
+        let mut p = module.path.as_os_str().as_bytes().to_vec();
+        p.extend_from_slice(v);
+        return p;
+    }
+    v.to_vec()
+}
+
+/// The pre-xfer decision for one in-band request.
+pub fn pre_xfer_decision(
+    policy: &Policy,
+    client: &str,
+    account: &Account,
+    env: &HookEnv,
+) -> Result<(Mode, String), DenyReason> {
+    let client_entry = policy
+        .clients
+        .get(client)
+        .ok_or_else(|| DenyReason::UnknownClient(crate::deny::shown(client.as_bytes())))?;
+    if !client_entry.modules.contains(&env.module) {
+        return Err(DenyReason::ModuleNotAvailable(crate::deny::shown(
+            env.module.as_bytes(),
+        )));
+    }
+    let mut req = request_from_hook(policy, env)?;
+    // --files-from relative values are module paths in daemon mode.
+    if let Request::Server(a) = &mut req {
+        for o in &mut a.opts {
+            if let (
+                Takes::Value(Value::Path(request::options::PathRole::FilesFrom)),
+                Some(OptValue::Path(w)),
+            ) = (o.spec.takes, &mut o.value)
+                && w.bytes != b"-"
+                && w.bytes.first() != Some(&b'/')
+            {
+                let mut p = env.module.as_bytes().to_vec();
+                p.push(b'/');
+                p.extend_from_slice(&w.bytes);
+                *w = Word::plain(p);
+            }
+        }
+    }
+    let conn = env
+        .connection
+        .as_ref()
+        .and_then(|c| crate::parse_connection(c.as_bytes()))
+        .map(|(c, _)| c);
+    let ctx = Context {
+        policy,
+        client,
+        conn,
+        // The daemon cannot be handed --drop-D: only the kernel sandbox
+        // keeps a receiver from creating device and special files.
+        caps: RsyncCaps {
+            confine_root: false,
+            drop_d: env.sandboxed,
+        },
+    };
+    let grant = match decide::decide(&ctx, Ok(&req)) {
+        Decision::Checked(g) => g,
+        Decision::Deny(DenyReason::RsyncTooOld(_)) => {
+            return Err(DenyReason::NodesUnconfined(
+                "the kernel sandbox is not active, so device and special files cannot be kept out (set devices = true, or use host:path)".into(),
+            ));
+        }
+        Decision::Deny(r) => return Err(r),
+        other => {
+            return Err(DenyReason::Internal(format!(
+                "unexpected decision {other:?}"
+            )));
+        }
+    };
+    if grant.module != env.module {
+        return Err(DenyReason::MultipleModules);
+    }
+    let module = policy
+        .modules
+        .get(&grant.module)
+        .ok_or_else(|| DenyReason::ModuleNotAvailable(grant.module.clone()))?;
+    if grant.mode == Mode::Receiver
+        && !module.overwrite
+        && !grant.opts.iter().any(|o| o.spec.long == "ignore-existing")
+    {
+        return Err(DenyReason::OptionNotPermitted {
+            option: "uploads without --ignore-existing".into(),
+            module: module.name.clone(),
+            knob: "overwrite = false",
+        });
+    }
+    // Resolve every path physically, as checked mode does (symlinks
+    // followed, escapes refused); nothing is created or handed on.
+    paths::confine(
+        &grant,
+        module,
+        account,
+        &crate::protected_paths(policy),
+        false,
+    )?;
+    let request = env
+        .request
+        .as_ref()
+        .map(|r| crate::audit::escape(r))
+        .unwrap_or_default();
+    Ok((grant.mode, request))
+}
+
+/// Modules of a daemon session, each checked; unsafe ones are left out of
+/// the config (with a note), as `serve` refuses to serve them.
+pub fn checked_modules<'p>(
+    policy: &'p Policy,
+    names: &[String],
+    account: &Account,
+    notes: &mut Vec<String>,
+) -> Vec<(&'p Module, PathBuf)> {
+    let protected = crate::protected_paths(policy);
+    let mut out = Vec::new();
+    let mut seen = BTreeMap::new();
+    for name in names {
+        let Some(m) = policy.modules.get(name) else {
+            continue;
+        };
+        if seen.insert(name.clone(), ()).is_some() {
+            continue;
+        }
+        match paths::check_module(m, account, &protected) {
+            Ok(root) => out.push((m, root)),
+            Err(r) => notes.push(format!("module '{name}' left out: {r}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{self, Reader};
+
+    struct One(String);
+    impl Reader for One {
+        fn read(&self, _: &Path) -> Result<String, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn policy() -> Policy {
+        policy::load(
+            Path::new("/etc/rsync-gate/policy.toml"),
+            &One(r#"
+[gate]
+lock_dir = "/run/rsync-gate"
+[modules.www]
+path = "/srv/www"
+comment = "web site"
+[modules.backup]
+path = "/srv/backup"
+read_only = false
+delete = true
+max_connections = 2
+[modules.drop]
+path = "/srv/drop"
+read_only = false
+write_only = true
+overwrite = false
+list = false
+[clients.c]
+modules = ["www", "backup", "drop"]
+"#
+            .into()),
+        )
+        .unwrap()
+    }
+
+    fn account(uid: u32) -> Account {
+        Account {
+            uid,
+            name: "acct".into(),
+            home: None,
+        }
+    }
+
+    #[test]
+    fn generated_config_for_a_non_root_account() {
+        let p = policy();
+        let acct = account(1000);
+        let ctx = ConfigContext {
+            gate: Path::new("/usr/local/bin/rsync-gate"),
+            policy_path: Path::new("/etc/rsync-gate/policy.toml"),
+            client: "c",
+            account: &acct,
+            account_gid: 1000,
+        };
+        let mods: Vec<(&Module, PathBuf)> =
+            p.modules.values().map(|m| (m, m.path.clone())).collect();
+        let text = config_text(&ctx, Path::new("/run/rsync-gate"), &mods).unwrap();
+        let www = text.split("\n[").find(|s| s.starts_with("www]")).unwrap();
+        assert!(www.contains("path = /srv/www\n"));
+        assert!(www.contains("comment = web site\n"));
+        assert!(www.contains("read only = yes\n"));
+        assert!(www.contains("use chroot = no\n"));
+        assert!(www.contains("munge symlinks = no\n"));
+        assert!(!www.contains("uid ="));
+        assert!(www.contains(
+            "pre-xfer exec = /usr/local/bin/rsync-gate hook pre-xfer --policy /etc/rsync-gate/policy.toml --client c\n"
+        ));
+        assert!(www.contains("refuse options = rsync-path log-file"));
+        assert!(
+            !www.contains(" rsh "),
+            "refusing rsh refuses -e, the capability string"
+        );
+        assert!(www.contains("delete*"));
+        let backup = text
+            .split("\n[")
+            .find(|s| s.starts_with("backup]"))
+            .unwrap();
+        assert!(backup.contains("max connections = 2\nlock file = /run/rsync-gate/backup.lock\n"));
+        assert!(!backup.contains("delete*"));
+        assert!(backup.contains("munge symlinks = yes\n"));
+        let drop = text.split("\n[").find(|s| s.starts_with("drop]")).unwrap();
+        assert!(drop.contains("write only = yes\nlist = no\n"));
+        assert!(drop.contains("backup-dir"));
+        assert!(text.contains("reverse lookup = no\n"));
+        // Deterministic.
+        assert_eq!(
+            text,
+            config_text(&ctx, Path::new("/run/rsync-gate"), &mods).unwrap()
+        );
+    }
+
+    #[test]
+    fn root_chroots_and_keeps_the_account() {
+        let p = policy();
+        let acct = account(0);
+        let ctx = ConfigContext {
+            gate: Path::new("/usr/local/bin/rsync-gate"),
+            policy_path: Path::new("/etc/rsync-gate/policy.toml"),
+            client: "c",
+            account: &acct,
+            account_gid: 0,
+        };
+        let mods: Vec<(&Module, PathBuf)> =
+            p.modules.values().map(|m| (m, m.path.clone())).collect();
+        let text = config_text(&ctx, Path::new("/run/rsync-gate"), &mods).unwrap();
+        assert!(text.contains("use chroot = yes\nnumeric ids = yes\n"));
+        assert!(text.contains("uid = 0\ngid = 0\n"));
+    }
+
+    #[test]
+    fn refuses_values_that_would_change_the_config() {
+        for bad in ["/srv/a%HOME%", "/srv/a\\", " /srv", "/srv\nx"] {
+            assert!(conf_value("path", bad).is_err(), "{bad:?}");
+        }
+        let acct = account(1000);
+        let ctx = ConfigContext {
+            gate: Path::new("/opt/my gate/rsync-gate"),
+            policy_path: Path::new("/etc/p.toml"),
+            client: "c",
+            account: &acct,
+            account_gid: 1000,
+        };
+        assert_eq!(
+            hook_command(&ctx, "pre-xfer").unwrap(),
+            "'/opt/my gate/rsync-gate' hook pre-xfer --policy /etc/p.toml --client c"
+        );
+    }
+
+    #[test]
+    fn writes_atomically_and_only_when_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let path = config_path(d.path(), "c");
+        write_config(&path, "a\n").unwrap();
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        write_config(&path, "a\n").unwrap();
+        assert_eq!(
+            ino,
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap())
+        );
+        write_config(&path, "b\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
+        let litter: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(litter, [std::ffi::OsString::from("c.conf")]);
+    }
+
+    fn env(module: &str, args: &[&str]) -> HookEnv {
+        HookEnv {
+            module: module.into(),
+            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn in_band_requests_become_module_paths() {
+        let p = policy();
+        let r = request_from_hook(
+            &p,
+            &env(
+                "backup",
+                &[
+                    "rsyncd",
+                    "--server",
+                    "-slogDtpre.iLsfxCIvu",
+                    "--link-dest",
+                    "/prev",
+                    ".",
+                    "cur/",
+                ],
+            ),
+        )
+        .unwrap();
+        let Request::Server(a) = r else { panic!() };
+        assert!(!a.sender);
+        assert_eq!(a.paths[0].bytes, b"backup/cur/");
+        assert!(a.opts.iter().all(|o| o.spec.rule != Rule::Secluded));
+        let ld = a.opts.iter().find(|o| o.spec.long == "link-dest").unwrap();
+        assert_eq!(
+            ld.value,
+            Some(OptValue::Path(Word::plain(b"/srv/backup/prev".to_vec())))
+        );
+        let r = request_from_hook(
+            &p,
+            &env(
+                "www",
+                &["rsyncd", "--server", "--sender", "-r", ".", "a*.txt", ""],
+            ),
+        )
+        .unwrap();
+        let Request::Server(a) = r else { panic!() };
+        assert!(a.sender);
+        assert_eq!(a.paths[0].glob.as_deref(), Some(&b"www/a*.txt"[..]));
+        assert_eq!(a.paths[1].bytes, b"www/");
+    }
+}
