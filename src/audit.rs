@@ -294,8 +294,27 @@ pub fn read(path: &Path, filter: &Filter) -> io::Result<(Vec<Record>, usize)> {
     Ok((out, bad))
 }
 
+/// Escape control characters for a terminal (the log is JSON, but a
+/// hand-edited or foreign log could hold anything).
+fn clean(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
+}
+
 /// One human-readable line per record.
 pub fn format_line(r: &Record) -> String {
+    clean(&format_line_raw(r))
+}
+
+fn format_line_raw(r: &Record) -> String {
     let source = r
         .source
         .as_ref()
@@ -504,6 +523,24 @@ mod tests {
         let s = summary(&all);
         assert!(s.contains("backup01"), "{s}");
         assert!(s.contains("read_only=1"), "{s}");
+    }
+
+    #[test]
+    fn review_lines_never_carry_control_characters() {
+        let r = Record {
+            event: "decision".into(),
+            client: "c".into(),
+            decision: Some("deny".into()),
+            reason: Some(Reason {
+                code: "unknown_option".into(),
+                message: "unknown option --a\u{1b}[2Jb".into(),
+                detail: None,
+            }),
+            ..Default::default()
+        };
+        let l = format_line(&r);
+        assert!(!l.chars().any(char::is_control), "{l:?}");
+        assert!(l.contains("\\u{1b}[2Jb"), "{l}");
     }
 
     #[test]

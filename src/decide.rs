@@ -236,11 +236,27 @@ fn locate<'p>(
     globs: bool,
     allow_module_form: bool,
 ) -> Result<(&'p Module, Target), DenyReason> {
+    locate_rel(policy, client, word, globs, allow_module_form, false)
+}
+
+/// [`locate`], with `-R`'s `/./` marker honoured when `relative` (without
+/// `-R` a `/./` is just a `.`).
+fn locate_rel<'p>(
+    policy: &'p Policy,
+    client: &'p Client,
+    word: &Word,
+    globs: bool,
+    allow_module_form: bool,
+    relative: bool,
+) -> Result<(&'p Module, Target), DenyReason> {
     let spelled = shown(&word.bytes);
     if word.tilde {
         return Err(DenyReason::HomeRelative(spelled));
     }
-    let p = parse_path(word, globs);
+    let mut p = parse_path(word, globs);
+    if !relative {
+        p.marker = None;
+    }
     if p.absolute {
         let mut best: Option<(&Module, Vec<Vec<u8>>)> = None;
         for m in policy.client_modules(client) {
@@ -436,7 +452,7 @@ fn checked<'p>(
     }
     let mut paths = Vec::new();
     for w in &args.paths {
-        let (m, t) = locate(ctx.policy, client, w, mode == Mode::Sender, true)?;
+        let (m, t) = locate_rel(ctx.policy, client, w, mode == Mode::Sender, true, relative)?;
         same_module(&mut module, m)?;
         paths.push(t);
     }
@@ -1062,6 +1078,12 @@ trigger = "t"
             "c",
             "rsync --server --sender -logDtprRe.iLsfxCIvu . ./www/b",
         );
+        assert_eq!(g.paths[0].marker, None);
+        // Without -R a /./ is just a '.'.
+        let g = grant("c", &format!("{PULL} . /srv/./www/b"));
+        assert_eq!(g.paths[0].marker, None);
+        assert_eq!(g.module, "www");
+        let g = grant("c", &format!("{PULL} . www/a/./b"));
         assert_eq!(g.paths[0].marker, None);
     }
 

@@ -374,7 +374,15 @@ impl Walker<'_> {
             };
             let mut next = Vec::new();
             for p in &partial {
-                let found = self.resolve(&self.root, p, true)?;
+                // A candidate whose prefix is not an existing directory has
+                // nothing to match below it (as in the shell). One leading
+                // out of the module refuses the request, as naming it would:
+                // rsync's own daemon globbing would walk through it too.
+                let found = match self.resolve(&self.root, p, true) {
+                    Ok(f) => f,
+                    Err(e @ DenyReason::Escapes(_)) => return Err(e),
+                    Err(_) => continue,
+                };
                 if !found.missing.is_empty() || found.leaf.is_some() {
                     continue;
                 }
@@ -398,6 +406,13 @@ impl Walker<'_> {
             }
             partial = next;
         }
+        // Like the shell, a pattern yields only paths that exist; one
+        // leading out of the module is kept, to be refused.
+        partial.retain(|comps| match self.resolve(&self.root, comps, false) {
+            Ok(f) => f.missing.is_empty(),
+            Err(DenyReason::Escapes(_)) => true,
+            Err(_) => false,
+        });
         if partial.is_empty() {
             // No match: like the shell, keep the pattern as a literal name,
             // and rsync reports that it does not exist.
@@ -599,6 +614,9 @@ impl Walker<'_> {
                     },
                 ))
             }
+            Some((_, Kind::File)) if t.trailing != Trailing::None => {
+                Err(DenyReason::NotADirectory(self.spelled.clone()))
+            }
             Some((name, Kind::File)) => {
                 let i = self.pin(&f.dir)?;
                 Ok((
@@ -698,7 +716,23 @@ impl Walker<'_> {
                     .push(format!("{opt} is not used when pulling; not passed on"));
                 return Ok(None);
             }
-            PathValue::PerDirectory(name) => return Ok(Some(os(name))),
+            PathValue::PerDirectory(name) => {
+                // A name inside each destination directory. Where the
+                // destination exists already, the name must not be a link
+                // leading out of the module.
+                self.spelled = shown(name);
+                if let Some(base) = base
+                    && base.missing.is_empty()
+                {
+                    let comps: Vec<Comp> = name
+                        .split(|&b| b == b'/')
+                        .filter(|c| !c.is_empty() && *c != b".")
+                        .map(|c| Comp::Name(c.to_vec()))
+                        .collect();
+                    self.resolve(&base.dir, &comps, true)?;
+                }
+                return Ok(Some(os(name)));
+            }
             PathValue::InModule(t) => {
                 self.spelled = t.shown();
                 (self.root.clone(), Vec::new(), t.comps.clone())
@@ -1020,6 +1054,13 @@ mod tests {
             ("www/.*.txt", vec![format!("{w}/.hidden.txt")]),
             ("www/s*/f*", vec![format!("{w}/sub/file.txt")]),
             ("www/*.nomatch", vec![format!("{w}/*.nomatch")]),
+            // A wildcard in a parent yields only existing paths.
+            // (insub is a link to sub: its real directory is what is held.)
+            ("www/s*/file.txt", vec![format!("{w}/sub/file.txt")]),
+            (
+                "www/*sub/file.txt",
+                vec![format!("{w}/sub/file.txt"), format!("{w}/sub/file.txt")],
+            ),
             ("www/a\\*", vec![format!("{w}/a*")]),
         ];
         for (path, want) in table {
@@ -1045,6 +1086,9 @@ mod tests {
             ("www/dangling/", "dangling_symlink"),
             ("www/a.txt/x", "not_a_directory"),
             ("www/a.txt/", "not_a_directory"),
+            // A wildcard walking into a link that leads out (www/out).
+            ("www/*/file.txt", "escapes_module"),
+            ("www/o*/secret", "escapes_module"),
         ];
         for (path, code) in table {
             let e = confine_cmd(&f, &format!("{PULL}{path}")).unwrap_err();
@@ -1106,7 +1150,10 @@ mod tests {
             let c = confine_cmd(&f, &format!("{PUSH}{path}")).unwrap();
             assert_eq!(&real_args(&c)[0], want, "{path}");
         }
+        std::fs::write(f.base.join("backup/file.txt"), "x").unwrap();
         for (path, code) in [
+            ("backup/file.txt/", "not_a_directory"),
+            ("backup/file.txt/.", "not_a_directory"),
             ("backup/evil/", "escapes_module"),
             ("backup/evil/x", "escapes_module"),
             ("backup/..", "escapes_module"),
@@ -1167,6 +1214,21 @@ mod tests {
         .unwrap();
         assert!(b.join("bk/today").is_dir());
         assert_eq!(c.path_opts.len(), 1);
+        // A relative --partial-dir that is a link leading out, where the
+        // destination already exists.
+        let e = confine_cmd(
+            &f,
+            "rsync --server -logDtpre.iLsfxCIvu --partial-dir evil . backup/",
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "escapes_module");
+        assert!(
+            confine_cmd(
+                &f,
+                "rsync --server -logDtpre.iLsfxCIvu --partial-dir .p . backup/"
+            )
+            .is_ok()
+        );
         // temp-dir must exist.
         let e = confine_cmd(
             &f,

@@ -321,7 +321,8 @@ fn parse_long(body: &[u8], next: Option<&Word>, out: &mut Vec<Opt>) -> Result<us
         ),
         None => (body, None),
     };
-    let shown = format!("--{}", lossy(name));
+    // The name is the client's: escaped, it can carry no terminal control.
+    let shown = format!("--{}", crate::deny::shown(name));
     let spec = std::str::from_utf8(name)
         .ok()
         .and_then(options::by_long)
@@ -855,6 +856,22 @@ mod tests {
         for (cmd, want) in table {
             assert_eq!(parse(cmd).unwrap_err(), *want, "{cmd}");
         }
+    }
+
+    #[test]
+    fn option_names_in_errors_are_escaped() {
+        assert_eq!(
+            parse("rsync --server --del\x1b[2Jete . x").unwrap_err(),
+            ParseError::UnknownOption("--del\\u{1b}[2Jete".into())
+        );
+        assert_eq!(
+            parse_command(b"rsync --server --a\xc2\x9bb . x").unwrap_err(),
+            ParseError::UnknownOption("--a\\u{9b}b".into())
+        );
+        assert_eq!(
+            parse_command(b"rsync --server --a\xffb . x").unwrap_err(),
+            ParseError::UnknownOption("--a\\xffb".into())
+        );
     }
 
     #[test]

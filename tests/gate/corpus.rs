@@ -55,14 +55,7 @@ const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/corpus.tom
 /// not yet decided: their failure is reported but does not fail the test.
 /// A listed case that starts passing fails the test until its marker and
 /// this entry are removed.
-const ACCEPTED_KNOWN_ISSUES: &[&str] = &[
-    "absolute-dot-above-module-without-relative",
-    "glob-in-parent-component",
-    "push-file-with-trailing-slash",
-    "pathopt-partial-dir-name-is-a-link-leading-out",
-    "bytes-escape-in-option-name",
-    "bytes-c1-control-in-option-name",
-];
+const ACCEPTED_KNOWN_ISSUES: &[&str] = &[];
 
 /// `SSH_CONNECTION` as [`common::World::serve`] sets it.
 const DEFAULT_CONNECTION: &str = "127.0.0.1 40000 127.0.0.1 22";
