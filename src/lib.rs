@@ -903,6 +903,12 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
     let err = |text: String| Finding { error: true, text };
     let warn = |text: String| Finding { error: false, text };
     for m in policy.modules.values() {
+        if m.follow_links && policy.gate.sandbox == policy::Sandbox::Off {
+            out.push(warn(format!(
+                "{}: module '{}': follow_links = true with sandbox = \"off\": -L/-k follow symlinks inside the module wherever they lead, and only the kernel sandbox keeps those reads inside it",
+                m.origin, m.name
+            )));
+        }
         if let Err(r) = paths::check_module(m, account, &protected_paths(policy)) {
             let detail = match &r {
                 DenyReason::ModuleUnsafe { why, .. } => why.clone(),
@@ -936,6 +942,27 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
             "{}: rsync not found",
             policy.gate.rsync.display()
         ))),
+    }
+    // Daemon-mode configs must be expressible for every client.
+    let gate = std::fs::canonicalize(gate_path()).unwrap_or_else(|_| gate_path());
+    for c in policy.clients.values().filter(|c| !c.modules.is_empty()) {
+        let modules: Vec<(&policy::Module, PathBuf)> = policy
+            .client_modules(c)
+            .map(|m| (m, m.path.clone()))
+            .collect();
+        let ctx = daemon::ConfigContext {
+            gate: &gate,
+            policy_path: &policy.source,
+            client: &c.name,
+            account,
+            account_gid: nix::unistd::getegid().as_raw(),
+        };
+        if let Err(e) = daemon::config_text(&ctx, &policy.gate.lock_dir, &modules) {
+            out.push(err(format!(
+                "{}: client '{}': host::module would fail: {e}",
+                c.origin, c.name
+            )));
+        }
     }
     let log_dir = policy.gate.audit_log.parent().unwrap_or(Path::new("/"));
     if !log_dir.is_dir() {

@@ -907,3 +907,164 @@ fn from_restriction_behind_sshd() {
     assert_ok(&out, "pull by 'near' from 127.0.0.1");
     common::assert_same_tree(&www, &near_dst);
 }
+
+// ---------------------------------------------------------------------------
+// Daemon over SSH (host::module) behind the real sshd
+// ---------------------------------------------------------------------------
+
+/// A daemon-style remote argument (`host::module/path`).
+fn daemon_remote(path: &str) -> String {
+    format!("root@127.0.0.1::{path}")
+}
+
+const DAEMON_MODULES: &str = "[modules.www]\npath = \"{srv}/www\"\n\n\
+     [modules.up]\npath = \"{srv}/up\"\nread_only = false\n\n\
+     [modules.secret]\npath = \"{srv}/secret\"\n\n\
+     [clients.c]\nmodules = [\"www\", \"up\"]\n";
+
+#[test]
+fn daemon_over_ssh_behind_sshd() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new();
+    let www = world.module_dir("www");
+    common::sample_tree(&www);
+    let outside = world.root.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "top secret\n").unwrap();
+    std::os::unix::fs::symlink(&outside, www.join("out")).unwrap();
+    let up = world.module_dir("up");
+    world.module_dir("secret");
+    world.write_policy(DAEMON_MODULES);
+    let sshd = Sshd::start();
+    let key = sshd.gate_key(&world, "c");
+
+    // host:: lists exactly the client's modules.
+    let out = sshd.rsync(&world, &key, &[], &[], &[&daemon_remote("")]);
+    assert_ok(&out, "list");
+    let listing = text(&out.stdout);
+    let names: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["www", "up"], "{listing}");
+
+    // Pull, and -s pull.
+    let dst = world.client.join("pull");
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", &daemon_remote("www/"), &slash(&dst)],
+    );
+    assert_ok(&out, "daemon pull");
+    common::assert_same_tree(&www, &dst);
+    let dst2 = world.client.join("spull");
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-as", &daemon_remote("www/sub/"), &slash(&dst2)],
+    );
+    assert_ok(&out, "daemon -s pull");
+    common::assert_same_tree(&www.join("sub"), &dst2);
+
+    // Push into the writable module.
+    let src = world.client.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f.txt"), "pushed\n").unwrap();
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", &slash(&src), &daemon_remote("up/in/")],
+    );
+    assert_ok(&out, "daemon push");
+    assert_eq!(std::fs::read(up.join("in/f.txt")).unwrap(), b"pushed\n");
+
+    // Refusals, each with nothing changed.
+    let before = common::snapshot(&world.root.join("srv"));
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", &slash(&src), &daemon_remote("www/")],
+    );
+    assert_denied(
+        &out,
+        "daemon push into read-only",
+        "rsync-gate: denied: module 'www' is read-only",
+    );
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &[
+            "-a",
+            &daemon_remote("secret/"),
+            &slash(&world.client.join("x")),
+        ],
+    );
+    assert_denied(&out, "ungranted module", "Unknown module 'secret'");
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", "--delete", &slash(&src), &daemon_remote("up/in/")],
+    );
+    assert_denied(
+        &out,
+        "delete = false",
+        "option --delete is not allowed in module 'up' (delete = false)",
+    );
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &[
+            "-a",
+            &daemon_remote("www/out/"),
+            &slash(&world.client.join("x")),
+        ],
+    );
+    assert_denied(
+        &out,
+        "symlink out of the module",
+        "leads outside its module",
+    );
+    assert!(!world.client.join("x").exists());
+    assert!(
+        before == common::snapshot(&world.root.join("srv")),
+        "a refusal changed the server"
+    );
+
+    // Every request has its audit lines: the session's, and the request's
+    // own decision (module, request) and end (exit status).
+    let recs = world.audit_records();
+    let pull = recs
+        .iter()
+        .find(|r| r["request"] == "www/" && r["event"] == "decision")
+        .expect("a decision record for the pull");
+    assert_eq!(pull["decision"], "allow");
+    assert_eq!(pull["modules"], serde_json::json!(["www"]));
+    assert_eq!(pull["source"]["addr"], "127.0.0.1");
+    let ends = recs
+        .iter()
+        .filter(|r| r["event"] == "end" && r["session"] == pull["session"])
+        .count();
+    assert_eq!(ends, 2, "the request's end and the session's end");
+    let refused = recs
+        .iter()
+        .find(|r| r["reason"]["code"] == "read_only")
+        .expect("a refusal record");
+    assert_eq!(refused["mode"], "receiver");
+    assert_eq!(refused["modules"], serde_json::json!(["www"]));
+}
