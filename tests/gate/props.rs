@@ -1371,14 +1371,13 @@ fn lexical_decision(client: &str, cmd: &[u8]) -> Decision {
     decide::decide(&ctx, parsed.as_ref())
 }
 
-/// Found by `fuzz/` (parse_decide): an unknown long option's name reaches
+/// Found by `fuzz/` (parse_decide): an unknown long option's name reached
 /// the refusal message unescaped, so a client's raw control bytes (ESC
-/// sequences, C1 controls such as U+009B, CR) are written to its stderr and
-/// stored as the audit `reason.message`, which `rsync-gate audit` prints raw
-/// to the administrator's terminal; every other refusal escapes client bytes
-/// (`deny::shown`).
+/// sequences, C1 controls such as U+009B, CR) were written to its stderr and
+/// stored as the audit `reason.message`, which `rsync-gate audit` printed
+/// raw to the administrator's terminal. Fixed in 933c4c8 (names are escaped
+/// with `deny::shown`, as every other refusal does).
 #[test]
-#[ignore = "known bug, reported: ParseError::UnknownOption keeps control bytes; un-ignore with the fix"]
 fn unknown_option_names_are_escaped_in_refusals() {
     for cmd in [
         &b"rsync --server --\x1b[31m . www/"[..],
