@@ -275,16 +275,32 @@ struct RawTrigger {
 struct Source {
     path: PathBuf,
     text: String,
+    /// Byte offset where each line starts (computed once: a policy can
+    /// hold tens of thousands of items, each with a location).
+    line_starts: Vec<usize>,
 }
 
 impl Source {
+    fn new(path: PathBuf, text: String) -> Source {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Source {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
     fn locate(&self, offset: usize) -> (usize, usize) {
-        let upto = self.text.get(..offset).unwrap_or(&self.text);
-        let line = upto.matches('\n').count() + 1;
-        let col = match upto.rfind('\n') {
-            Some(nl) => upto.len() - nl,
-            None => upto.len() + 1,
-        };
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |t| t.chars().count())
+            + 1;
         (line, col)
     }
 
@@ -353,10 +369,7 @@ pub fn load(path: &Path, reader: &dyn Reader) -> Result<Policy, PolicyErrors> {
     let text = reader
         .read(path)
         .map_err(|e| PolicyErrors(vec![whole_file(path, e)]))?;
-    let main = Source {
-        path: path.to_path_buf(),
-        text,
-    };
+    let main = Source::new(path.to_path_buf(), text);
     let raw = match toml::from_str::<RawFile>(&main.text) {
         Ok(r) => r,
         Err(e) => {
@@ -386,10 +399,7 @@ pub fn load(path: &Path, reader: &dyn Reader) -> Result<Policy, PolicyErrors> {
                             continue;
                         }
                     };
-                    let src = Source {
-                        path: p.clone(),
-                        text,
-                    };
+                    let src = Source::new(p.clone(), text);
                     match toml::from_str::<RawFile>(&src.text) {
                         Ok(mut r) => {
                             if let Some(g) = r.gate.take() {
@@ -1215,6 +1225,19 @@ trigger = "mirror"
         std::fs::write(d.join("40-dup.toml"), "[gate]\nsyslog = true\n").unwrap();
         let e = load(&d.join("main.toml"), &PlainReader).unwrap_err();
         assert!(e.0[0].to_string().contains("[gate] is only allowed"), "{e}");
+    }
+
+    #[test]
+    fn locations_are_line_and_column() {
+        let src = Source::new("/p".into(), "ab\ncd\n\nxé z".into());
+        assert_eq!(src.locate(0), (1, 1));
+        assert_eq!(src.locate(1), (1, 2));
+        assert_eq!(src.locate(3), (2, 1));
+        assert_eq!(src.locate(6), (3, 1));
+        assert_eq!(src.locate(7), (4, 1));
+        // Columns count characters, not bytes.
+        assert_eq!(src.locate(11), (4, 4));
+        assert_eq!(src.locate(999), (4, 5));
     }
 
     #[test]
