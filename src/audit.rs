@@ -374,6 +374,11 @@ pub fn summary(records: &[Record]) -> String {
         if r.time > row.last {
             row.last = r.time.clone();
         }
+        // A daemon session's own records wrap its in-band requests, which
+        // carry their own decisions: count those, not the envelope.
+        if r.mode.as_deref() == Some("daemon") {
+            continue;
+        }
         match (r.event.as_str(), r.decision.as_deref()) {
             ("decision", Some("allow")) => {
                 row.allowed += 1;
@@ -412,7 +417,11 @@ pub fn summary(records: &[Record]) -> String {
             row.failed,
             row.last,
             mods.join(","),
-            if reasons.is_empty() { "" } else { " / " },
+            if reasons.is_empty() || mods.is_empty() {
+                ""
+            } else {
+                " / "
+            },
             reasons.join(",")
         ));
     }

@@ -34,6 +34,10 @@ pub enum Command {
     Check {
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,
+        /// Judge ownership and modes as this SSH account would see them
+        /// (default: the user running check).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Dry run of a decision (exit 0 allow, 1 deny, 2 error).
     Explain {
@@ -47,6 +51,9 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Decide as this SSH account (default: the user running explain).
+        #[arg(long)]
+        account: Option<String>,
         /// The command as the client would send it (SSH_ORIGINAL_COMMAND).
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<OsString>,

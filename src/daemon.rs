@@ -82,9 +82,11 @@ fn refuse_options(m: &Module) -> String {
         v.extend([
             "backup",
             "backup-dir",
-            "suffix",
+            "partial",
             "partial-dir",
             "delay-updates",
+            "inplace",
+            "append",
         ]);
     }
     if !m.follow_links {

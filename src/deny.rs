@@ -117,7 +117,7 @@ impl DenyReason {
             Parse(ParseError::MissingValue(_)) | Parse(ParseError::UnexpectedValue(_)) => {
                 "bad_option_value"
             }
-            Parse(ParseError::NotRsync) => "not_rsync",
+
             Parse(ParseError::BadDaemon) => "bad_daemon_request",
             Parse(_) => "malformed_request",
             CommandNotAllowed(_) => "command_not_allowed",
@@ -280,9 +280,11 @@ impl fmt::Display for DenyReason {
                 "path '{p}' is too complex (too many symlinks, matches or components)"
             ),
             Race(p) => write!(f, "path '{p}' changed while it was being checked"),
-            ModuleUnsafe { module, why } => {
-                write!(f, "module '{module}' is not safe to serve: {why}")
-            }
+            // The details name server paths: they go to the audit log only.
+            ModuleUnsafe { module, .. } => write!(
+                f,
+                "module '{module}' is not safe to serve (the server's audit log says why)"
+            ),
             ModuleContainsHome(m) => write!(
                 f,
                 "module '{m}' is writable and contains this account's home directory files"
@@ -295,7 +297,10 @@ impl fmt::Display for DenyReason {
             ),
             AuditUnavailable(_) => write!(f, "the audit log cannot be written, so nothing may run"),
             SandboxUnavailable(m) => write!(f, "the required sandbox is unavailable: {m}"),
-            Internal(m) => write!(f, "internal error: {m}"),
+            Internal(_) => write!(
+                f,
+                "internal error on the server (its audit log has the details)"
+            ),
         }
     }
 }
@@ -315,6 +320,17 @@ mod tests {
         let long = vec![b'x'; 1000];
         assert!(shown(&long).ends_with("..."));
         assert!(shown(&long).len() < 210);
+    }
+
+    #[test]
+    fn client_messages_hide_server_paths() {
+        let r = DenyReason::ModuleUnsafe {
+            module: "www".into(),
+            why: "/srv/www is writable by others".into(),
+        };
+        assert!(!r.to_string().contains("/srv"), "{r}");
+        let r = DenyReason::Internal("cannot write /run/rsync-gate/daemon/c.conf".into());
+        assert!(!r.to_string().contains("/run"), "{r}");
     }
 
     #[test]

@@ -249,9 +249,9 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
     let policy = match load_policy_checked(policy_path, &account) {
         Ok(p) => p,
         Err(reason) => {
-            // The policy names the audit log; fall back to the default one.
-            session.log =
-                AuditLog::open(&policy::Gate::default().audit_log).map_err(|e| e.to_string());
+            // The policy names the audit log; fall back to the default one,
+            // with the same safety checks.
+            session.log = open_audit_log(&policy::Gate::default().audit_log);
             return session.refuse(&reason, None, vec![]);
         }
     };
@@ -413,6 +413,10 @@ fn build_daemon_plan(
     notes.push(format!("config {}", config.display()));
     let mut env = plan::child_env(spec.account, spec.conn, spec.conn_text);
     env.push((daemon::SESSION_ENV.into(), session_id.into()));
+    // rsync runs its hooks as `$RSYNC_SHELL -c COMMAND`: the gate is that
+    // "shell", and accepts only its own hook command lines, so no shell
+    // ever runs.
+    env.push(("RSYNC_SHELL".into(), gate.clone().into_os_string()));
     let sandbox = match policy.gate.sandbox {
         policy::Sandbox::Off => None,
         _ => {
@@ -517,6 +521,61 @@ fn finish(session: &mut Session, plan: ExecPlan, mode: &str, modules: Vec<String
         tracing::warn!("cannot write the session's end record: {e}");
     }
     code
+}
+
+/// `rsync-gate -c COMMAND`: the gate standing in for the shell rsync runs
+/// its daemon hooks with. Only the hook command lines the gate writes into
+/// its generated configs are accepted; anything else is refused.
+pub fn hook_shell(command: &[u8]) -> u8 {
+    let refuse = || {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "rsync-gate: denied: not a hook command line");
+        127
+    };
+    let Ok(words) = request::split::split(command) else {
+        return refuse();
+    };
+    let w: Vec<&[u8]> = words
+        .iter()
+        .map(|w| {
+            if w.glob.is_some() || w.tilde {
+                &b"\0"[..]
+            } else {
+                &w.bytes[..]
+            }
+        })
+        .collect();
+    let [
+        prog,
+        b"hook",
+        which,
+        b"--policy",
+        policy,
+        b"--client",
+        client,
+    ] = w.as_slice()
+    else {
+        return refuse();
+    };
+    if !prog.starts_with(b"/") {
+        return refuse();
+    }
+    let which = match *which {
+        b"pre-xfer" => Hook::PreXfer,
+        b"post-xfer" => Hook::PostXfer,
+        _ => return refuse(),
+    };
+    let Ok(client) = std::str::from_utf8(client) else {
+        return refuse();
+    };
+    if !policy::valid_name(client) {
+        return refuse();
+    }
+    hook(
+        which,
+        Path::new(std::ffi::OsStr::from_bytes(policy)),
+        client,
+    )
 }
 
 /// Which daemon hook is running.
@@ -783,11 +842,12 @@ pub struct Explanation {
 pub fn explain(
     policy: &Policy,
     policy_path: &Path,
+    account: &Account,
     client: &str,
     from: Option<IpAddr>,
     command: &[u8],
 ) -> Explanation {
-    let account = Account::current();
+    let account = account.clone();
     let conn = from.map(|addr| Conn { addr, port: 0 });
     let parsed = request::parse_command(command);
     let caps = match &parsed {
@@ -897,11 +957,32 @@ pub struct Finding {
 }
 
 /// `rsync-gate check`: the policy's own errors come from loading; this adds
-/// what only the filesystem can tell.
+/// what only the filesystem can tell, judged for the SSH `account`.
 pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
     let mut out = Vec::new();
     let err = |text: String| Finding { error: true, text };
     let warn = |text: String| Finding { error: false, text };
+    let lock_dir = &policy.gate.lock_dir;
+    match std::fs::symlink_metadata(lock_dir) {
+        Err(_) => out.push(warn(format!(
+            "lock_dir {} does not exist yet: the gate creates it when first needed, which the account must be allowed to do",
+            lock_dir.display()
+        ))),
+        Ok(md) if !md.is_dir() => out.push(err(format!("lock_dir {} is not a directory", lock_dir.display()))),
+        Ok(md) => {
+            use std::os::unix::fs::MetadataExt;
+            if let Err(e) = trust::check_path(lock_dir, account.uid) {
+                out.push(err(format!("lock_dir: {e}")));
+            } else if account.uid != 0 && md.uid() != account.uid {
+                out.push(err(format!(
+                    "lock_dir {} belongs to uid {}, so the account (uid {}) cannot write its lock files and daemon configs there",
+                    lock_dir.display(),
+                    md.uid(),
+                    account.uid
+                )));
+            }
+        }
+    }
     for m in policy.modules.values() {
         if m.follow_links && policy.gate.sandbox == policy::Sandbox::Off {
             out.push(warn(format!(

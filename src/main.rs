@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -14,6 +14,14 @@ use rsync_gate::cli::{Cli, Command};
 use rsync_gate::{audit, paths::Account, policy};
 
 fn main() -> ExitCode {
+    // rsync runs daemon hooks as `$RSYNC_SHELL -c COMMAND`, and the gate is
+    // that shell: it runs only its own hook command lines.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let [_, flag, command] = args.as_slice()
+        && flag == "-c"
+    {
+        return ExitCode::from(rsync_gate::hook_shell(command.as_bytes()));
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
@@ -34,6 +42,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Policy paths are used in authorized_keys lines, daemon configs and
+/// ownership checks: always absolute.
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
+
+fn account(name: Option<&str>) -> Result<Account> {
+    match name {
+        None => Ok(Account::current()),
+        Some(n) => Account::named(n).ok_or_else(|| anyhow::anyhow!("no such account '{n}'")),
+    }
+}
+
 fn run(command: Command) -> Result<u8> {
     match command {
         Command::Serve { policy, client } => Ok(rsync_gate::serve(
@@ -41,7 +66,10 @@ fn run(command: Command) -> Result<u8> {
             &client,
             &rsync_gate::SshEnv::from_process(),
         )),
-        Command::Check { policy } => check(&policy),
+        Command::Check {
+            policy,
+            account: who,
+        } => check(&absolute(policy), &account(who.as_deref())?),
         Command::Hook {
             which,
             policy,
@@ -58,15 +86,18 @@ fn run(command: Command) -> Result<u8> {
             client,
             from,
             json,
+            account: who,
             command,
         } => {
+            let policy = absolute(policy);
+            let who = account(who.as_deref())?;
             let p = load(&policy)?;
             let joined: Vec<u8> = command
                 .iter()
                 .map(|a| a.as_bytes())
                 .collect::<Vec<_>>()
                 .join(&b' ');
-            let e = rsync_gate::explain(&p, &policy, &client, from, &joined);
+            let e = rsync_gate::explain(&p, &policy, &who, &client, from, &joined);
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
@@ -100,6 +131,7 @@ fn run(command: Command) -> Result<u8> {
             Ok(if e.decision == "allow" { 0 } else { 1 })
         }
         Command::AuthorizedKeys { policy, client } => {
+            let policy = absolute(policy);
             let p = load(&policy)?;
             if let Some(c) = &client
                 && !p.clients.contains_key(c)
@@ -173,7 +205,7 @@ fn load(path: &Path) -> Result<policy::Policy> {
     })
 }
 
-fn check(path: &Path) -> Result<u8> {
+fn check(path: &Path, who: &Account) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     let p = match policy::load(path, &policy::PlainReader) {
         Ok(p) => p,
@@ -185,7 +217,7 @@ fn check(path: &Path) -> Result<u8> {
             return Ok(1);
         }
     };
-    let findings = rsync_gate::check_environment(&p, &Account::current());
+    let findings = rsync_gate::check_environment(&p, who);
     let errors = findings.iter().filter(|f| f.error).count();
     for f in &findings {
         writeln!(

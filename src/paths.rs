@@ -46,6 +46,16 @@ pub struct Account {
 }
 
 impl Account {
+    /// A named account (for `check`/`explain --account`).
+    pub fn named(name: &str) -> Option<Account> {
+        let u = nix::unistd::User::from_name(name).ok()??;
+        Some(Account {
+            uid: u.uid.as_raw(),
+            name: u.name,
+            home: Some(u.dir),
+        })
+    }
+
     /// The account of the current effective uid.
     pub fn current() -> Account {
         let uid = nix::unistd::geteuid();

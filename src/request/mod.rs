@@ -91,8 +91,7 @@ impl ServerArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
     Split(SplitError),
-    /// The first word is not rsync (and not `true`).
-    NotRsync,
+
     /// `--server` is not the second word.
     NoServer,
     /// `--sender` somewhere other than right after `--server`.
@@ -115,7 +114,7 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParseError::Split(e) => write!(f, "unparsable command: {e}"),
-            ParseError::NotRsync => write!(f, "only rsync may be run here"),
+
             ParseError::NoServer => write!(
                 f,
                 "not an rsync server invocation (expected 'rsync --server')"

@@ -106,7 +106,8 @@ pub enum Rule {
     FollowLinks,
     /// Reads or writes device contents: needs `devices = true`.
     Devices,
-    /// Can replace or move existing files aside: refused when
+    /// Can replace or move existing files aside, or leave a partial file
+    /// that `--ignore-existing` would then keep forever: refused when
     /// `overwrite = false`.
     Replaces,
     /// `-s`: the arguments arrive on stdin.
@@ -263,7 +264,7 @@ pub static OPTIONS: &[Spec] = &[
         Allow,
     ),
     // ---- long-only options ----
-    flag("append", None, Allow),
+    flag("append", None, Replaces),
     valued(
         "backup-dir",
         None,
@@ -346,7 +347,7 @@ pub static OPTIONS: &[Spec] = &[
     flag("ignore-existing", None, Allow),
     flag("ignore-missing-args", None, Allow),
     valued("info", None, text(Charset::InfoFlags, 256), Allow),
-    flag("inplace", None, Allow),
+    flag("inplace", None, Replaces),
     flag(
         "insecure-links",
         None,
@@ -425,7 +426,7 @@ pub static OPTIONS: &[Spec] = &[
         Refuse("batch files are not allowed"),
     ),
     flag("open-noatime", None, Allow),
-    flag("partial", None, Allow),
+    flag("partial", None, Replaces),
     valued(
         "partial-dir",
         None,
@@ -640,7 +641,7 @@ mod tests {
     row!(row_compress, "compress", Rule::Allow);
     row!(row_block_size, "block-size", Rule::Allow);
     row!(row_modify_window, "modify-window", Rule::Allow);
-    row!(row_append, "append", Rule::Allow);
+    row!(row_append, "append", Rule::Replaces);
     row!(row_backup_dir, "backup-dir", Rule::Replaces);
     row!(row_bwlimit, "bwlimit", Rule::Allow);
     row!(row_checksum_choice, "checksum-choice", Rule::Allow);
@@ -685,7 +686,7 @@ mod tests {
     row!(row_ignore_existing, "ignore-existing", Rule::Allow);
     row!(row_ignore_missing_args, "ignore-missing-args", Rule::Allow);
     row!(row_info, "info", Rule::Allow);
-    row!(row_inplace, "inplace", Rule::Allow);
+    row!(row_inplace, "inplace", Rule::Replaces);
     row!(row_insecure_links, "insecure-links", Rule::Refuse(_));
     row!(row_link_dest, "link-dest", Rule::Allow);
     row!(row_list_only, "list-only", Rule::Allow);
@@ -715,7 +716,7 @@ mod tests {
     row!(row_old_compress, "old-compress", Rule::Allow);
     row!(row_only_write_batch, "only-write-batch", Rule::Refuse(_));
     row!(row_open_noatime, "open-noatime", Rule::Allow);
-    row!(row_partial, "partial", Rule::Allow);
+    row!(row_partial, "partial", Rule::Replaces);
     row!(row_partial_dir, "partial-dir", Rule::Replaces);
     row!(row_preallocate, "preallocate", Rule::Allow);
     row!(row_read_batch, "read-batch", Rule::Refuse(_));

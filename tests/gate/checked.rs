@@ -1459,3 +1459,111 @@ fn refuses_writable_modules_holding_the_gates_files() {
     );
     assert!(Recorded::read(&out).is_none());
 }
+
+// ---------------------------------------------------------------------------
+// Administrator commands
+// ---------------------------------------------------------------------------
+
+fn gate_cmd(args: &[&str], cwd: &Path) -> std::process::Output {
+    std::process::Command::new(crate::common::gate_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn relative_policy_paths_are_made_absolute() {
+    let w = world();
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(
+        &w.policy,
+        text + "\n[clients.keyed]\nmodules = [\"www\"]\nkey = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB k@x\"\n",
+    )
+    .unwrap();
+    let o = gate_cmd(&["check", "--policy", "policy.toml"], &w.root);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("not absolute"), "{out}");
+    assert!(o.status.success(), "{out}");
+    let o = gate_cmd(&["authorized-keys", "--policy", "policy.toml"], &w.root);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "serve --policy {} --client keyed",
+            w.policy.display()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_judges_as_the_named_account() {
+    let w = world();
+    // A writable module owned by the (non-root) SSH account.
+    nix::unistd::chown(
+        &srv(&w, "up"),
+        Some(nix::unistd::Uid::from_raw(65534)),
+        None,
+    )
+    .unwrap();
+    let o = gate_cmd(&["check", "--policy", &w.policy.to_string_lossy()], &w.root);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !o.status.success(),
+        "as root, nobody's module is foreign: {out}"
+    );
+    assert!(out.contains("owned by uid 65534"), "{out}");
+    // The lock dir must belong to the account for it to write there.
+    nix::unistd::chown(&w.run, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let o = gate_cmd(
+        &[
+            "check",
+            "--policy",
+            &w.policy.to_string_lossy(),
+            "--account",
+            "nobody",
+        ],
+        &w.root,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    nix::unistd::chown(&w.run, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    let o = gate_cmd(
+        &[
+            "check",
+            "--policy",
+            &w.policy.to_string_lossy(),
+            "--account",
+            "nobody",
+        ],
+        &w.root,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success());
+    assert!(out.contains("cannot write its lock files"), "{out}");
+    let o = gate_cmd(
+        &[
+            "check",
+            "--policy",
+            &w.policy.to_string_lossy(),
+            "--account",
+            "no-such-user",
+        ],
+        &w.root,
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn no_overwrite_refuses_what_would_leave_partial_files() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let src = local_src(&w);
+    for opt in ["-P", "--partial", "--inplace", "--append"] {
+        refused(
+            &w,
+            &["-r", opt, &format!("{}/", src.display()), "h:drop/"],
+            "is not allowed in module 'drop' (overwrite = false)",
+        );
+    }
+}

@@ -60,8 +60,9 @@ const ACCEPTED_KNOWN_ISSUES: &[&str] = &[];
 /// `SSH_CONNECTION` as [`common::World::serve`] sets it.
 const DEFAULT_CONNECTION: &str = "127.0.0.1 40000 127.0.0.1 22";
 
-/// Variables the gate itself puts into rsync's environment (the two
-/// `RSYNC_GATE_*` ones in daemon mode, for its hooks).
+/// Variables the gate itself puts into rsync's environment (in daemon
+/// mode the two `RSYNC_GATE_*` ones for its hooks, and `RSYNC_SHELL`, which
+/// names the gate itself as the program rsync runs its hooks with).
 const GATE_ENV: &[&str] = &[
     "PATH",
     "HOME",
@@ -70,6 +71,7 @@ const GATE_ENV: &[&str] = &[
     "SSH_CONNECTION",
     "RSYNC_GATE_SESSION",
     "RSYNC_GATE_SANDBOXED",
+    "RSYNC_SHELL",
 ];
 
 /// Variables `/bin/sh` adds by itself when it runs the stand-in.
@@ -309,7 +311,6 @@ fn known_codes() -> BTreeSet<&'static str> {
         DenyReason::SourceNotAllowed(s()),
         DenyReason::NoSourceAddress,
         DenyReason::Parse(ParseError::Split(SplitError::Empty)),
-        DenyReason::Parse(ParseError::NotRsync),
         DenyReason::Parse(ParseError::NoServer),
         DenyReason::Parse(ParseError::BadDaemon),
         DenyReason::Parse(ParseError::UnknownOption(s())),

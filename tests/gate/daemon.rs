@@ -473,3 +473,82 @@ fn generated_config_is_deterministic_and_not_in_any_module() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(first.trim_end()), "{out}");
 }
+
+/// rsync runs daemon hooks as `$RSYNC_SHELL -c COMMAND`, and the gate is
+/// that program: it accepts only its own hook command lines, so no shell
+/// runs, whatever the command.
+#[test]
+fn the_gate_is_the_only_shell_the_daemon_gets() {
+    let d = daemon_world(Account::Root);
+    let marker = d.w.root.join("pwned");
+    for cmd in [
+        format!("touch {}", marker.display()),
+        format!(
+            "{} hook pre-xfer --policy {} --client c; touch {}",
+            gate_bin().display(),
+            d.w.policy.display(),
+            marker.display()
+        ),
+        format!(
+            "{} serve --policy {} --client c",
+            gate_bin().display(),
+            d.w.policy.display()
+        ),
+        format!(
+            "{} hook pre-xfer --policy {} --client c extra",
+            gate_bin().display(),
+            d.w.policy.display()
+        ),
+        format!(
+            "relative/rsync-gate hook pre-xfer --policy {} --client c",
+            d.w.policy.display()
+        ),
+        "/bin/sh -c id".to_string(),
+    ] {
+        let o = Command::new(gate_bin())
+            .arg("-c")
+            .arg(&cmd)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(127), "{cmd}");
+        assert_eq!(
+            stderr(&o),
+            "rsync-gate: denied: not a hook command line\n",
+            "{cmd}"
+        );
+    }
+    assert!(!marker.exists());
+    // Its own line runs the hook (here: a pre-xfer check that refuses a
+    // push into the read-only module, on stdout as rsync expects).
+    let line = format!(
+        "{} hook pre-xfer --policy {} --client c",
+        sh_quote(gate_bin().as_os_str()),
+        sh_quote(d.w.policy.as_os_str())
+    );
+    let o = Command::new(gate_bin())
+        .arg("-c")
+        .arg(&line)
+        .env_clear()
+        .env("RSYNC_MODULE_NAME", "www")
+        .env("RSYNC_ARG0", "rsyncd")
+        .env("RSYNC_ARG1", "--server")
+        .env("RSYNC_ARG2", "-r")
+        .env("RSYNC_ARG3", ".")
+        .env("RSYNC_ARG4", "x/")
+        .env("RSYNC_REQUEST", "www/x/")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "rsync-gate: denied: module 'www' is read-only\n"
+    );
+    // And the generated config's daemon really runs its hooks through it.
+    let Some(_) = real_rsync() else { return };
+    d.ok(&["h::"]);
+    let conf = std::fs::read_to_string(d.w.run.join("daemon/c.conf")).unwrap();
+    assert!(conf.contains("pre-xfer exec = "));
+    let last = d.w.last_decision();
+    assert!(last["argv"].to_string().contains("--daemon"));
+}

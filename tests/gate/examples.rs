@@ -410,7 +410,6 @@ fn every_refusal() -> Vec<DenyReason> {
     ];
     for e in [
         ParseError::Split(SplitError::Empty),
-        ParseError::NotRsync,
         ParseError::NoServer,
         ParseError::MisplacedSender,
         ParseError::BadDaemon,
