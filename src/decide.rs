@@ -513,6 +513,17 @@ fn checked<'p>(
             });
         }
     }
+    // The names a --files-from list selects are resolved by rsync alone:
+    // only its --confine-root or the kernel sandbox keeps them inside.
+    if !ctx.caps.confine_root
+        && ctx.policy.gate.sandbox == crate::policy::Sandbox::Off
+        && let Some(po) = path_opts.iter().find(|p| p.role == PathRole::FilesFrom)
+    {
+        return Err(DenyReason::RsyncTooOld(format!(
+            "{} needs rsync's --confine-root or the kernel sandbox to keep the listed names inside the module",
+            po.spec.display()
+        )));
+    }
     let mut added = Vec::new();
     if mode == Mode::Receiver && !m.overwrite {
         added.push(Added::IgnoreExisting);
@@ -1016,6 +1027,39 @@ trigger = "t"
         assert!(
             matches!(decide(&ctx, req.as_ref()), Decision::Checked(g) if g.added == [Added::MungeLinks])
         );
+    }
+
+    #[test]
+    fn files_from_needs_confine_root_or_the_sandbox() {
+        let mut p = policy();
+        let cmd = format!("{PULL} --files-from=- --from0 . www/");
+        let req = parse_command(cmd.as_bytes());
+        let old = RsyncCaps {
+            confine_root: false,
+            drop_d: true,
+        };
+        let ctx = Context {
+            policy: &p,
+            client: "c",
+            conn: None,
+            caps: old,
+        };
+        // The default sandbox (best effort) is enough...
+        assert!(matches!(decide(&ctx, req.as_ref()), Decision::Checked(_)));
+        // ...but with it off and no --confine-root, the list is unconfined.
+        p.gate.sandbox = crate::policy::Sandbox::Off;
+        let ctx = Context {
+            policy: &p,
+            client: "c",
+            conn: None,
+            caps: old,
+        };
+        assert!(matches!(
+            decide(&ctx, req.as_ref()),
+            Decision::Deny(DenyReason::RsyncTooOld(_))
+        ));
+        let ctx = Context { caps: CAPS, ..ctx };
+        assert!(matches!(decide(&ctx, req.as_ref()), Decision::Checked(_)));
     }
 
     #[test]

@@ -253,6 +253,9 @@ impl Walker<'_> {
                         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
                             return Err(DenyReason::NotADirectory(self.spelled.clone()));
                         }
+                        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                            return Err(DenyReason::TooComplex(self.spelled.clone()));
+                        }
                         Err(e) => {
                             return Err(DenyReason::Internal(format!("{}: {e}", self.spelled)));
                         }
@@ -1267,6 +1270,19 @@ mod tests {
             .code(),
             "escapes_module"
         );
+    }
+
+    #[test]
+    fn over_long_names_are_too_complex_not_internal() {
+        let f = fixture();
+        let long = "x".repeat(300);
+        for cmd in [
+            format!("{PULL}www/{long}/a"),
+            format!("{PUSH}backup/{long}/"),
+        ] {
+            let e = confine_cmd(&f, &cmd).unwrap_err();
+            assert_eq!(e.code(), "too_complex", "{cmd}: {e}");
+        }
     }
 
     #[test]

@@ -1445,7 +1445,6 @@ fn over_long_path_components_are_refused() {
 }
 
 #[test]
-#[ignore = "known issue, reported: ENAMETOOLONG is refused as `internal`; un-ignore if it gets its own reason"]
 fn over_long_path_components_are_not_internal_errors() {
     let t = tree();
     let cmd = format!(
