@@ -35,6 +35,15 @@ fn main() -> ExitCode {
         .init();
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`rsync-gate audit | head`): not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "rsync-gate: error: {e:#}");
             ExitCode::from(2)

@@ -1567,3 +1567,22 @@ fn no_overwrite_refuses_what_would_leave_partial_files() {
         );
     }
 }
+
+#[test]
+fn audit_output_cut_short_by_the_reader_is_not_an_error() {
+    let (w, _) = recorder_world();
+    for _ in 0..400 {
+        w.serve("c", Some(b"id"), &[]);
+    }
+    let o = std::process::Command::new("/bin/bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {} audit --log {} --json | head -n 1 > /dev/null",
+            crate::common::gate_bin().display(),
+            w.audit.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
