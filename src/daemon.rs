@@ -511,19 +511,12 @@ pub fn checked_modules<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{self, Reader};
-
-    struct One(String);
-    impl Reader for One {
-        fn read(&self, _: &Path) -> Result<String, String> {
-            Ok(self.0.clone())
-        }
-    }
+    use crate::policy;
 
     fn policy() -> Policy {
-        policy::load(
+        policy::load_text(
             Path::new("/etc/rsync-gate/policy.toml"),
-            &One(r#"
+            r#"
 [gate]
 lock_dir = "/run/rsync-gate"
 [modules.www]
@@ -542,8 +535,7 @@ overwrite = false
 list = false
 [clients.c]
 modules = ["www", "backup", "drop"]
-"#
-            .into()),
+"#,
         )
         .unwrap()
     }

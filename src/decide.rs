@@ -608,16 +608,9 @@ fn path_option<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{self, Reader};
+    use crate::policy;
     use crate::request::parse_command;
     use std::path::Path;
-
-    struct One(String);
-    impl Reader for One {
-        fn read(&self, _: &Path) -> Result<String, String> {
-            Ok(self.0.clone())
-        }
-    }
 
     const POLICY: &str = r#"
 [modules.www]
@@ -667,7 +660,7 @@ trigger = "t"
 "#;
 
     fn policy() -> Policy {
-        policy::load(Path::new("/p.toml"), &One(POLICY.into())).unwrap()
+        policy::load_text(Path::new("/p.toml"), POLICY).unwrap()
     }
 
     const CAPS: RsyncCaps = RsyncCaps {

@@ -838,6 +838,34 @@ pub struct Explanation {
     pub config: Option<String>,
 }
 
+impl Explanation {
+    /// An allowed request: exactly what would run.
+    fn allowed(
+        plan: &ExecPlan,
+        mode: &str,
+        modules: Vec<String>,
+        config: Option<String>,
+    ) -> Explanation {
+        Explanation {
+            decision: "allow".into(),
+            reason: None,
+            mode: Some(mode.into()),
+            modules,
+            argv: std::iter::once(plan.program.to_string_lossy().into_owned())
+                .chain(plan.argv_lossy().into_iter().skip(1))
+                .collect(),
+            env: plan
+                .env
+                .iter()
+                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                .collect(),
+            cwd: Some(plan.cwd.display().to_string()),
+            notes: plan.notes.clone(),
+            config,
+        }
+    }
+}
+
 /// `rsync-gate explain`: the decision for a command, without running it.
 pub fn explain(
     policy: &Policy,
@@ -896,23 +924,7 @@ pub fn explain(
             };
             match build_daemon_plan(&spec, &d, "explain", false) {
                 Err(r) => deny(r, Some("daemon".into()), d.modules),
-                Ok((plan, text)) => Explanation {
-                    decision: "allow".into(),
-                    reason: None,
-                    mode: Some("daemon".into()),
-                    modules: d.modules,
-                    argv: std::iter::once(plan.program.to_string_lossy().into_owned())
-                        .chain(plan.argv_lossy().into_iter().skip(1))
-                        .collect(),
-                    env: plan
-                        .env
-                        .iter()
-                        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
-                        .collect(),
-                    cwd: Some(plan.cwd.display().to_string()),
-                    notes: plan.notes.clone(),
-                    config: Some(text),
-                },
+                Ok((plan, text)) => Explanation::allowed(&plan, "daemon", d.modules, Some(text)),
             }
         }
         Decision::Checked(g) => {
@@ -927,23 +939,9 @@ pub fn explain(
                 false,
             ) {
                 Err(r) => deny(r, mode, vec![g.module.clone()]),
-                Ok(plan) => Explanation {
-                    decision: "allow".into(),
-                    reason: None,
-                    mode,
-                    modules: vec![g.module.clone()],
-                    argv: std::iter::once(plan.program.to_string_lossy().into_owned())
-                        .chain(plan.argv_lossy().into_iter().skip(1))
-                        .collect(),
-                    env: plan
-                        .env
-                        .iter()
-                        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
-                        .collect(),
-                    cwd: Some(plan.cwd.display().to_string()),
-                    notes: plan.notes.clone(),
-                    config: None,
-                },
+                Ok(plan) => {
+                    Explanation::allowed(&plan, g.mode.name(), vec![g.module.clone()], None)
+                }
             }
         }
     }
@@ -1136,19 +1134,11 @@ mod tests {
 
     #[test]
     fn authorized_keys_lines() {
-        struct One(&'static str);
-        impl policy::Reader for One {
-            fn read(&self, _: &Path) -> Result<String, String> {
-                Ok(self.0.into())
-            }
-        }
-        let p = policy::load(
+        let p = policy::load_text(
             Path::new("/etc/rsync-gate/policy.toml"),
-            &One(
-                "[modules.w]\npath = \"/srv/w\"\n\
+            "[modules.w]\npath = \"/srv/w\"\n\
                  [clients.a]\nmodules = [\"w\"]\nfrom = [\"192.0.2.10\", \"198.51.100.0/24\"]\nkey = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB a@x\"\n\
                  [clients.b]\nmodules = [\"w\"]\n",
-            ),
         )
         .unwrap();
         let lines = authorized_keys(

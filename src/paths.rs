@@ -939,16 +939,9 @@ pub fn confine(
 mod tests {
     use super::*;
     use crate::decide::{self, Context, Decision, RsyncCaps};
-    use crate::policy::{self, Policy, Reader};
+    use crate::policy::{self, Policy};
     use crate::request::parse_command;
     use std::os::unix::fs::symlink;
-
-    struct One(String);
-    impl Reader for One {
-        fn read(&self, _: &Path) -> Result<String, String> {
-            Ok(self.0.clone())
-        }
-    }
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -984,7 +977,7 @@ mod tests {
             www.display(),
             bk.display()
         );
-        let policy = policy::load(Path::new("/p.toml"), &One(text)).unwrap();
+        let policy = policy::load_text(Path::new("/p.toml"), &text).unwrap();
         Fixture {
             _dir: dir,
             base,

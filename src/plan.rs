@@ -136,23 +136,14 @@ pub fn checked_args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
 mod tests {
     use super::*;
     use crate::decide::{self, Context, Decision, RsyncCaps};
-    use crate::policy::{self, Reader};
+    use crate::policy;
     use crate::request::parse_command;
     use std::path::Path;
 
-    struct One(String);
-    impl Reader for One {
-        fn read(&self, _: &Path) -> Result<String, String> {
-            Ok(self.0.clone())
-        }
-    }
-
     fn args_for(cmd: &str) -> Vec<String> {
-        let p = policy::load(
+        let p = policy::load_text(
             Path::new("/p.toml"),
-            &One(
-                "[modules.w]\npath = \"/srv/w\"\nread_only = false\n[clients.c]\nmodules = [\"w\"]\n".into(),
-            ),
+            "[modules.w]\npath = \"/srv/w\"\nread_only = false\n[clients.c]\nmodules = [\"w\"]\n",
         )
         .unwrap();
         let ctx = Context {

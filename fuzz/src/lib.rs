@@ -22,15 +22,6 @@ use rsync_gate::policy::{self, Module, Policy};
 use rsync_gate::request::options::{self, Charset, Meaning, PathRole, Rule, Spec, Takes, Value};
 use rsync_gate::request::{ParseError, Request};
 
-/// A policy reader that returns one fixed text.
-pub struct Text(pub String);
-
-impl policy::Reader for Text {
-    fn read(&self, _: &Path) -> Result<String, String> {
-        Ok(self.0.clone())
-    }
-}
-
 /// Client names the selector picks from (both policies define the same
 /// names; "nobody" is in neither).
 pub const CLIENTS: [&str; 8] = [
@@ -139,7 +130,7 @@ trigger = "t"
 "#;
 
 pub fn lexical_policy() -> Policy {
-    match policy::load(Path::new("/fuzz/policy.toml"), &Text(LEXICAL_POLICY.into())) {
+    match policy::load_text(Path::new("/fuzz/policy.toml"), LEXICAL_POLICY) {
         Ok(p) => p,
         Err(e) => panic!("the fuzz policy does not load: {e}"),
     }
@@ -365,7 +356,7 @@ impl Tree {
         }
         let base = io(&base, std::fs::canonicalize(&base));
         let text = tree_policy_text(&base);
-        let policy = match policy::load(&base.join("policy.toml"), &Text(text)) {
+        let policy = match policy::load_text(&base.join("policy.toml"), &text) {
             Ok(p) => p,
             Err(e) => panic!("the fuzz tree policy does not load: {e}"),
         };

@@ -349,6 +349,28 @@ impl Reader for PlainReader {
     }
 }
 
+/// The main policy from given text, drop-ins from disk.
+struct TextReader<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Reader for TextReader<'_> {
+    fn read(&self, path: &Path) -> Result<String, String> {
+        if path == self.path {
+            Ok(self.text.to_string())
+        } else {
+            read_bounded(path)
+        }
+    }
+}
+
+/// Load and validate a policy whose main file's text is given (as if read
+/// from `path`); drop-ins are read from disk.
+pub fn load_text(path: &Path, text: &str) -> Result<Policy, PolicyErrors> {
+    load(path, &TextReader { path, text })
+}
+
 /// Read a file of at most [`MAX_POLICY_BYTES`] as UTF-8.
 pub fn read_bounded(path: &Path) -> Result<String, String> {
     use std::io::Read;

@@ -71,16 +71,8 @@ fn report<T: std::fmt::Debug>(r: Result<(), proptest::test_runner::TestError<T>>
     }
 }
 
-struct Text(String);
-
-impl policy::Reader for Text {
-    fn read(&self, _: &Path) -> Result<String, String> {
-        Ok(self.0.clone())
-    }
-}
-
 fn load(text: &str) -> Policy {
-    policy::load(Path::new("/props/policy.toml"), &Text(text.into())).expect("policy loads")
+    policy::load_text(Path::new("/props/policy.toml"), text).expect("policy loads")
 }
 
 /// A policy whose module paths need not exist (for parse + decide only).
