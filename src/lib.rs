@@ -182,7 +182,7 @@ pub fn protected_paths(policy: &Policy) -> Vec<PathBuf> {
 
 /// Load the policy for `serve`: the file and the directories above it must
 /// be safe from the SSH account.
-pub fn load_policy_checked(path: &Path, account: &Account) -> Result<Policy, DenyReason> {
+pub fn load_policy_checked(path: &Path) -> Result<Policy, DenyReason> {
     struct Checked;
     impl policy::Reader for Checked {
         fn read(&self, path: &Path) -> Result<String, String> {
@@ -195,7 +195,6 @@ pub fn load_policy_checked(path: &Path, account: &Account) -> Result<Policy, Den
             policy::read_bounded(path)
         }
     }
-    let _ = account;
     policy::load(path, &Checked).map_err(|e| {
         let first = e.0.first().map(|d| d.message.as_str()).unwrap_or("");
         if first.starts_with("unsafe: ") {
@@ -231,6 +230,8 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
         .connection
         .as_ref()
         .and_then(|c| parse_connection(c.as_bytes()));
+    let client_conn = conn.as_ref().map(|(c, _)| *c);
+    let conn_text = conn.as_ref().map(|(_, t)| t.as_str());
     let mut session = Session {
         id: session_id(started),
         client: client.to_string(),
@@ -246,7 +247,7 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
         syslog: None,
         started,
     };
-    let policy = match load_policy_checked(policy_path, &account) {
+    let policy = match load_policy_checked(policy_path) {
         Ok(p) => p,
         Err(reason) => {
             // The policy names the audit log; fall back to the default one,
@@ -272,13 +273,13 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
         && args.secluded
     {
         // Only an admitted client may make the gate wait for stdin.
-        let probe_ctx = Context {
+        let admission = Context {
             policy: &policy,
             client,
-            conn: conn.as_ref().map(|(c, _)| *c),
+            conn: client_conn,
             caps: RsyncCaps::default(),
         };
-        if let Err(reason) = decide::admit(&probe_ctx) {
+        if let Err(reason) = decide::admit(&admission) {
             return session.refuse(&reason, None, vec![]);
         }
         match secluded::read_args(std::io::stdin(), secluded::DEADLINE) {
@@ -301,7 +302,7 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
     let ctx = Context {
         policy: &policy,
         client,
-        conn: conn.as_ref().map(|(c, _)| *c),
+        conn: client_conn,
         caps,
     };
     let decision = decide::decide(&ctx, parsed.as_ref());
@@ -331,25 +332,21 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
                 }
             }
         }
-        Decision::Checked(grant) => {
-            let conn_text = conn.as_ref().map(|(_, t)| t.as_str());
-            run_checked(
-                &mut session,
-                &policy,
-                &grant,
-                &account,
-                ctx.conn.as_ref(),
-                conn_text,
-            )
-        }
+        Decision::Checked(grant) => run_checked(
+            &mut session,
+            &policy,
+            &grant,
+            &account,
+            client_conn.as_ref(),
+            conn_text,
+        ),
         Decision::Daemon(grant) => {
-            let conn_text = conn.as_ref().map(|(_, t)| t.as_str());
             let spec = DaemonSpec {
                 policy: &policy,
                 policy_path,
                 client,
                 account: &account,
-                conn: ctx.conn.as_ref(),
+                conn: client_conn.as_ref(),
                 conn_text,
             };
             run_daemon(&mut session, &spec, &grant)
@@ -598,7 +595,7 @@ pub fn hook(which: Hook, policy_path: &Path, client: &str) -> u8 {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "rsync-gate: denied: {reason}");
     };
-    let policy = match load_policy_checked(policy_path, &account) {
+    let policy = match load_policy_checked(policy_path) {
         Ok(p) => p,
         Err(reason) => {
             if which == Hook::PreXfer {

@@ -54,15 +54,6 @@ pub enum OptValue {
     Path(Word),
 }
 
-impl Opt {
-    pub fn text(&self) -> Option<&str> {
-        match &self.value {
-            Some(OptValue::Text(t)) => Some(t),
-            _ => None,
-        }
-    }
-}
-
 impl ServerArgs {
     /// Is `-R` in effect (last of `-R`/`--no-relative` wins)?
     pub fn relative(&self) -> bool {
@@ -79,11 +70,6 @@ impl ServerArgs {
 
     pub fn has(&self, meaning: Meaning) -> bool {
         self.opts.iter().any(|o| o.spec.meaning == meaning)
-    }
-
-    /// Is any option of the given rule present?
-    pub fn uses(&self, long: &str) -> bool {
-        self.opts.iter().any(|o| o.spec.long == long)
     }
 }
 
