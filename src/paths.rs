@@ -1278,6 +1278,62 @@ mod tests {
         }
     }
 
+    fn walker<'a>(root: &Path, notes: &'a mut Vec<String>) -> Walker<'a> {
+        Walker {
+            root: root.to_path_buf(),
+            module: "m".into(),
+            spelled: "m/x".into(),
+            pins: Vec::new(),
+            by_path: HashMap::new(),
+            create: false,
+            notes,
+        }
+    }
+
+    /// If what gets opened is not where the check found it (a component
+    /// swapped for a symlink in between), the request is refused.
+    #[test]
+    fn a_pin_that_lands_elsewhere_is_a_race() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(root.join("elsewhere/b")).unwrap();
+        let mut notes = Vec::new();
+        let mut w = walker(&root, &mut notes);
+        assert!(w.pin(&root.join("a/b")).is_ok());
+        // The check saw root/c/b as a real directory; by the time it is
+        // opened, c has become a link to elsewhere.
+        std::os::unix::fs::symlink(root.join("elsewhere"), root.join("c")).unwrap();
+        assert_eq!(w.pin(&root.join("c/b")).unwrap_err().code(), "race");
+    }
+
+    /// Once held, a directory is what rsync reaches, whatever happens to
+    /// its name afterwards.
+    #[test]
+    fn a_held_directory_survives_a_swap() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("m/dir")).unwrap();
+        std::fs::write(root.join("m/dir/file"), "inside").unwrap();
+        std::fs::create_dir(root.join("outside")).unwrap();
+        std::fs::write(root.join("outside/file"), "outside").unwrap();
+        let mut notes = Vec::new();
+        let mut w = walker(&root.join("m"), &mut notes);
+        let i = w.pin(&root.join("m/dir")).unwrap();
+        let through = w.below(i, &[b"file".to_vec()]);
+        // Swap the checked directory for a link leading out.
+        std::fs::rename(root.join("m/dir"), root.join("m/old")).unwrap();
+        std::os::unix::fs::symlink(root.join("outside"), root.join("m/dir")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("m/dir/file")).unwrap(),
+            "outside"
+        );
+        assert_eq!(
+            std::fs::read_to_string(PathBuf::from(through)).unwrap(),
+            "inside"
+        );
+    }
+
     #[test]
     fn pins_are_inheritable_and_shared() {
         let f = fixture();

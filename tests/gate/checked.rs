@@ -1251,19 +1251,7 @@ fn secluded_args_reach_rsync_in_argv_without_s() {
 // Kernel sandbox (Landlock)
 // ---------------------------------------------------------------------------
 
-fn landlock_available() -> bool {
-    // The kernel reports its Landlock ABI through the create_ruleset
-    // syscall; /sys/kernel/security/lsm lists it when securityfs is mounted.
-    std::fs::read_to_string("/sys/kernel/security/lsm").is_ok_and(|s| s.contains("landlock"))
-        || std::path::Path::new("/sys/kernel/security/landlock").exists()
-        || std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import ctypes,sys;l=ctypes.CDLL(None,use_errno=True);sys.exit(0 if l.syscall(444,None,0,1)>0 else 1)",
-            ])
-            .status()
-            .is_ok_and(|s| s.success())
-}
+use crate::common::landlock_available;
 
 #[test]
 fn sandbox_is_applied_by_default_and_recorded() {
@@ -1585,4 +1573,41 @@ fn audit_output_cut_short_by_the_reader_is_not_an_error() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+/// An rsync without --confine-root and --drop-D (before 3.5; simulated by
+/// a wrapper that hides them from the gate's --help probe): serve keeps
+/// working on the gate's own checks, pushes that could create device or
+/// special files are refused, and check warns.
+#[test]
+fn older_rsync_keeps_working_with_the_gates_own_checks() {
+    let Some(_) = real_rsync() else { return };
+    let mut w = world();
+    let old = w.root.join("bin/rsync-3.4");
+    crate::common::install_exec(
+        &old,
+        "#!/bin/sh\nif [ \"$1\" = --help ]; then /usr/bin/rsync --help | grep -v -e --confine-root -e --drop-D; exit 0; fi\n\
+         exec /usr/bin/rsync \"$@\"\n",
+    );
+    w.rsync = old;
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    w.write_policy(&text[text.find("[modules.www]").unwrap()..]);
+    ok(&w, &["-a", "h:www/", &format!("{}/", dst(&w, "d"))]);
+    assert_same_tree(&srv(&w, "www"), &w.client.join("d"));
+    let argv = w.last_decision()["argv"].to_string();
+    assert!(
+        !argv.contains("--confine-root") && !argv.contains("--drop-D"),
+        "{argv}"
+    );
+    let src = local_src(&w);
+    refused(
+        &w,
+        &["-a", &format!("{}/", src.display()), "h:up/"],
+        "the server's rsync is too old: it lacks --drop-D",
+    );
+    ok(&w, &["-rlt", &format!("{}/", src.display()), "h:up/"]);
+    let o = gate_cmd(&["check", "--policy", &w.policy.to_string_lossy()], &w.root);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("has no --confine-root (rsync < 3.5)"), "{out}");
+    assert!(out.contains("has no --drop-D"), "{out}");
 }

@@ -236,6 +236,13 @@ fn lists_exactly_the_clients_listable_modules() {
             last["modules"],
             serde_json::json!(["www", "up", "backup", "drop"])
         );
+        // The kernel sandbox covers daemon mode too (the union of the
+        // client's module roots), on kernels that have Landlock.
+        if crate::common::landlock_available() {
+            assert_eq!(last["sandbox"], "applied", "{last}");
+        }
+        let notes = last["notes"].to_string();
+        assert!(notes.contains("daemon/c.conf"), "{notes}");
     }
 }
 

@@ -444,3 +444,17 @@ pub fn sample_tree(root: &Path) {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Does the running kernel enforce Landlock? Asked of the kernel itself
+/// (the create_ruleset syscall's version query); securityfs may not be
+/// mounted.
+pub fn landlock_available() -> bool {
+    // SYS_landlock_create_ruleset with LANDLOCK_CREATE_RULESET_VERSION.
+    Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes,sys;l=ctypes.CDLL(None,use_errno=True);sys.exit(0 if l.syscall(444,None,0,1)>0 else 1)",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
