@@ -48,6 +48,10 @@ pub enum Command {
         /// The client's address (as in SSH_CONNECTION).
         #[arg(long)]
         from: Option<IpAddr>,
+        /// sshd's whole SSH_CONNECTION ('CLIENT_IP PORT SERVER_IP PORT'),
+        /// to see exactly what serve passes on.
+        #[arg(long, conflicts_with = "from")]
+        connection: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

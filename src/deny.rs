@@ -85,11 +85,13 @@ pub enum DenyReason {
     ModuleUnsafe { module: String, why: String },
     /// A writable module contains the account's `~/.ssh` or dotfiles.
     ModuleContainsHome(String),
-    /// The installed rsync cannot do what the policy needs.
-    RsyncTooOld(String),
+    /// A `--files-from` list names files rsync alone resolves, and neither
+    /// the installed rsync (`--confine-root`) nor the kernel sandbox keeps
+    /// them inside the module.
+    FilesFromUnconfined { option: String },
     /// A push could create device or special files the policy forbids, and
-    /// nothing here can stop it.
-    NodesUnconfined(String),
+    /// nothing here can stop it (no `--drop-D` to hand rsync, no sandbox).
+    NodesUnconfined { why: &'static str },
     /// All `max_connections` slots of the module are taken.
     Busy(String),
     /// The audit record could not be written (fail closed).
@@ -119,6 +121,7 @@ impl DenyReason {
             }
 
             Parse(ParseError::BadDaemon) => "bad_daemon_request",
+            Parse(ParseError::OptionAfterDot(_)) => "option_after_paths",
             Parse(_) => "malformed_request",
             CommandNotAllowed(_) => "command_not_allowed",
             TriggerUnavailable => "trigger_unavailable",
@@ -147,8 +150,8 @@ impl DenyReason {
             Race(_) => "race",
             ModuleUnsafe { .. } => "module_unsafe",
             ModuleContainsHome(_) => "module_contains_home",
-            RsyncTooOld(_) => "rsync_too_old",
-            NodesUnconfined(_) => "nodes_unconfined",
+            FilesFromUnconfined { .. } => "files_from_unconfined",
+            NodesUnconfined { .. } => "nodes_unconfined",
             Busy(_) => "busy",
             AuditUnavailable(_) => "audit_unavailable",
             SandboxUnavailable(_) => "sandbox_unavailable",
@@ -158,6 +161,137 @@ impl DenyReason {
 }
 
 impl DenyReason {
+    /// One of every refusal (with placeholder contents), for documentation
+    /// checks and corpus validation. [`DenyReason::example_index`] keeps
+    /// this complete: it matches every variant without a wildcard.
+    pub fn examples() -> Vec<DenyReason> {
+        use DenyReason::*;
+        let s = String::new;
+        let mut v = vec![
+            NoCommand,
+            PolicyInvalid(s()),
+            PolicyUnsafe(s()),
+            UnknownClient(s()),
+            SourceNotAllowed(s()),
+            NoSourceAddress,
+            CommandNotAllowed(s()),
+            TriggerUnavailable,
+            NoModules,
+            OptionRefused {
+                option: s(),
+                why: "x",
+            },
+            OptionNotPermitted {
+                option: s(),
+                module: s(),
+                knob: "x",
+            },
+            OptionWrongDirection {
+                option: s(),
+                pushing: false,
+            },
+            SecludedArgs,
+            SecludedArgsMalformed(s()),
+            NoPath,
+            TooManyDestinations,
+            NoModule(s()),
+            ModuleNotAvailable(s()),
+            OutsideModules(s()),
+            MultipleModules,
+            HomeRelative(s()),
+            ReadOnly(s()),
+            WriteOnly(s()),
+            Escapes(s()),
+            MarkerOutsideModule(s()),
+            NotFound(s()),
+            NeedsMarker {
+                path: s(),
+                hint: "x",
+            },
+            NotADirectory(s()),
+            DanglingSymlink(s()),
+            TooComplex(s()),
+            Race(s()),
+            ModuleUnsafe {
+                module: s(),
+                why: s(),
+            },
+            ModuleContainsHome(s()),
+            FilesFromUnconfined { option: s() },
+            NodesUnconfined { why: "x" },
+            Busy(s()),
+            AuditUnavailable(s()),
+            SandboxUnavailable(s()),
+            Internal(s()),
+        ];
+        for e in [
+            ParseError::Split(crate::request::SplitError::Empty),
+            ParseError::NoServer,
+            ParseError::MisplacedSender,
+            ParseError::BadDaemon,
+            ParseError::UnknownOption(s()),
+            ParseError::UnexpectedValue(s()),
+            ParseError::MissingValue(s()),
+            ParseError::BadValue {
+                option: s(),
+                why: s(),
+            },
+            ParseError::NoDot,
+            ParseError::OptionAfterDot(s()),
+        ] {
+            v.push(Parse(e));
+        }
+        v
+    }
+
+    /// Every variant, matched without a wildcard: adding one without adding
+    /// it to [`DenyReason::examples`] fails the test that compares them.
+    pub fn example_index(&self) -> usize {
+        use DenyReason::*;
+        match self {
+            NoCommand => 0,
+            PolicyInvalid(_) => 1,
+            PolicyUnsafe(_) => 2,
+            UnknownClient(_) => 3,
+            SourceNotAllowed(_) => 4,
+            NoSourceAddress => 5,
+            CommandNotAllowed(_) => 6,
+            TriggerUnavailable => 7,
+            NoModules => 8,
+            OptionRefused { .. } => 9,
+            OptionNotPermitted { .. } => 10,
+            OptionWrongDirection { .. } => 11,
+            SecludedArgs => 12,
+            SecludedArgsMalformed(_) => 13,
+            NoPath => 14,
+            TooManyDestinations => 15,
+            NoModule(_) => 16,
+            ModuleNotAvailable(_) => 17,
+            OutsideModules(_) => 18,
+            MultipleModules => 19,
+            HomeRelative(_) => 20,
+            ReadOnly(_) => 21,
+            WriteOnly(_) => 22,
+            Escapes(_) => 23,
+            MarkerOutsideModule(_) => 24,
+            NotFound(_) => 25,
+            NeedsMarker { .. } => 26,
+            NotADirectory(_) => 27,
+            DanglingSymlink(_) => 28,
+            TooComplex(_) => 29,
+            Race(_) => 30,
+            ModuleUnsafe { .. } => 31,
+            ModuleContainsHome(_) => 32,
+            FilesFromUnconfined { .. } => 33,
+            NodesUnconfined { .. } => 34,
+            Busy(_) => 35,
+            AuditUnavailable(_) => 36,
+            SandboxUnavailable(_) => 37,
+            Internal(_) => 38,
+            Parse(e) => 39 + parse_index(e),
+        }
+    }
+
     /// The module a refusal concerns, when it names one.
     pub fn module(&self) -> Option<&str> {
         use DenyReason::*;
@@ -173,30 +307,34 @@ impl DenyReason {
     }
 }
 
-/// Render client-supplied bytes for a message: printable ASCII as is,
-/// everything else escaped, and long values shortened.
+fn parse_index(e: &ParseError) -> usize {
+    match e {
+        ParseError::Split(_) => 0,
+        ParseError::NoServer => 1,
+        ParseError::MisplacedSender => 2,
+        ParseError::BadDaemon => 3,
+        ParseError::UnknownOption(_) => 4,
+        ParseError::UnexpectedValue(_) => 5,
+        ParseError::MissingValue(_) => 6,
+        ParseError::BadValue { .. } => 7,
+        ParseError::NoDot => 8,
+        ParseError::OptionAfterDot(_) => 9,
+    }
+}
+
+/// Client-supplied bytes as a message shows them (see [`crate::escape`]).
 pub fn shown(b: &[u8]) -> String {
-    let mut s = String::new();
-    for (i, chunk) in b.utf8_chunks().enumerate() {
-        if i > 0 && s.len() > 200 {
-            break;
-        }
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                s.extend(c.escape_default());
-            } else {
-                s.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            s.push_str(&format!("\\x{byte:02x}"));
-        }
+    crate::escape::message(b)
+}
+
+/// What every refusal starts with.
+pub const DENIED: &str = "rsync-gate: denied: ";
+
+impl DenyReason {
+    /// The one line a refused client sees (without the newline).
+    pub fn line(&self) -> String {
+        format!("{DENIED}{self}")
     }
-    if s.chars().count() > 200 {
-        let cut: String = s.chars().take(200).collect();
-        return format!("{cut}...");
-    }
-    s
 }
 
 impl fmt::Display for DenyReason {
@@ -289,8 +427,14 @@ impl fmt::Display for DenyReason {
                 f,
                 "module '{m}' is writable and contains this account's home directory files"
             ),
-            RsyncTooOld(m) => write!(f, "the server's rsync is too old: {m}"),
-            NodesUnconfined(m) => write!(f, "-D is not allowed here: {m}"),
+            FilesFromUnconfined { option } => write!(
+                f,
+                "{option} is not allowed here: the server's rsync has no --confine-root and no kernel sandbox is active, so the listed names could lead outside the module"
+            ),
+            NodesUnconfined { why } => write!(
+                f,
+                "-D (device and special files) is not allowed here: {why}; the module's policy keeps them out (devices = false)"
+            ),
             Busy(m) => write!(
                 f,
                 "module '{m}' is at its connection limit; try again later"
@@ -312,14 +456,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shown_escapes_control_and_invalid_bytes() {
-        assert_eq!(shown(b"a b"), "a b");
-        assert_eq!(shown(b"a\x1b[31mb"), "a\\u{1b}[31mb");
-        assert_eq!(shown(b"a\xffb"), "a\\xffb");
-        assert_eq!(shown(b"tab\there"), "tab\\there");
-        let long = vec![b'x'; 1000];
-        assert!(shown(&long).ends_with("..."));
-        assert!(shown(&long).len() < 210);
+    fn refusal_lines_escape_what_the_client_sent() {
+        let r = DenyReason::NoModule(shown(b"a\x1b[2J\xe2\x80\xaeb"));
+        assert_eq!(
+            r.line(),
+            "rsync-gate: denied: path 'a\\u{1b}[2J\\u{202e}b' does not start with a module name (use MODULE/path)"
+        );
+    }
+
+    #[test]
+    fn examples_hold_every_variant_once() {
+        let ex = DenyReason::examples();
+        let idx: Vec<usize> = ex.iter().map(DenyReason::example_index).collect();
+        let want: Vec<usize> = (0..ex.len()).collect();
+        assert_eq!(idx, want, "examples() must list every variant, in order");
+        assert_eq!(ex.len(), 49);
     }
 
     #[test]

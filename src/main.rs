@@ -1,17 +1,18 @@
 //! Thin entry point: parse the command line, call the library, map the
 //! result to an exit status.
 
+use anyhow::Result;
+use clap::Parser;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::SystemTime;
 
-use anyhow::{Context as _, Result};
-use clap::Parser;
-
-use rsync_gate::cli::{Cli, Command};
-use rsync_gate::{audit, paths::Account, policy};
+use rsync_gate::cli::{self, Cli, Command};
+use rsync_gate::host::{self, Account};
+use rsync_gate::pipeline::{self, explain};
+use rsync_gate::request::conn::Connection;
+use rsync_gate::{cmd, policy};
 
 fn main() -> ExitCode {
     // rsync runs daemon hooks as `$RSYNC_SHELL -c COMMAND`, and the gate is
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
     if let [_, flag, command] = args.as_slice()
         && flag == "-c"
     {
-        return ExitCode::from(rsync_gate::hook_shell(command.as_bytes()));
+        return ExitCode::from(pipeline::hook::hook_shell(command.as_bytes()));
     }
     let cli = Cli::parse();
     let level = match cli.verbose {
@@ -69,31 +70,37 @@ fn account(name: Option<&str>) -> Result<Account> {
 }
 
 fn run(command: Command) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
     match command {
-        Command::Serve { policy, client } => Ok(rsync_gate::serve(
+        Command::Serve { policy, client } => Ok(pipeline::serve::serve(
             &policy,
             &client,
-            &rsync_gate::SshEnv::from_process(),
+            &pipeline::serve::SshEnv::from_process(),
         )),
         Command::Check {
             policy,
             account: who,
-        } => check(&absolute(policy), &account(who.as_deref())?),
+        } => Ok(cmd::check::run(
+            &absolute(policy),
+            &account(who.as_deref())?,
+            &mut out,
+        )?),
         Command::Hook {
             which,
             policy,
             client,
         } => {
             let which = match which {
-                rsync_gate::cli::HookKind::PreXfer => rsync_gate::Hook::PreXfer,
-                rsync_gate::cli::HookKind::PostXfer => rsync_gate::Hook::PostXfer,
+                cli::HookKind::PreXfer => pipeline::hook::Hook::PreXfer,
+                cli::HookKind::PostXfer => pipeline::hook::Hook::PostXfer,
             };
-            Ok(rsync_gate::hook(which, &policy, &client))
+            Ok(pipeline::hook::hook(which, &policy, &client))
         }
         Command::Explain {
             policy,
             client,
             from,
+            connection,
             json,
             account: who,
             command,
@@ -106,36 +113,19 @@ fn run(command: Command) -> Result<u8> {
                 .map(|a| a.as_bytes())
                 .collect::<Vec<_>>()
                 .join(&b' ');
-            let e = rsync_gate::explain(&p, &policy, &who, &client, from, &joined);
-            let mut out = std::io::stdout().lock();
+            let from = match (from, connection) {
+                (_, Some(c)) => explain::From::Connection(
+                    Connection::parse(c.as_bytes())
+                        .ok_or_else(|| anyhow::anyhow!("--connection: not 'IP PORT IP PORT'"))?,
+                ),
+                (Some(a), None) => explain::From::Address(a),
+                (None, None) => explain::From::Nowhere,
+            };
+            let e = explain::explain(&p, &policy, &who, &client, from, &joined, std::io::stdin());
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
             } else {
-                writeln!(out, "decision: {}", e.decision)?;
-                if let Some(r) = &e.reason {
-                    writeln!(out, "reason:   {} ({})", r.message, r.code)?;
-                }
-                if let Some(m) = &e.mode {
-                    writeln!(out, "mode:     {m}")?;
-                }
-                if !e.modules.is_empty() {
-                    writeln!(out, "modules:  {}", e.modules.join(", "))?;
-                }
-                if !e.argv.is_empty() {
-                    writeln!(out, "argv:     {}", shell_words::join(&e.argv))?;
-                }
-                if let Some(cwd) = &e.cwd {
-                    writeln!(out, "cwd:      {cwd}")?;
-                }
-                if !e.env.is_empty() {
-                    writeln!(out, "env:      {}", e.env.join(" "))?;
-                }
-                for n in &e.notes {
-                    writeln!(out, "note:     {n}")?;
-                }
-                if let Some(c) = &e.config {
-                    writeln!(out, "config:\n{c}")?;
-                }
+                explain::render(&e, &mut out)?;
             }
             Ok(if e.decision == "allow" { 0 } else { 1 })
         }
@@ -147,13 +137,9 @@ fn run(command: Command) -> Result<u8> {
             {
                 anyhow::bail!("no client '{c}' in {}", policy.display());
             }
-            let mut out = std::io::stdout().lock();
-            for line in rsync_gate::authorized_keys(
-                &p,
-                &policy,
-                &rsync_gate::gate_path(),
-                client.as_deref(),
-            ) {
+            for line in
+                cmd::authorized_keys::lines(&p, &policy, &host::gate_binary(), client.as_deref())
+            {
                 writeln!(out, "{line}")?;
             }
             Ok(0)
@@ -166,44 +152,19 @@ fn run(command: Command) -> Result<u8> {
             since,
             summary,
             json,
-        } => {
-            let log = match log {
-                Some(l) => l,
-                None => policy::load(&policy, &policy::PlainReader)
-                    .map(|p| p.gate.audit_log)
-                    .unwrap_or_else(|_| policy::Gate::default().audit_log),
-            };
-            let since = since
-                .map(|s| audit::parse_since(&s, SystemTime::now()))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let filter = audit::Filter {
+        } => cmd::audit::run(
+            cmd::audit::Options {
+                log,
+                policy,
                 client,
                 denied,
                 since,
-            };
-            let (records, bad) = audit::read(&log, &filter)
-                .with_context(|| format!("cannot read {}", log.display()))?;
-            let mut out = std::io::stdout().lock();
-            if summary {
-                write!(out, "{}", audit::summary(&records))?;
-            } else {
-                for r in &records {
-                    if json {
-                        writeln!(out, "{}", serde_json::to_string(r)?)?;
-                    } else {
-                        writeln!(out, "{}", audit::format_line(r))?;
-                    }
-                }
-            }
-            if bad > 0 {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "rsync-gate: {bad} unreadable line(s) skipped"
-                );
-            }
-            Ok(0)
-        }
+                summary,
+                json,
+            },
+            &mut out,
+            &mut std::io::stderr(),
+        ),
     }
 }
 
@@ -212,42 +173,4 @@ fn load(path: &Path) -> Result<policy::Policy> {
         let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("invalid policy:\n{}", lines.join("\n"))
     })
-}
-
-fn check(path: &Path, who: &Account) -> Result<u8> {
-    let mut out = std::io::stdout().lock();
-    let p = match policy::load(path, &policy::PlainReader) {
-        Ok(p) => p,
-        Err(e) => {
-            for d in &e.0 {
-                writeln!(out, "{d}")?;
-            }
-            writeln!(out, "{} error(s)", e.0.len())?;
-            return Ok(1);
-        }
-    };
-    let findings = rsync_gate::check_environment(&p, who);
-    let errors = findings.iter().filter(|f| f.error).count();
-    for f in &findings {
-        writeln!(
-            out,
-            "{}: {}",
-            if f.error { "error" } else { "warning" },
-            f.text
-        )?;
-    }
-    if errors > 0 {
-        writeln!(out, "{errors} error(s)")?;
-        return Ok(1);
-    }
-    writeln!(
-        out,
-        "{}: OK ({} modules, {} clients, {} triggers, {} file(s))",
-        path.display(),
-        p.modules.len(),
-        p.clients.len(),
-        p.triggers.len(),
-        p.files.len()
-    )?;
-    Ok(0)
 }

@@ -93,3 +93,21 @@ pub fn forward_signals_to(pid: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`:
+/// the kernel's Landlock ABI version, or None when the kernel has no
+/// Landlock (ENOSYS) or it is disabled (EOPNOTSUPP).
+pub fn landlock_abi() -> Option<u32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer and size 0 and only the VERSION
+    // flag, the kernel reads no memory; the call has no side effects.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0 as libc::size_t,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    u32::try_from(v).ok().filter(|&v| v > 0)
+}

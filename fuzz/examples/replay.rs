@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rsync_gate::decide::{Context, Decision};
-use rsync_gate_fuzz::{Tree, run_one, select};
+use rsync_gate::decide::Decision;
+use rsync_gate::pipeline::evaluate::{self, Evaluation};
+use rsync_gate_fuzz::{Tree, check_one, select};
 
 fn inputs(p: &Path, out: &mut Vec<PathBuf>) {
     match std::fs::read_dir(p) {
@@ -42,29 +43,32 @@ fn main() {
     let mut failed = 0;
     for f in &files {
         let Ok(data) = std::fs::read(f) else { continue };
-        if let Err(e) = run_one(&policy, tree.as_ref(), &data) {
-            failed += 1;
-            println!("VIOLATION {}: {e}", f.display());
-        }
         let (sel, cmd) = select(&data);
-        let ctx = Context {
-            policy: &policy,
-            client: sel.client,
-            conn: sel.conn,
-            caps: sel.caps,
+        let decision = match check_one(&policy, tree.as_ref(), &sel, cmd) {
+            Ok(c) => c.decision,
+            Err(e) => {
+                failed += 1;
+                println!("VIOLATION {}: {e}", f.display());
+                continue;
+            }
         };
-        let parsed = rsync_gate::request::parse_command(cmd);
-        let outcome = match rsync_gate::decide::decide(&ctx, parsed.as_ref()) {
+        let outcome = match decision {
             Decision::Deny(r) => format!("deny {}", r.code()),
             Decision::Probe => "probe".into(),
             Decision::Daemon(_) => "daemon".into(),
+            Decision::InBand(_) => "in-band".into(),
             Decision::Checked(g) => match &tree {
                 None => format!("grant {}", g.mode.name()),
                 Some(t) => {
-                    match rsync_gate::build_checked_plan(&policy, &g, &t.account, None, None, false)
-                    {
-                        Ok(_) => format!("allow {} {}", g.mode.name(), g.module),
-                        Err(r) => format!("grant {}, confine deny {}", g.mode.name(), r.code()),
+                    let conn = sel.connection();
+                    let inputs = sel.inputs(&policy, &t.account, conn.as_ref());
+                    let parsed = rsync_gate::request::parse_command(cmd);
+                    match evaluate::evaluate(&inputs, parsed.as_ref()) {
+                        Evaluation::Run(_) => format!("allow {} {}", g.mode.name(), g.module),
+                        Evaluation::Refused(r) => {
+                            format!("grant {}, confine deny {}", g.mode.name(), r.reason.code())
+                        }
+                        other => format!("grant {}, then {other:?}", g.mode.name()),
                     }
                 }
             },

@@ -457,6 +457,48 @@ pub fn load(path: &Path, reader: &dyn Reader) -> Result<Policy, PolicyErrors> {
     })
 }
 
+/// Why a session could not use the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// A policy file, a drop-in, or a directory above one, could be
+    /// changed by someone other than root.
+    Unsafe(PolicyErrors),
+    /// Missing, unreadable or invalid.
+    Invalid(PolicyErrors),
+}
+
+/// Load the policy for a session (`serve`, the daemon hooks): every file
+/// read (the main one and each drop-in) and every directory above it must
+/// be root's alone, as sudo requires of sudoers, whoever the SSH account is.
+pub fn load_checked(path: &Path) -> Result<Policy, LoadError> {
+    struct Checked {
+        unsafe_seen: std::cell::Cell<bool>,
+    }
+    impl Reader for Checked {
+        fn read(&self, path: &Path) -> Result<String, String> {
+            if std::fs::symlink_metadata(path).is_err() {
+                // Missing or unreachable: say so plainly.
+                return read_bounded(path);
+            }
+            if let Err(e) = crate::trust::check_path(path, 0) {
+                self.unsafe_seen.set(true);
+                return Err(format!("unsafe: {e}"));
+            }
+            read_bounded(path)
+        }
+    }
+    let reader = Checked {
+        unsafe_seen: std::cell::Cell::new(false),
+    };
+    load(path, &reader).map_err(|e| {
+        if reader.unsafe_seen.get() {
+            LoadError::Unsafe(e)
+        } else {
+            LoadError::Invalid(e)
+        }
+    })
+}
+
 /// Expand an include pattern: an absolute path whose last component may
 /// contain `*` and `?`. Matches are sorted; a pattern without wildcards must
 /// name an existing file.
@@ -986,6 +1028,15 @@ impl Builder {
 }
 
 impl Policy {
+    /// The gate's own files, which no writable module may contain.
+    pub fn protected_paths(&self) -> Vec<PathBuf> {
+        let mut v = self.files.clone();
+        v.push(self.gate.audit_log.clone());
+        v.push(self.gate.lock_dir.clone());
+        v.push(self.gate.rsync.clone());
+        v
+    }
+
     /// The client's modules, in the order the client lists them.
     pub fn client_modules<'a>(
         &'a self,

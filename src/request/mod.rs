@@ -1,7 +1,10 @@
 //! Parsing the client's request: `SSH_ORIGINAL_COMMAND` (or the `-s`
 //! argument list) into a typed [`Request`]. Pure: no filesystem, no policy.
 
+pub mod conn;
+pub mod inband;
 pub mod options;
+pub mod secluded;
 pub mod split;
 
 use std::fmt;
@@ -18,6 +21,8 @@ pub enum Request {
     Server(ServerArgs),
     /// `rsync --server --daemon .`.
     Daemon,
+    /// One in-band request of a daemon session (the pre-xfer hook's).
+    InBand(inband::InBand),
     /// Something that is not an rsync invocation (only a trigger client may
     /// send one).
     Other { program: String },
@@ -94,6 +99,8 @@ pub enum ParseError {
     },
     /// No `.` separating options from paths.
     NoDot,
+    /// A word after the `.` that rsync would read as an option.
+    OptionAfterDot(String),
 }
 
 impl fmt::Display for ParseError {
@@ -117,6 +124,10 @@ impl fmt::Display for ParseError {
             ParseError::NoDot => write!(
                 f,
                 "malformed rsync server command (no '.' before the paths)"
+            ),
+            ParseError::OptionAfterDot(w) => write!(
+                f,
+                "'{w}' after the '.' would be read as an option; options go before the '.' (a path starting with '-' is written ./-name)"
             ),
         }
     }
@@ -181,6 +192,14 @@ pub fn parse_words(words: &[Word]) -> Result<Request, ParseError> {
 }
 
 /// Parse the words after `--server [--sender]`: options, `.`, paths.
+///
+/// rsync's own parser (popt) takes options wherever they appear, until a
+/// `--`; real clients put every option before the `.` and turn a path that
+/// starts with `-` into `./-...`. So a word after the `.` that starts with
+/// `-` is refused instead of being read either as an option (which the
+/// gate would then have to check again) or as a path (which rsync would
+/// take as an option). After a `--`, everything is positional: the `.`
+/// and then paths.
 pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, ParseError> {
     let mut opts: Vec<Opt> = Vec::new();
     let mut i = 0;
@@ -203,6 +222,16 @@ pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, Par
         if b == b"." {
             break;
         }
+        if b == b"--" {
+            // End of options: the '.' must come next.
+            match words.get(i) {
+                Some(dot) if dot.bytes == b"." => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(ParseError::NoDot),
+            }
+        }
         if b == b"--sender" {
             return Err(ParseError::MisplacedSender);
         }
@@ -220,75 +249,25 @@ pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, Par
             return Err(ParseError::NoDot);
         }
     }
-    let paths = words.get(i..).unwrap_or_default().to_vec();
+    let rest = words.get(i..).unwrap_or_default();
+    let mut paths = Vec::with_capacity(rest.len());
+    let mut options_ended = words
+        .get(..i)
+        .is_some_and(|w| w.iter().any(|w| w.bytes == b"--"));
+    for w in rest {
+        if !options_ended && w.bytes == b"--" {
+            options_ended = true;
+            continue;
+        }
+        if !options_ended && w.bytes.first() == Some(&b'-') {
+            return Err(ParseError::OptionAfterDot(crate::escape::message(&w.bytes)));
+        }
+        paths.push(w.clone());
+    }
     Ok(ServerArgs {
         sender,
         opts,
         paths,
-        secluded: false,
-    })
-}
-
-/// Complete a `-s` request with the argument list read from stdin.
-///
-/// The list is NUL-separated as the client sent it: `argv[0]`, long
-/// options (values as separate entries), `.`, then paths. Nothing in it
-/// went through a shell; as rsync's own server does in this mode, paths
-/// with wildcards or backslashes are glob patterns (backslash escapes).
-/// The result is an ordinary request without `-s`: the gate passes the
-/// checked arguments to rsync in argv.
-pub fn parse_secluded(
-    cmdline: &ServerArgs,
-    stdin_args: &[Vec<u8>],
-) -> Result<ServerArgs, ParseError> {
-    let bad = |why: &str| ParseError::BadValue {
-        option: "-s".into(),
-        why: why.into(),
-    };
-    let Some((argv0, rest)) = stdin_args.split_first() else {
-        return Err(bad("no arguments were sent"));
-    };
-    if argv0.is_empty() {
-        return Err(bad("empty program name"));
-    }
-    let mut words = Vec::with_capacity(rest.len());
-    let mut after_dot = false;
-    for a in rest {
-        if a.contains(&b'\n') {
-            return Err(ParseError::Split(SplitError::Newline));
-        }
-        if !after_dot {
-            after_dot = a.as_slice() == b".";
-            words.push(Word::plain(a.clone()));
-            continue;
-        }
-        let pattern = a.iter().any(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'));
-        words.push(Word {
-            bytes: a.clone(),
-            glob: pattern.then(|| a.clone()),
-            tilde: false,
-        });
-    }
-    let tail = parse_server_args(cmdline.sender, &words)?;
-    if tail.secluded
-        || tail
-            .opts
-            .iter()
-            .any(|o| o.spec.rule == options::Rule::Secluded)
-    {
-        return Err(bad("-s may only be given on the command line"));
-    }
-    let mut opts: Vec<Opt> = cmdline
-        .opts
-        .iter()
-        .filter(|o| o.spec.rule != options::Rule::Secluded)
-        .cloned()
-        .collect();
-    opts.extend(tail.opts);
-    Ok(ServerArgs {
-        sender: cmdline.sender,
-        opts,
-        paths: tail.paths,
         secluded: false,
     })
 }
@@ -307,7 +286,7 @@ fn parse_long(body: &[u8], next: Option<&Word>, out: &mut Vec<Opt>) -> Result<us
         None => (body, None),
     };
     // The name is the client's: escaped, it can carry no terminal control.
-    let shown = format!("--{}", crate::deny::shown(name));
+    let shown = format!("--{}", crate::escape::message(name));
     let spec = std::str::from_utf8(name)
         .ok()
         .and_then(options::by_long)
@@ -542,6 +521,7 @@ pub fn parse_size(b: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::secluded::parse_secluded;
 
     fn parse(s: &str) -> Result<Request, ParseError> {
         parse_command(s.as_bytes())
@@ -813,10 +793,6 @@ mod tests {
             ("rsync --server -v", ParseError::NoDot),
             ("rsync --server -v dir", ParseError::NoDot),
             (
-                "rsync --server -- . x",
-                ParseError::UnknownOption("--".into()),
-            ),
-            (
                 "rsync --server --frobnicate . x",
                 ParseError::UnknownOption("--frobnicate".into()),
             ),
@@ -825,9 +801,14 @@ mod tests {
                 ParseError::UnknownOption("-Z".into()),
             ),
             (
-                "rsync --server -a . x",
-                ParseError::UnknownOption("-a".into()),
+                "rsync --server -j . x",
+                ParseError::UnknownOption("-j".into()),
             ),
+            (
+                "rsync --server -r . x -D",
+                ParseError::OptionAfterDot("-D".into()),
+            ),
+            ("rsync --server -r -- x", ParseError::NoDot),
             (
                 "rsync --server --delete=yes . x",
                 ParseError::UnexpectedValue("--delete".into()),
@@ -841,6 +822,10 @@ mod tests {
         for (cmd, want) in table {
             assert_eq!(parse(cmd).unwrap_err(), *want, "{cmd}");
         }
+        // As in rsync, "--" ends the options; after it a dash word is a path.
+        let a = server("rsync --server -r -- . x -y");
+        assert_eq!(a.paths.len(), 2);
+        assert_eq!(a.paths[1].bytes, b"-y");
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! The rsync server option table.
 //!
-//! One static table of every option an rsync 3.2.x–3.5 client (or openrsync)
-//! sends to a server, as data. Each row says whether the option takes a
-//! value, how that value is validated, and which policy rule governs it.
-//! Anything not in this table is refused.
+//! One static table of every option rsync 3.5 knows, as data: those an
+//! rsync 3.0–3.5 client (or openrsync) sends to a server, and those only a
+//! client uses (refused, so that nothing rsync would understand is merely
+//! "unknown"). Each row says whether the option takes a value, how that
+//! value is validated, and which policy rule governs it. Anything not in
+//! this table is refused.
+//!
+//! It is the gate's only list of options: the checked-mode parser, the
+//! daemon hook's in-band parser and the generated daemon configs'
+//! `refuse options` all come from it, and the options the gate adds itself
+//! are named here ([`GATE_ADDED`]).
 
 /// What an option takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +218,28 @@ pub const MAX_ALLOC: u64 = 8 * GIB;
 
 const DAEMON_ONLY: &str = "daemon options are not accepted here";
 const SET_BY_GATE: &str = "the gate sets this itself";
+const CLIENT_ONLY: &str = "it is a client-side option; rsync clients never send it to a server";
+const FILTER_FILES: &str =
+    "filter rules travel in the protocol; the server's rule files are not the client's to name";
+
+/// The letters an rsync client puts in the option cluster it sends a
+/// server (rsync 3.5's `server_options()`, in its order). The gate writes
+/// these as one cluster too, and every other option by its long name.
+pub const CLUSTER_LETTERS: &[u8] = b"svqbunldKmOJyLkWHogDtUNpEAXrcCIRxSz";
+
+/// `--ignore-existing`: added on pushes into `overwrite = false` modules.
+pub const IGNORE_EXISTING: &str = "ignore-existing";
+/// `--drop-D`: added on pushes into `devices = false` modules (rsync 3.5).
+pub const DROP_D: &str = "drop-D";
+/// `--munge-links`: added where `munge_links = true`.
+pub const MUNGE_LINKS: &str = "munge-links";
+/// `--confine-root=DIR`: added with the module's root (rsync 3.5).
+pub const CONFINE_ROOT: &str = "confine-root";
+
+/// Every option the gate may add to what a client asked for. Each is a row
+/// of the table (a test holds this); clients may send the first three
+/// themselves, never `--confine-root`.
+pub const GATE_ADDED: &[&str] = &[IGNORE_EXISTING, DROP_D, MUNGE_LINKS, CONFINE_ROOT];
 
 use Rule::{Allow, Delete, Devices, FollowLinks, Refuse, Replaces};
 
@@ -218,26 +247,53 @@ use Rule::{Allow, Delete, Devices, FollowLinks, Refuse, Replaces};
 /// alphabetical order (a test holds this).
 pub static OPTIONS: &[Spec] = &[
     // ---- options with a short letter ----
+    flag("ipv4", Some(b'4'), Refuse(CLIENT_ONLY)),
+    flag("ipv6", Some(b'6'), Refuse(CLIENT_ONLY)),
+    flag("8-bit-output", Some(b'8'), Refuse(CLIENT_ONLY)),
     flag("acls", Some(b'A'), Allow),
     flag("cvs-exclude", Some(b'C'), Allow),
     with_meaning(flag("D", Some(b'D'), Allow), Meaning::CreatesNodes),
     flag("executability", Some(b'E'), Allow),
+    flag("F", Some(b'F'), Refuse(FILTER_FILES)),
     flag("hard-links", Some(b'H'), Allow),
     flag("ignore-times", Some(b'I'), Allow),
     flag("omit-link-times", Some(b'J'), Allow),
     flag("keep-dirlinks", Some(b'K'), FollowLinks),
     flag("copy-links", Some(b'L'), FollowLinks),
+    valued(
+        "remote-option",
+        Some(b'M'),
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
     flag("crtimes", Some(b'N'), Allow),
     flag("omit-dir-times", Some(b'O'), Allow),
+    flag("P", Some(b'P'), Refuse(CLIENT_ONLY)),
     with_meaning(flag("relative", Some(b'R'), Allow), Meaning::Relative),
     flag("sparse", Some(b'S'), Allow),
+    valued(
+        "temp-dir",
+        Some(b'T'),
+        Value::Path(PathRole::TempDir),
+        Allow,
+    ),
     flag("atimes", Some(b'U'), Allow),
+    flag("version", Some(b'V'), Refuse(CLIENT_ONLY)),
     flag("whole-file", Some(b'W'), Allow),
     flag("xattrs", Some(b'X'), Allow),
+    flag("archive", Some(b'a'), Refuse(CLIENT_ONLY)),
     flag("backup", Some(b'b'), Replaces),
     flag("checksum", Some(b'c'), Allow),
     flag("dirs", Some(b'd'), Allow),
+    valued(
+        "filter",
+        Some(b'f'),
+        text(Charset::Printable, 0),
+        Refuse(FILTER_FILES),
+    ),
     flag("group", Some(b'g'), Allow),
+    flag("human-readable", Some(b'h'), Refuse(CLIENT_ONLY)),
+    flag("itemize-changes", Some(b'i'), Refuse(CLIENT_ONLY)),
     flag("copy-dirlinks", Some(b'k'), FollowLinks),
     flag("links", Some(b'l'), Allow),
     flag("prune-empty-dirs", Some(b'm'), Allow),
@@ -256,6 +312,7 @@ pub static OPTIONS: &[Spec] = &[
     flag("one-file-system", Some(b'x'), Allow),
     flag("fuzzy", Some(b'y'), Allow),
     flag("compress", Some(b'z'), Allow),
+    with_meaning(flag("from0", Some(b'0'), Allow), Meaning::From0),
     valued("block-size", Some(b'B'), int(0, MAX_BLOCK_SIZE), Allow),
     valued(
         "modify-window",
@@ -264,13 +321,21 @@ pub static OPTIONS: &[Spec] = &[
         Allow,
     ),
     // ---- long-only options ----
+    valued(
+        "address",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
     flag("append", None, Replaces),
+    flag("append-verify", None, Replaces),
     valued(
         "backup-dir",
         None,
         Value::Path(PathRole::BackupDir),
         Replaces,
     ),
+    flag("blocking-io", None, Refuse(CLIENT_ONLY)),
     valued(
         "bwlimit",
         None,
@@ -280,16 +345,40 @@ pub static OPTIONS: &[Spec] = &[
         },
         Allow,
     ),
-    valued("checksum-choice", None, text(Charset::Names, 64), Allow),
+    with_aliases(
+        valued("checksum-choice", None, text(Charset::Names, 64), Allow),
+        &["cc"],
+    ),
     valued("checksum-seed", None, int(0, i32::MAX as i64), Allow),
-    valued("compare-dest", None, Value::Path(PathRole::Basis), Allow),
-    valued("compress-choice", None, text(Charset::Names, 32), Allow),
-    valued("compress-level", None, int(-131_072, 22), Allow),
     valued(
-        "compress-threads",
+        "chmod",
         None,
-        int(0, MAX_COMPRESS_THREADS),
-        Allow,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
+    valued(
+        "chown",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
+    valued("compare-dest", None, Value::Path(PathRole::Basis), Allow),
+    with_aliases(
+        valued("compress-choice", None, text(Charset::Names, 32), Allow),
+        &["zc"],
+    ),
+    with_aliases(
+        valued("compress-level", None, int(-131_072, 22), Allow),
+        &["zl"],
+    ),
+    with_aliases(
+        valued(
+            "compress-threads",
+            None,
+            int(0, MAX_COMPRESS_THREADS),
+            Allow,
+        ),
+        &["zt"],
     ),
     valued(
         "config",
@@ -302,6 +391,12 @@ pub static OPTIONS: &[Spec] = &[
         None,
         text(Charset::Printable, 0),
         Refuse(SET_BY_GATE),
+    ),
+    valued(
+        "contimeout",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
     ),
     valued(
         "copy-as",
@@ -335,17 +430,48 @@ pub static OPTIONS: &[Spec] = &[
         Refuse(DAEMON_ONLY),
     ),
     flag("drop-D", None, Allow),
-    flag("existing", None, Allow),
+    valued(
+        "early-input",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
+    valued(
+        "exclude",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(FILTER_FILES),
+    ),
+    valued(
+        "exclude-from",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(FILTER_FILES),
+    ),
+    with_aliases(flag("existing", None, Allow), &["ignore-non-existing"]),
     flag("fake-super", None, Allow),
     valued("files-from", None, Value::Path(PathRole::FilesFrom), Allow),
     flag("force", None, Delete),
-    with_meaning(flag("from0", None, Allow), Meaning::From0),
     flag("fsync", None, Allow),
     valued("groupmap", None, text(Charset::IdMap, 1024), Allow),
+    flag("help", None, Refuse(CLIENT_ONLY)),
     valued("iconv", None, text(Charset::Iconv, 64), Allow),
     flag("ignore-errors", None, Allow),
     flag("ignore-existing", None, Allow),
     flag("ignore-missing-args", None, Allow),
+    with_aliases(flag("inc-recursive", None, Refuse(CLIENT_ONLY)), &["i-r"]),
+    valued(
+        "include",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(FILTER_FILES),
+    ),
+    valued(
+        "include-from",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(FILTER_FILES),
+    ),
     valued("info", None, text(Charset::InfoFlags, 256), Allow),
     flag("inplace", None, Replaces),
     flag(
@@ -404,6 +530,11 @@ pub static OPTIONS: &[Spec] = &[
     flag("munge-links", None, Allow),
     flag("new-compress", None, Allow),
     flag("no-implied-dirs", None, Allow),
+    with_aliases(
+        flag("no-inc-recursive", None, Refuse(CLIENT_ONLY)),
+        &["no-i-r"],
+    ),
+    flag("no-motd", None, Refuse(CLIENT_ONLY)),
     flag("no-msgs2stderr", None, Allow),
     flag(
         "no-munge-links",
@@ -418,7 +549,9 @@ pub static OPTIONS: &[Spec] = &[
     flag("no-specials", None, Allow),
     with_aliases(flag("no-W", None, Allow), &["no-whole-file"]),
     flag("numeric-ids", None, Allow),
+    flag("old-args", None, Refuse(CLIENT_ONLY)),
     flag("old-compress", None, Allow),
+    with_aliases(flag("old-dirs", None, Refuse(CLIENT_ONLY)), &["old-d"]),
     valued(
         "only-write-batch",
         None,
@@ -426,6 +559,12 @@ pub static OPTIONS: &[Spec] = &[
         Refuse("batch files are not allowed"),
     ),
     flag("open-noatime", None, Allow),
+    valued(
+        "outbuf",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
     flag("partial", None, Replaces),
     valued(
         "partial-dir",
@@ -433,7 +572,27 @@ pub static OPTIONS: &[Spec] = &[
         Value::Path(PathRole::PartialDir),
         Replaces,
     ),
+    valued(
+        "password-file",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
+    valued(
+        "port",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
     flag("preallocate", None, Allow),
+    flag("progress", None, Refuse(CLIENT_ONLY)),
+    valued(
+        "protocol",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
+    with_aliases(flag("qsort", None, Allow), &["use-qsort"]),
     valued(
         "read-batch",
         None,
@@ -457,14 +616,38 @@ pub static OPTIONS: &[Spec] = &[
     flag("safe-links", None, Allow),
     flag("size-only", None, Allow),
     valued("skip-compress", None, text(Charset::Suffixes, 1024), Allow),
+    valued(
+        "sockopts",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
     with_meaning(flag("specials", None, Allow), Meaning::CreatesNodes),
     flag("stats", None, Allow),
     valued("stderr", None, text(Charset::Names, 16), Allow),
+    with_aliases(
+        valued(
+            "stop-after",
+            None,
+            text(Charset::Printable, 0),
+            Refuse(CLIENT_ONLY),
+        ),
+        &["time-limit"],
+    ),
+    valued(
+        "stop-at",
+        None,
+        text(Charset::Printable, 0),
+        Refuse(CLIENT_ONLY),
+    ),
     valued("suffix", None, text(Charset::BackupSuffix, 64), Allow),
     flag("super", None, Allow),
-    valued("temp-dir", None, Value::Path(PathRole::TempDir), Allow),
     valued("timeout", None, int(1, 30 * 86_400), Allow),
-    flag("use-qsort", None, Allow),
+    flag(
+        "trust-sender",
+        None,
+        Refuse("the receiver must check the sender's file list"),
+    ),
     valued("usermap", None, text(Charset::IdMap, 1024), Allow),
     valued(
         "write-batch",
@@ -580,16 +763,131 @@ mod tests {
     }
 
     /// The letters real rsync clients put in a server cluster (rsync 3.5's
-    /// `server_options()` order) plus the valued ones; every one must be in
-    /// the table, and nothing else may have a letter.
+    /// `server_options()` order) plus the valued ones: every one must be a
+    /// row a module can allow (the parser reads `e` itself).
     #[test]
-    fn letters_match_what_clients_send() {
-        let sent = b"svqbunldKmOJyLkWHogDtUNpEAXrcCIRxSze";
-        let mut want: BTreeSet<u8> = sent.iter().copied().filter(|&c| c != b'e').collect();
-        want.insert(b'B');
-        want.insert(b'@');
-        let have: BTreeSet<u8> = OPTIONS.iter().filter_map(|s| s.short).collect();
-        assert_eq!(have, want);
+    fn letters_clients_send_are_rows() {
+        for &c in CLUSTER_LETTERS.iter().chain(b"B@") {
+            let spec = by_short(c).unwrap_or_else(|| panic!("-{}", char::from(c)));
+            assert!(
+                !matches!(spec.rule, Rule::Refuse(_)),
+                "-{} is sent by clients but refused",
+                char::from(c)
+            );
+        }
+        assert!(by_short(b'e').is_none(), "-e is the capability string");
+    }
+
+    /// Every option and alias the installed rsync lists in `--help` is a row
+    /// (so nothing rsync understands is merely "unknown" to the gate), and
+    /// every short letter there names the same row as its long name.
+    #[test]
+    fn every_option_in_rsync_help_is_a_row() {
+        let Ok(out) = std::process::Command::new("/usr/bin/rsync")
+            .arg("--help")
+            .output()
+        else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "rsync is required in CI (install it in .ci/run)"
+            );
+            eprintln!("SKIP: /usr/bin/rsync not installed");
+            return;
+        };
+        let help = String::from_utf8_lossy(&out.stdout);
+        let (longs, shorts) = help_options(&help);
+        assert!(longs.len() > 140, "parsed only {} options", longs.len());
+        let mut missing = Vec::new();
+        for name in &longs {
+            if by_long(name).is_none() {
+                missing.push(format!("--{name}"));
+            }
+        }
+        for (letter, long) in &shorts {
+            if *letter == b'e' {
+                assert_eq!(long.as_deref(), Some("rsh"));
+                continue;
+            }
+            match (by_short(*letter), long) {
+                (None, _) => missing.push(format!("-{}", char::from(*letter))),
+                (Some(s), Some(l)) if *letter != b'h' || l != "help" => {
+                    assert!(
+                        s.answers_to(l),
+                        "-{} is {} here, --{l} in rsync",
+                        char::from(*letter),
+                        s.long
+                    )
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "rsync --help lists options the table does not know: {missing:?}"
+        );
+    }
+
+    /// The `--help` lines: `--long[=ARG][, -x]  text (aka --alias)`, or
+    /// `-x  same as ...`. The generic `--no-OPTION` line is not an option.
+    fn help_options(help: &str) -> (BTreeSet<String>, Vec<(u8, Option<String>)>) {
+        let mut longs = BTreeSet::new();
+        let mut shorts = Vec::new();
+        for line in help.lines() {
+            let line = line.trim_start();
+            if !line.starts_with('-') {
+                continue;
+            }
+            let (spec, text) = line.split_once("  ").unwrap_or((line, ""));
+            let mut long = None;
+            for part in spec.split(", ") {
+                let part = part.split(['=', ' ']).next().unwrap_or("");
+                if let Some(name) = part.strip_prefix("--") {
+                    if name == "no-OPTION" {
+                        continue;
+                    }
+                    long.get_or_insert_with(|| name.to_string());
+                    longs.insert(name.to_string());
+                } else if let Some(l) = part.strip_prefix('-') {
+                    if let [c] = l.as_bytes() {
+                        shorts.push((*c, long.clone()));
+                    }
+                }
+            }
+            if let Some((_, aka)) = text.split_once("(aka --") {
+                longs.insert(aka.trim_end_matches(')').to_string());
+            }
+        }
+        (longs, shorts)
+    }
+
+    #[test]
+    fn help_parsing_reads_aliases_and_letters() {
+        let (longs, shorts) = help_options(
+            "Options\n--verbose, -v            increase verbosity\n\
+             --no-OPTION              turn off\n\
+             --compress-level=NUM     level (aka --zl)\n\
+             --no-whole-file, --no-W  use delta\n\
+             -D                       same as --devices --specials\n",
+        );
+        let want: BTreeSet<String> = ["verbose", "compress-level", "zl", "no-whole-file", "no-W"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(longs, want);
+        assert_eq!(shorts, [(b'v', Some("verbose".to_string())), (b'D', None)]);
+    }
+
+    #[test]
+    fn options_the_gate_adds_are_rows_clients_cannot_misuse() {
+        for name in GATE_ADDED {
+            let spec = by_long(name).unwrap_or_else(|| panic!("--{name} is not a row"));
+            assert_eq!(spec.long, *name);
+        }
+        // A client must not choose the confinement root.
+        assert!(matches!(
+            by_long(CONFINE_ROOT).map(|s| s.rule),
+            Some(Rule::Refuse(_))
+        ));
     }
 
     // One test per row: each row's rule is what the product promises.
@@ -734,7 +1032,54 @@ mod tests {
     row!(row_super, "super", Rule::Allow);
     row!(row_temp_dir, "temp-dir", Rule::Allow);
     row!(row_timeout, "timeout", Rule::Allow);
+    row!(row_qsort, "qsort", Rule::Allow);
     row!(row_use_qsort, "use-qsort", Rule::Allow);
+    row!(row_ipv4, "ipv4", Rule::Refuse(_));
+    row!(row_ipv6, "ipv6", Rule::Refuse(_));
+    row!(row_8_bit_output, "8-bit-output", Rule::Refuse(_));
+    row!(row_f_letter, "F", Rule::Refuse(_));
+    row!(row_remote_option, "remote-option", Rule::Refuse(_));
+    row!(row_p_letter, "P", Rule::Refuse(_));
+    row!(row_version, "version", Rule::Refuse(_));
+    row!(row_archive, "archive", Rule::Refuse(_));
+    row!(row_filter, "filter", Rule::Refuse(_));
+    row!(row_human_readable, "human-readable", Rule::Refuse(_));
+    row!(row_itemize_changes, "itemize-changes", Rule::Refuse(_));
+    row!(row_address, "address", Rule::Refuse(_));
+    row!(row_append_verify, "append-verify", Rule::Replaces);
+    row!(row_blocking_io, "blocking-io", Rule::Refuse(_));
+    row!(row_cc, "cc", Rule::Allow);
+    row!(row_chmod, "chmod", Rule::Refuse(_));
+    row!(row_chown, "chown", Rule::Refuse(_));
+    row!(row_zc, "zc", Rule::Allow);
+    row!(row_zl, "zl", Rule::Allow);
+    row!(row_zt, "zt", Rule::Allow);
+    row!(row_contimeout, "contimeout", Rule::Refuse(_));
+    row!(row_early_input, "early-input", Rule::Refuse(_));
+    row!(row_exclude, "exclude", Rule::Refuse(_));
+    row!(row_exclude_from, "exclude-from", Rule::Refuse(_));
+    row!(row_ignore_non_existing, "ignore-non-existing", Rule::Allow);
+    row!(row_help, "help", Rule::Refuse(_));
+    row!(row_inc_recursive, "inc-recursive", Rule::Refuse(_));
+    row!(row_i_r, "i-r", Rule::Refuse(_));
+    row!(row_include, "include", Rule::Refuse(_));
+    row!(row_include_from, "include-from", Rule::Refuse(_));
+    row!(row_no_inc_recursive, "no-inc-recursive", Rule::Refuse(_));
+    row!(row_no_i_r, "no-i-r", Rule::Refuse(_));
+    row!(row_no_motd, "no-motd", Rule::Refuse(_));
+    row!(row_old_args, "old-args", Rule::Refuse(_));
+    row!(row_old_dirs, "old-dirs", Rule::Refuse(_));
+    row!(row_old_d, "old-d", Rule::Refuse(_));
+    row!(row_outbuf, "outbuf", Rule::Refuse(_));
+    row!(row_password_file, "password-file", Rule::Refuse(_));
+    row!(row_port, "port", Rule::Refuse(_));
+    row!(row_progress, "progress", Rule::Refuse(_));
+    row!(row_protocol, "protocol", Rule::Refuse(_));
+    row!(row_sockopts, "sockopts", Rule::Refuse(_));
+    row!(row_stop_after, "stop-after", Rule::Refuse(_));
+    row!(row_time_limit, "time-limit", Rule::Refuse(_));
+    row!(row_stop_at, "stop-at", Rule::Refuse(_));
+    row!(row_trust_sender, "trust-sender", Rule::Refuse(_));
     row!(row_usermap, "usermap", Rule::Allow);
     row!(row_write_devices, "write-devices", Rule::Devices);
     row!(row_write_batch, "write-batch", Rule::Refuse(_));

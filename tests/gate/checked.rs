@@ -1577,8 +1577,9 @@ fn audit_output_cut_short_by_the_reader_is_not_an_error() {
 
 /// An rsync without --confine-root and --drop-D (before 3.5; simulated by
 /// a wrapper that hides them from the gate's --help probe): serve keeps
-/// working on the gate's own checks, pushes that could create device or
-/// special files are refused, and check warns.
+/// working on the gate's own checks; pushes that could create device or
+/// special files are accepted only under the kernel sandbox, and refused
+/// without it; check warns.
 #[test]
 fn older_rsync_keeps_working_with_the_gates_own_checks() {
     let Some(_) = real_rsync() else { return };
@@ -1600,11 +1601,19 @@ fn older_rsync_keeps_working_with_the_gates_own_checks() {
         "{argv}"
     );
     let src = local_src(&w);
+    if crate::common::landlock_available() {
+        ok(&w, &["-a", &format!("{}/", src.display()), "h:up/"]);
+        assert_eq!(w.last_decision()["sandbox"], "applied");
+    }
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    w.sandbox = Some("off");
+    w.write_policy(&text[text.find("[modules.www]").unwrap()..]);
     refused(
         &w,
         &["-a", &format!("{}/", src.display()), "h:up/"],
-        "the server's rsync is too old: it lacks --drop-D",
+        "no --drop-D and no kernel sandbox is active",
     );
+    assert_eq!(w.last_decision()["reason"]["code"], "nodes_unconfined");
     ok(&w, &["-rlt", &format!("{}/", src.display()), "h:up/"]);
     let o = gate_cmd(&["check", "--policy", &w.policy.to_string_lossy()], &w.root);
     let out = String::from_utf8_lossy(&o.stdout);

@@ -41,11 +41,11 @@ use std::process::{Command, Output, Stdio};
 
 use serde::Deserialize;
 
-use rsync_gate::decide::{self, Context, Decision};
 use rsync_gate::deny::DenyReason;
-use rsync_gate::paths::Account;
+use rsync_gate::host::{self, Account};
+use rsync_gate::pipeline::evaluate::{self, Evaluation, Inputs};
 use rsync_gate::policy::{self, Policy};
-use rsync_gate::request::{self, ParseError, SplitError};
+use rsync_gate::request::{self, conn::Connection};
 
 use crate::common;
 
@@ -302,73 +302,10 @@ fn prepare(c: &Case, v: &Vars) -> Result<Prepared, String> {
 
 /// Every reason code the gate can give (to catch typos in the corpus).
 fn known_codes() -> BTreeSet<&'static str> {
-    let s = String::new;
-    let reasons = [
-        DenyReason::NoCommand,
-        DenyReason::PolicyInvalid(s()),
-        DenyReason::PolicyUnsafe(s()),
-        DenyReason::UnknownClient(s()),
-        DenyReason::SourceNotAllowed(s()),
-        DenyReason::NoSourceAddress,
-        DenyReason::Parse(ParseError::Split(SplitError::Empty)),
-        DenyReason::Parse(ParseError::NoServer),
-        DenyReason::Parse(ParseError::BadDaemon),
-        DenyReason::Parse(ParseError::UnknownOption(s())),
-        DenyReason::Parse(ParseError::MissingValue(s())),
-        DenyReason::Parse(ParseError::BadValue {
-            option: s(),
-            why: s(),
-        }),
-        DenyReason::CommandNotAllowed(s()),
-        DenyReason::TriggerUnavailable,
-        DenyReason::NoModules,
-        DenyReason::OptionRefused {
-            option: s(),
-            why: "",
-        },
-        DenyReason::OptionNotPermitted {
-            option: s(),
-            module: s(),
-            knob: "",
-        },
-        DenyReason::OptionWrongDirection {
-            option: s(),
-            pushing: false,
-        },
-        DenyReason::SecludedArgs,
-        DenyReason::SecludedArgsMalformed(s()),
-        DenyReason::NoPath,
-        DenyReason::TooManyDestinations,
-        DenyReason::NoModule(s()),
-        DenyReason::ModuleNotAvailable(s()),
-        DenyReason::OutsideModules(s()),
-        DenyReason::MultipleModules,
-        DenyReason::HomeRelative(s()),
-        DenyReason::ReadOnly(s()),
-        DenyReason::WriteOnly(s()),
-        DenyReason::Escapes(s()),
-        DenyReason::MarkerOutsideModule(s()),
-        DenyReason::NotFound(s()),
-        DenyReason::NeedsMarker {
-            path: s(),
-            hint: "",
-        },
-        DenyReason::NotADirectory(s()),
-        DenyReason::DanglingSymlink(s()),
-        DenyReason::TooComplex(s()),
-        DenyReason::Race(s()),
-        DenyReason::ModuleUnsafe {
-            module: s(),
-            why: s(),
-        },
-        DenyReason::ModuleContainsHome(s()),
-        DenyReason::RsyncTooOld(s()),
-        DenyReason::Busy(s()),
-        DenyReason::AuditUnavailable(s()),
-        DenyReason::SandboxUnavailable(s()),
-        DenyReason::Internal(s()),
-    ];
-    reasons.iter().map(DenyReason::code).collect()
+    DenyReason::examples()
+        .iter()
+        .map(DenyReason::code)
+        .collect()
 }
 
 /// Check the file's own consistency before running anything.
@@ -951,52 +888,43 @@ fn check_in_process(policy: &Policy, c: &Case, p: &Prepared) -> (Option<Outcome>
         return (None, vec!["in-process cases need a command".into()]);
     };
     let parsed = request::parse_command(command);
-    let conn = rsync_gate::parse_connection(DEFAULT_CONNECTION.as_bytes());
-    let caps = rsync_gate::rsync::probe(&policy.gate.rsync).unwrap_or_default();
-    let ctx = Context {
+    let conn = Connection::parse(DEFAULT_CONNECTION.as_bytes());
+    let account = Account::current();
+    let gate = common::gate_bin();
+    let inputs = Inputs {
         policy,
+        policy_path: &policy.source,
         client: &c.client,
-        conn: conn.as_ref().map(|(c, _)| *c),
-        caps,
+        conn: conn.as_ref(),
+        account: &account,
+        caps: host::rsync::probe(&policy.gate.rsync).unwrap_or_default(),
+        landlock: host::landlock_abi().is_some(),
+        gate: &gate,
+        session: "corpus",
     };
-    let deny = |r: DenyReason| Outcome::Deny {
-        code: r.code().to_string(),
-        message: r.to_string(),
-    };
-    let outcome = match decide::decide(&ctx, parsed.as_ref()) {
-        Decision::Deny(r) => deny(r),
-        Decision::Probe => Outcome::Probe,
-        Decision::Daemon(_) => {
-            return (
-                None,
-                vec!["in-process daemon grants are not modelled".into()],
-            );
+    let outcome = match evaluate::evaluate(&inputs, parsed.as_ref()) {
+        Evaluation::Refused(r) => Outcome::Deny {
+            code: r.reason.code().to_string(),
+            message: r.reason.to_string(),
+        },
+        Evaluation::Probe => Outcome::Probe,
+        Evaluation::Run(run) if run.grant.is_some() => {
+            // The plan still holds its descriptors: map them here.
+            let target = |n: u32| {
+                std::fs::read_link(format!("/proc/self/fd/{n}"))
+                    .ok()
+                    .map(|t| t.as_os_str().as_bytes().to_vec())
+            };
+            let argv = run
+                .plan
+                .args
+                .iter()
+                .map(|a| resolve_fds(a.as_bytes(), &target))
+                .collect();
+            Outcome::Allow { argv }
         }
-        Decision::Checked(g) => {
-            match rsync_gate::build_checked_plan(
-                policy,
-                &g,
-                &Account::current(),
-                ctx.conn.as_ref(),
-                conn.as_ref().map(|(_, t)| t.as_str()),
-                false,
-            ) {
-                Err(r) => deny(r),
-                Ok(plan) => {
-                    // The plan still holds its descriptors: map them here.
-                    let target = |n: u32| {
-                        std::fs::read_link(format!("/proc/self/fd/{n}"))
-                            .ok()
-                            .map(|t| t.as_os_str().as_bytes().to_vec())
-                    };
-                    let argv = plan
-                        .args
-                        .iter()
-                        .map(|a| resolve_fds(a.as_bytes(), &target))
-                        .collect();
-                    Outcome::Allow { argv }
-                }
-            }
+        other => {
+            return (None, vec![format!("in-process {other:?} is not modelled")]);
         }
     };
     (Some(outcome), Vec::new())

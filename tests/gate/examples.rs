@@ -10,7 +10,6 @@ use std::process::Command;
 
 use rsync_gate::deny::DenyReason;
 use rsync_gate::policy::{self, PlainReader, Policy};
-use rsync_gate::request::{ParseError, SplitError};
 
 use crate::common::gate_bin;
 
@@ -181,7 +180,7 @@ fn every_authorized_keys_line_matches_its_policy() {
         let policy_path = dir.join("policy.toml");
         let p = load(&policy_path);
         // What `rsync-gate authorized-keys` prints when installed.
-        let generated = rsync_gate::authorized_keys(
+        let generated = rsync_gate::cmd::authorized_keys::lines(
             &p,
             Path::new(policy::DEFAULT_POLICY),
             Path::new(INSTALLED_GATE),
@@ -321,7 +320,7 @@ fn audit_blocks(markdown: &str) -> Vec<(Vec<String>, String)> {
 fn audit_examples_print_what_the_readmes_say() {
     let dir = repo().join("examples/audit-review");
     let (records, bad) =
-        rsync_gate::audit::read(&dir.join("audit.jsonl"), &Default::default()).unwrap();
+        rsync_gate::audit::review::read(&dir.join("audit.jsonl"), &Default::default()).unwrap();
     assert_eq!(bad, 0, "the sample audit log has unreadable lines");
     assert!(records.len() >= 10);
     let mut checked = 0;
@@ -347,84 +346,8 @@ fn audit_examples_print_what_the_readmes_say() {
     assert!(checked >= 6, "only {checked} audit examples found");
 }
 
-/// One of every refusal (and every kind of unparsable command).
 fn every_refusal() -> Vec<DenyReason> {
-    use DenyReason::*;
-    let s = || String::from("x");
-    let mut v = vec![
-        NoCommand,
-        PolicyInvalid(s()),
-        PolicyUnsafe(s()),
-        UnknownClient(s()),
-        SourceNotAllowed(s()),
-        NoSourceAddress,
-        CommandNotAllowed(s()),
-        TriggerUnavailable,
-        NoModules,
-        OptionRefused {
-            option: s(),
-            why: "x",
-        },
-        OptionNotPermitted {
-            option: s(),
-            module: s(),
-            knob: "x",
-        },
-        OptionWrongDirection {
-            option: s(),
-            pushing: false,
-        },
-        SecludedArgs,
-        SecludedArgsMalformed(s()),
-        NoPath,
-        TooManyDestinations,
-        NoModule(s()),
-        ModuleNotAvailable(s()),
-        OutsideModules(s()),
-        MultipleModules,
-        HomeRelative(s()),
-        ReadOnly(s()),
-        WriteOnly(s()),
-        Escapes(s()),
-        MarkerOutsideModule(s()),
-        NotFound(s()),
-        NeedsMarker {
-            path: s(),
-            hint: "x",
-        },
-        NotADirectory(s()),
-        DanglingSymlink(s()),
-        TooComplex(s()),
-        Race(s()),
-        ModuleUnsafe {
-            module: s(),
-            why: s(),
-        },
-        ModuleContainsHome(s()),
-        RsyncTooOld(s()),
-        NodesUnconfined(s()),
-        Busy(s()),
-        AuditUnavailable(s()),
-        SandboxUnavailable(s()),
-        Internal(s()),
-    ];
-    for e in [
-        ParseError::Split(SplitError::Empty),
-        ParseError::NoServer,
-        ParseError::MisplacedSender,
-        ParseError::BadDaemon,
-        ParseError::UnknownOption(s()),
-        ParseError::UnexpectedValue(s()),
-        ParseError::MissingValue(s()),
-        ParseError::BadValue {
-            option: s(),
-            why: s(),
-        },
-        ParseError::NoDot,
-    ] {
-        v.push(Parse(e));
-    }
-    v
+    DenyReason::examples()
 }
 
 #[test]

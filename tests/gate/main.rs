@@ -14,5 +14,7 @@ mod common;
 mod corpus;
 mod daemon;
 mod examples;
+#[path = "../oracle/mod.rs"]
+mod oracle;
 mod props;
 mod sshd;

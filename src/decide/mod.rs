@@ -1,29 +1,38 @@
-//! The decision: a pure function of the policy, the client, the connection
-//! and the parsed request. It maps every path lexically onto a module,
-//! applies every policy rule, and returns a typed [`Decision`]. It touches no
-//! filesystem: resolving symlinks and pinning directories is the next stage
-//! ([`crate::paths`]), which can only narrow a grant, never widen it.
+//! The decision: a pure function of the policy, the client, the connection,
+//! what the server side can enforce, and the parsed request. It maps every
+//! path lexically onto a module, applies every policy rule, and returns a
+//! typed [`Decision`]. It touches no filesystem: resolving symlinks and
+//! pinning directories is the next stage ([`crate::confine`]), which can
+//! only narrow a grant, never widen it.
 
-use std::net::IpAddr;
+mod locate;
+
+pub use locate::{Comp, Target, Trailing};
 
 use crate::deny::{DenyReason, shown};
-use crate::glob;
 use crate::policy::{Client, Module, Policy};
-use crate::request::options::{Meaning, PathRole, Rule, Spec, Takes, Value};
+pub use crate::request::conn::Conn;
+use crate::request::inband::InBand;
+use crate::request::options::{self, Meaning, PathRole, Rule, Spec, Takes, Value};
 use crate::request::{Opt, OptValue, ParseError, Request, ServerArgs, Word};
+use locate::{locate, locate_rel, parse_path};
 
-/// The client end of the SSH connection (from `SSH_CONNECTION`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conn {
-    pub addr: IpAddr,
-    pub port: u16,
-}
-
-/// What the installed rsync supports (probed once, see [`crate::rsync`]).
+/// What the installed rsync supports (probed once, see [`crate::host`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RsyncCaps {
     pub confine_root: bool,
     pub drop_d: bool,
+}
+
+/// What will confine rsync beyond its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Server {
+    /// The installed rsync's options (`--confine-root`, `--drop-D`); they
+    /// matter only where the gate writes rsync's argv (checked mode).
+    pub caps: RsyncCaps,
+    /// The kernel sandbox will be around rsync (the policy asks for it and
+    /// the kernel has it, or, in a daemon hook, the session applied it).
+    pub sandbox: bool,
 }
 
 /// Everything the decision depends on.
@@ -32,7 +41,7 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     pub client: &'a str,
     pub conn: Option<Conn>,
-    pub caps: RsyncCaps,
+    pub server: Server,
 }
 
 /// The outcome.
@@ -44,6 +53,8 @@ pub enum Decision {
     Checked(Grant),
     /// Run rsync as a daemon over the SSH channel with these modules.
     Daemon(DaemonGrant),
+    /// A daemon session's in-band request, which the daemon then runs.
+    InBand(Grant),
     /// Refuse.
     Deny(DenyReason),
 }
@@ -72,13 +83,25 @@ impl Mode {
     }
 }
 
+/// How the positional paths of a pull are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sources {
+    /// Each path is sent under its own name (its last component).
+    Plain,
+    /// `-R`: each path is sent under its whole name, or from its `/./` on.
+    Relative,
+    /// `--files-from`: the path is the base directory the listed names are
+    /// taken from (rsync implies `-R` for the names, not for the base).
+    FilesFromBase,
+}
+
 /// A checked-mode grant: what may run, before the filesystem is consulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub module: String,
     pub mode: Mode,
-    /// `-R` in effect.
-    pub relative: bool,
+    /// How pull sources are read.
+    pub sources: Sources,
     /// The client's non-path options, in order, all allowed.
     pub opts: Vec<Opt>,
     /// Path-valued options.
@@ -100,6 +123,18 @@ pub enum Added {
     MungeLinks,
     /// `--confine-root=<module root>`.
     ConfineRoot,
+}
+
+impl Added {
+    /// The option's name, a row of the option table.
+    pub fn long(self) -> &'static str {
+        match self {
+            Added::IgnoreExisting => options::IGNORE_EXISTING,
+            Added::DropD => options::DROP_D,
+            Added::MungeLinks => options::MUNGE_LINKS,
+            Added::ConfineRoot => options::CONFINE_ROOT,
+        }
+    }
 }
 
 /// A path-valued option.
@@ -125,203 +160,17 @@ pub enum PathValue {
     Dropped,
 }
 
-/// One path component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Comp {
-    Name(Vec<u8>),
-    /// A component with wildcards (pull paths only), as a pattern.
-    Glob(Vec<u8>),
-    Parent,
-}
-
-/// What followed the last component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trailing {
-    None,
-    /// `dir/`
-    Slash,
-    /// `dir/.`
-    SlashDot,
-}
-
-/// A path inside a module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// As the client spelled it (for messages and the audit log).
-    pub spelled: Vec<u8>,
-    /// For an absolute path: the components the client wrote up to the
-    /// module root (what `-R` transmits above the module).
-    pub prefix: Option<Vec<Vec<u8>>>,
-    /// Components below the module root.
-    pub comps: Vec<Comp>,
-    /// `-R`'s first `/./`: how many of `comps` lie before it.
-    pub marker: Option<usize>,
-    pub trailing: Trailing,
-}
-
-impl Target {
-    pub fn shown(&self) -> String {
-        shown(&self.spelled)
+/// Which policy knob refuses an option governed by `rule` in module `m`,
+/// if one does. The decision and the generated daemon configs' `refuse
+/// options` both ask this.
+pub fn knob_refuses(m: &Module, rule: Rule) -> Option<&'static str> {
+    match rule {
+        Rule::Delete if !m.delete => Some("delete = false"),
+        Rule::Delete | Rule::Replaces if !m.overwrite => Some("overwrite = false"),
+        Rule::FollowLinks if !m.follow_links => Some("follow_links = false"),
+        Rule::Devices if !m.devices => Some("devices = false"),
+        _ => None,
     }
-}
-
-/// A path split into components.
-struct Parsed {
-    absolute: bool,
-    comps: Vec<Comp>,
-    /// Index into `comps` of the first interior `/./`.
-    marker: Option<usize>,
-    trailing: Trailing,
-}
-
-/// Split a word into components; wildcards are kept only when `globs`.
-fn parse_path(word: &Word, globs: bool) -> Parsed {
-    let pattern = if globs { word.glob.as_deref() } else { None };
-    let src: &[u8] = pattern.unwrap_or(&word.bytes);
-    let absolute = src.first() == Some(&b'/');
-    let mut pieces: Vec<&[u8]> = src.split(|&b| b == b'/').collect();
-    let mut trailing = Trailing::None;
-    if src.len() > 1 && src.ends_with(b"/") {
-        trailing = Trailing::Slash;
-    } else if src.len() > 1 && src.ends_with(b"/.") {
-        trailing = Trailing::SlashDot;
-        pieces.pop();
-    }
-    let mut comps = Vec::new();
-    let mut marker = None;
-    let last = pieces.len().saturating_sub(1);
-    for (i, piece) in pieces.iter().enumerate() {
-        match *piece {
-            b"" => {}
-            b"." => {
-                if i > 0 && i < last && marker.is_none() {
-                    marker = Some(comps.len());
-                }
-            }
-            b".." => comps.push(Comp::Parent),
-            p if pattern.is_some() => {
-                if glob::has_wildcard(p) {
-                    comps.push(Comp::Glob(p.to_vec()));
-                } else {
-                    comps.push(Comp::Name(glob::literal(p).unwrap_or_else(|| p.to_vec())));
-                }
-            }
-            p => comps.push(Comp::Name(p.to_vec())),
-        }
-    }
-    Parsed {
-        absolute,
-        comps,
-        marker,
-        trailing,
-    }
-}
-
-fn module_components(m: &Module) -> Vec<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    m.path
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(n) => Some(n.as_bytes().to_vec()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Map a path word onto one of the client's modules.
-fn locate<'p>(
-    policy: &'p Policy,
-    client: &'p Client,
-    word: &Word,
-    globs: bool,
-    allow_module_form: bool,
-) -> Result<(&'p Module, Target), DenyReason> {
-    locate_rel(policy, client, word, globs, allow_module_form, false)
-}
-
-/// [`locate`], with `-R`'s `/./` marker honoured when `relative` (without
-/// `-R` a `/./` is just a `.`).
-fn locate_rel<'p>(
-    policy: &'p Policy,
-    client: &'p Client,
-    word: &Word,
-    globs: bool,
-    allow_module_form: bool,
-    relative: bool,
-) -> Result<(&'p Module, Target), DenyReason> {
-    let spelled = shown(&word.bytes);
-    if word.tilde {
-        return Err(DenyReason::HomeRelative(spelled));
-    }
-    let mut p = parse_path(word, globs);
-    if !relative {
-        p.marker = None;
-    }
-    if p.absolute {
-        let mut best: Option<(&Module, Vec<Vec<u8>>)> = None;
-        for m in policy.client_modules(client) {
-            let root = module_components(m);
-            let is_prefix = root.len() <= p.comps.len()
-                && root
-                    .iter()
-                    .zip(&p.comps)
-                    .all(|(r, c)| matches!(c, Comp::Name(n) if n == r));
-            if is_prefix && best.as_ref().is_none_or(|(_, b)| root.len() > b.len()) {
-                best = Some((m, root));
-            }
-        }
-        let Some((m, root)) = best else {
-            return Err(DenyReason::OutsideModules(spelled));
-        };
-        let n = root.len();
-        let marker = match p.marker {
-            Some(k) if k < n => return Err(DenyReason::MarkerOutsideModule(spelled)),
-            Some(k) => Some(k - n),
-            None => None,
-        };
-        return Ok((
-            m,
-            Target {
-                spelled: word.bytes.clone(),
-                prefix: Some(root),
-                comps: p.comps.into_iter().skip(n).collect(),
-                marker,
-                trailing: p.trailing,
-            },
-        ));
-    }
-    if !allow_module_form {
-        return Err(DenyReason::NoModule(spelled));
-    }
-    let mut comps = p.comps.into_iter();
-    let name = match comps.next() {
-        Some(Comp::Name(n)) => n,
-        Some(Comp::Glob(g)) => return Err(DenyReason::ModuleNotAvailable(shown(&g))),
-        Some(Comp::Parent) | None => return Err(DenyReason::NoModule(spelled)),
-    };
-    let name_text = String::from_utf8_lossy(&name);
-    let module = client
-        .modules
-        .iter()
-        .find(|m| m.as_bytes() == name.as_slice())
-        .and_then(|m| policy.modules.get(m))
-        .ok_or_else(|| DenyReason::ModuleNotAvailable(shown(name_text.as_bytes())))?;
-    let marker = match p.marker {
-        // A marker before the module name ("./www" is not a marker).
-        Some(0) => return Err(DenyReason::MarkerOutsideModule(spelled)),
-        Some(k) => Some(k - 1),
-        None => None,
-    };
-    Ok((
-        module,
-        Target {
-            spelled: word.bytes.clone(),
-            prefix: None,
-            comps: comps.collect(),
-            marker,
-            trailing: p.trailing,
-        },
-    ))
 }
 
 /// Decide on a request.
@@ -377,9 +226,31 @@ fn decide_inner(
             if client.modules.is_empty() {
                 return Err(DenyReason::NoModules);
             }
-            checked(ctx, client, args).map(Decision::Checked)
+            checked(ctx, client, args, Form::Checked).map(Decision::Checked)
+        }
+        Request::InBand(inband) => {
+            if !client.modules.contains(&inband.module) {
+                return Err(DenyReason::ModuleNotAvailable(shown(
+                    inband.module.as_bytes(),
+                )));
+            }
+            let g = checked(ctx, client, &inband.args, Form::InBand(inband))?;
+            if g.module != inband.module {
+                return Err(DenyReason::MultipleModules);
+            }
+            Ok(Decision::InBand(g))
         }
     }
+}
+
+/// Which request form a grant is for.
+#[derive(Debug, Clone, Copy)]
+enum Form<'r> {
+    /// `host:path`: the gate writes rsync's argv.
+    Checked,
+    /// `host::module`: the daemon runs the client's own arguments, with
+    /// paths relative to the module and absolute option values rooted in it.
+    InBand(&'r InBand),
 }
 
 /// Options refused whatever the module: checked before paths, so a
@@ -401,22 +272,13 @@ fn check_refused(args: &ServerArgs) -> Result<(), DenyReason> {
 }
 
 fn check_module_rules(m: &Module, args: &ServerArgs) -> Result<(), DenyReason> {
-    let not_permitted = |o: &Opt, knob: &'static str| DenyReason::OptionNotPermitted {
-        option: o.spec.display(),
-        module: m.name.clone(),
-        knob,
-    };
     for o in &args.opts {
-        match o.spec.rule {
-            Rule::Delete if !m.delete => return Err(not_permitted(o, "delete = false")),
-            Rule::Delete | Rule::Replaces if !m.overwrite => {
-                return Err(not_permitted(o, "overwrite = false"));
-            }
-            Rule::FollowLinks if !m.follow_links => {
-                return Err(not_permitted(o, "follow_links = false"));
-            }
-            Rule::Devices if !m.devices => return Err(not_permitted(o, "devices = false")),
-            _ => {}
+        if let Some(knob) = knob_refuses(m, o.spec.rule) {
+            return Err(DenyReason::OptionNotPermitted {
+                option: o.spec.display(),
+                module: m.name.clone(),
+                knob,
+            });
         }
     }
     Ok(())
@@ -426,6 +288,7 @@ fn checked<'p>(
     ctx: &Context<'p>,
     client: &'p Client,
     args: &ServerArgs,
+    form: Form<'_>,
 ) -> Result<Grant, DenyReason> {
     check_refused(args)?;
     let mode = if args.sender {
@@ -433,7 +296,15 @@ fn checked<'p>(
     } else {
         Mode::Receiver
     };
-    let relative = args.relative();
+    let files_from = args
+        .opts
+        .iter()
+        .any(|o| matches!(o.spec.takes, Takes::Value(Value::Path(PathRole::FilesFrom))));
+    let sources = match (files_from, args.relative()) {
+        (true, _) => Sources::FilesFromBase,
+        (false, true) => Sources::Relative,
+        (false, false) => Sources::Plain,
+    };
     if args.paths.is_empty() {
         return Err(DenyReason::NoPath);
     }
@@ -452,7 +323,14 @@ fn checked<'p>(
     }
     let mut paths = Vec::new();
     for w in &args.paths {
-        let (m, t) = locate_rel(ctx.policy, client, w, mode == Mode::Sender, true, relative)?;
+        let (m, t) = locate_rel(
+            ctx.policy,
+            client,
+            w,
+            mode == Mode::Sender,
+            true,
+            sources == Sources::Relative,
+        )?;
         same_module(&mut module, m)?;
         paths.push(t);
     }
@@ -466,7 +344,7 @@ fn checked<'p>(
             opts.push(o.clone());
             continue;
         };
-        let value = path_option(ctx, client, o.spec, role, word, mode)?;
+        let value = path_option(ctx, client, o.spec, role, word, mode, form)?;
         if let PathValue::InModule(t) = &value {
             let (m, _) = locate(
                 ctx.policy,
@@ -513,46 +391,99 @@ fn checked<'p>(
             });
         }
     }
+    let added = match form {
+        Form::Checked => checked_added(ctx, m, mode, args, &path_opts)?,
+        Form::InBand(_) => {
+            in_band_rules(ctx, m, mode, args)?;
+            Vec::new()
+        }
+    };
+    Ok(Grant {
+        module: m.name.clone(),
+        mode,
+        sources,
+        opts,
+        path_opts,
+        paths,
+        added,
+    })
+}
+
+/// Checked mode: what the gate adds to rsync's argv, and what it must
+/// refuse because neither rsync nor the sandbox could hold it.
+fn checked_added(
+    ctx: &Context<'_>,
+    m: &Module,
+    mode: Mode,
+    args: &ServerArgs,
+    path_opts: &[PathOpt],
+) -> Result<Vec<Added>, DenyReason> {
+    let server = ctx.server;
     // The names a --files-from list selects are resolved by rsync alone:
     // only its --confine-root or the kernel sandbox keeps them inside.
-    if !ctx.caps.confine_root
-        && ctx.policy.gate.sandbox == crate::policy::Sandbox::Off
+    if !server.caps.confine_root
+        && !server.sandbox
         && let Some(po) = path_opts.iter().find(|p| p.role == PathRole::FilesFrom)
     {
-        return Err(DenyReason::RsyncTooOld(format!(
-            "{} needs rsync's --confine-root or the kernel sandbox to keep the listed names inside the module",
-            po.spec.display()
-        )));
+        return Err(DenyReason::FilesFromUnconfined {
+            option: po.spec.display(),
+        });
     }
     let mut added = Vec::new();
     if mode == Mode::Receiver && !m.overwrite {
         added.push(Added::IgnoreExisting);
     }
     if mode == Mode::Receiver && !m.devices {
-        if ctx.caps.drop_d {
+        if server.caps.drop_d {
             added.push(Added::DropD);
-        } else if args.has(Meaning::CreatesNodes) {
-            return Err(DenyReason::RsyncTooOld(
-                "it lacks --drop-D, so -D cannot be confined (set devices = true or upgrade rsync)"
-                    .into(),
-            ));
+        } else if args.has(Meaning::CreatesNodes) && !server.sandbox {
+            return Err(DenyReason::NodesUnconfined {
+                why: "the server's rsync has no --drop-D and no kernel sandbox is active",
+            });
         }
     }
     if m.munge_links {
         added.push(Added::MungeLinks);
     }
-    if ctx.caps.confine_root {
+    if server.caps.confine_root {
         added.push(Added::ConfineRoot);
     }
-    Ok(Grant {
-        module: m.name.clone(),
-        mode,
-        relative,
-        opts,
-        path_opts,
-        paths,
-        added,
-    })
+    Ok(added)
+}
+
+/// Daemon mode: the gate cannot add options to an in-band request, so what
+/// it would add must be there already or be held by something else. The
+/// daemon confines the names of a `--files-from` list itself (its paths are
+/// sanitised against the module root, or chrooted into it).
+fn in_band_rules(
+    ctx: &Context<'_>,
+    m: &Module,
+    mode: Mode,
+    args: &ServerArgs,
+) -> Result<(), DenyReason> {
+    if mode == Mode::Receiver
+        && !m.overwrite
+        && !args
+            .opts
+            .iter()
+            .any(|o| o.spec.long == options::IGNORE_EXISTING)
+    {
+        return Err(DenyReason::OptionNotPermitted {
+            option: "uploads without --ignore-existing".into(),
+            module: m.name.clone(),
+            knob: "overwrite = false",
+        });
+    }
+    if mode == Mode::Receiver
+        && !m.devices
+        && args.has(Meaning::CreatesNodes)
+        && !ctx.server.sandbox
+    {
+        return Err(DenyReason::NodesUnconfined {
+            why: "a daemon cannot be given --drop-D and no kernel sandbox is active (use host:path, or set devices = true)",
+        });
+    }
+    Ok(())
 }
 
 fn path_option<'p>(
@@ -562,18 +493,35 @@ fn path_option<'p>(
     role: PathRole,
     word: &Word,
     mode: Mode,
+    form: Form<'_>,
 ) -> Result<PathValue, DenyReason> {
     let spelled = shown(&word.bytes);
     if word.tilde {
         return Err(DenyReason::HomeRelative(spelled));
     }
     let pushing = mode == Mode::Receiver;
+    // In daemon mode an absolute value is rooted in the module, and a
+    // --files-from name is relative to it: spell both as MODULE/path.
+    let module_rooted = match form {
+        Form::InBand(ib)
+            if word.bytes != b"-"
+                && (word.bytes.starts_with(b"/") || role == PathRole::FilesFrom) =>
+        {
+            let mut p = ib.module.as_bytes().to_vec();
+            p.push(b'/');
+            let start = word.bytes.iter().take_while(|&&c| c == b'/').count();
+            p.extend_from_slice(word.bytes.get(start..).unwrap_or_default());
+            Some(Word::plain(p))
+        }
+        _ => None,
+    };
     match role {
         PathRole::FilesFrom => {
             if word.bytes == b"-" {
                 return Ok(PathValue::Stdin);
             }
-            let (_, t) = locate(ctx.policy, client, word, false, true)?;
+            let w = module_rooted.as_ref().unwrap_or(word);
+            let (_, t) = locate(ctx.policy, client, w, false, true)?;
             Ok(PathValue::InModule(t))
         }
         PathRole::BackupDir if !pushing => Ok(PathValue::Dropped),
@@ -591,7 +539,10 @@ fn path_option<'p>(
             Ok(PathValue::PerDirectory(word.bytes.clone()))
         }
         PathRole::Basis | PathRole::BackupDir | PathRole::TempDir | PathRole::PartialDir => {
-            if word.bytes.starts_with(b"/") {
+            if let Some(w) = &module_rooted {
+                let (_, t) = locate(ctx.policy, client, w, false, true)?;
+                Ok(PathValue::InModule(t))
+            } else if word.bytes.starts_with(b"/") {
                 let (_, t) = locate(ctx.policy, client, word, false, false)?;
                 Ok(PathValue::InModule(t))
             } else {
@@ -667,6 +618,10 @@ trigger = "t"
         confine_root: true,
         drop_d: true,
     };
+    const SERVER: Server = Server {
+        caps: CAPS,
+        sandbox: true,
+    };
 
     fn run(client: &str, conn: Option<&str>, cmd: &str) -> Decision {
         let p = policy();
@@ -678,7 +633,7 @@ trigger = "t"
             policy: &p,
             client,
             conn,
-            caps: CAPS,
+            server: SERVER,
         };
         let req = parse_command(cmd.as_bytes());
         decide(&ctx, req.as_ref())
@@ -700,6 +655,7 @@ trigger = "t"
 
     const PULL: &str = "rsync --server --sender -logDtpre.iLsfxCIvu";
     const PUSH: &str = "rsync --server -logDtpre.iLsfxCIvu";
+    const PULLR: &str = "rsync --server --sender -logDtpRe.iLsfxCIvu";
 
     #[test]
     fn client_and_address_table() {
@@ -1002,57 +958,201 @@ trigger = "t"
         );
     }
 
-    #[test]
-    fn old_rsync_without_drop_d_refuses_device_pushes() {
+    fn with(server: Server, client: &str, cmd: &str) -> Decision {
         let p = policy();
         let ctx = Context {
             policy: &p,
-            client: "c",
+            client,
             conn: None,
-            caps: RsyncCaps::default(),
+            server,
         };
-        let req = parse_command(format!("{PUSH} . backup/").as_bytes());
-        assert!(matches!(
-            decide(&ctx, req.as_ref()),
-            Decision::Deny(DenyReason::RsyncTooOld(_))
-        ));
-        let req = parse_command(b"rsync --server -rlt . backup/");
+        decide(&ctx, parse_command(cmd.as_bytes()).as_ref())
+    }
+
+    /// Pushes with -D into a `devices = false` module: held by --drop-D, or
+    /// by the sandbox; refused when neither is there.
+    #[test]
+    fn device_pushes_need_drop_d_or_the_sandbox() {
+        let push_d = format!("{PUSH} . backup/");
+        let old = RsyncCaps::default();
+        let table = [
+            (
+                CAPS,
+                false,
+                Some(vec![Added::DropD, Added::MungeLinks, Added::ConfineRoot]),
+            ),
+            (old, true, Some(vec![Added::MungeLinks])),
+            (old, false, None),
+        ];
+        for (caps, sandbox, want) in table {
+            let d = with(Server { caps, sandbox }, "c", &push_d);
+            match (want, d) {
+                (Some(want), Decision::Checked(g)) => assert_eq!(g.added, want),
+                (None, Decision::Deny(r)) => {
+                    assert_eq!(r.code(), "nodes_unconfined");
+                    assert!(r.to_string().contains("no --drop-D"), "{r}");
+                }
+                (want, d) => panic!("{caps:?} sandbox={sandbox}: want {want:?}, got {d:?}"),
+            }
+        }
+        // Without -D there is nothing to hold.
+        let d = with(
+            Server {
+                caps: old,
+                sandbox: false,
+            },
+            "c",
+            "rsync --server -rlt . backup/",
+        );
         assert!(
-            matches!(decide(&ctx, req.as_ref()), Decision::Checked(g) if g.added == [Added::MungeLinks])
+            matches!(&d, Decision::Checked(g) if g.added == [Added::MungeLinks]),
+            "{d:?}"
         );
     }
 
     #[test]
     fn files_from_needs_confine_root_or_the_sandbox() {
-        let mut p = policy();
         let cmd = format!("{PULL} --files-from=- --from0 . www/");
-        let req = parse_command(cmd.as_bytes());
-        let old = RsyncCaps {
+        let no_confine_root = RsyncCaps {
             confine_root: false,
             drop_d: true,
         };
-        let ctx = Context {
-            policy: &p,
-            client: "c",
-            conn: None,
-            caps: old,
+        for (caps, sandbox, allowed) in [
+            (no_confine_root, true, true),
+            (no_confine_root, false, false),
+            (CAPS, false, true),
+        ] {
+            match with(Server { caps, sandbox }, "c", &cmd) {
+                Decision::Checked(g) => assert!(allowed, "{caps:?} {sandbox}: {g:?}"),
+                Decision::Deny(r) => {
+                    assert!(!allowed, "{caps:?} {sandbox}: {r}");
+                    assert_eq!(r.code(), "files_from_unconfined");
+                    assert!(r.to_string().contains("--files-from"), "{r}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// `--files-from` implies -R for the listed names; the source is the
+    /// base directory, whatever the module's directory is called.
+    #[test]
+    fn files_from_sources_are_base_directories() {
+        let g = grant("c", &format!("{PULLR} --files-from=- --from0 . www/"));
+        assert_eq!(g.sources, Sources::FilesFromBase);
+        let g = grant("c", &format!("{PULLR} . www/a/./b"));
+        assert_eq!(g.sources, Sources::Relative);
+        let g = grant("c", &format!("{PULL} . www/a"));
+        assert_eq!(g.sources, Sources::Plain);
+    }
+
+    /// The pre-xfer hook's requests: the same rules, with what the daemon
+    /// form cannot do refused by name, and what it does itself allowed.
+    #[test]
+    fn in_band_requests() {
+        use crate::request::inband;
+        let p = policy();
+        let run = |module: &str, args: &[&str], sandbox: bool| {
+            let argv: Vec<Vec<u8>> = std::iter::once("rsyncd")
+                .chain(args.iter().copied())
+                .map(|a| a.as_bytes().to_vec())
+                .collect();
+            let req = inband::parse(module, &argv).map(Request::InBand);
+            let ctx = Context {
+                policy: &p,
+                client: "c",
+                conn: None,
+                server: Server {
+                    caps: RsyncCaps::default(),
+                    sandbox,
+                },
+            };
+            decide(&ctx, req.as_ref())
         };
-        // The default sandbox (best effort) is enough...
-        assert!(matches!(decide(&ctx, req.as_ref()), Decision::Checked(_)));
-        // ...but with it off and no --confine-root, the list is unconfined.
-        p.gate.sandbox = crate::policy::Sandbox::Off;
-        let ctx = Context {
-            policy: &p,
-            client: "c",
-            conn: None,
-            caps: old,
+        let code = |d: Decision| match d {
+            Decision::Deny(r) => r.code(),
+            Decision::InBand(_) => "allow",
+            other => panic!("{other:?}"),
         };
-        assert!(matches!(
-            decide(&ctx, req.as_ref()),
-            Decision::Deny(DenyReason::RsyncTooOld(_))
-        ));
-        let ctx = Context { caps: CAPS, ..ctx };
-        assert!(matches!(decide(&ctx, req.as_ref()), Decision::Checked(_)));
+        let pull = ["--server", "--sender", "-logDtpre.iLsfxCIvu"];
+        let push = ["--server", "-logDtpre.iLsfxCIvu"];
+        let cat = |a: &[&str], b: &[&str]| -> Vec<String> {
+            a.iter().chain(b).map(|s| s.to_string()).collect()
+        };
+        let table: &[(&str, Vec<String>, bool, &str)] = &[
+            ("www", cat(&pull, &[".", "sub/"]), false, "allow"),
+            // The daemon confines --files-from names itself: no sandbox needed.
+            (
+                "www",
+                cat(&pull, &["--files-from=/list", ".", ""]),
+                false,
+                "allow",
+            ),
+            (
+                "www",
+                cat(&pull, &["--files-from=list", "--from0", ".", ""]),
+                false,
+                "allow",
+            ),
+            // -D pushes: only the sandbox keeps nodes out in daemon form.
+            (
+                "backup",
+                cat(&push, &[".", "x/"]),
+                false,
+                "nodes_unconfined",
+            ),
+            ("backup", cat(&push, &[".", "x/"]), true, "allow"),
+            (
+                "backup",
+                cat(&["--server", "-rlt"], &[".", "x/"]),
+                false,
+                "allow",
+            ),
+            // overwrite = false needs the client's own --ignore-existing.
+            (
+                "drop",
+                cat(&["--server", "-rlt"], &[".", ""]),
+                true,
+                "option_not_permitted",
+            ),
+            (
+                "drop",
+                cat(&["--server", "-rlt", "--ignore-existing"], &[".", ""]),
+                true,
+                "allow",
+            ),
+            // Absolute option values are rooted in the module.
+            (
+                "backup",
+                cat(&["--server", "-rlt", "--link-dest=/prev"], &[".", "cur/"]),
+                true,
+                "allow",
+            ),
+            // Not the client's module; a path leading to another module.
+            (
+                "secret",
+                cat(&pull, &[".", ""]),
+                true,
+                "module_not_available",
+            ),
+            // Options after the '.'.
+            (
+                "www",
+                cat(&pull, &[".", "x", "--files-from=/etc/passwd"]),
+                true,
+                "option_after_paths",
+            ),
+            // Aliases rsync accepts.
+            ("www", cat(&pull, &["--zt=2", ".", ""]), true, "allow"),
+        ];
+        for (module, args, sandbox, want) in table {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            assert_eq!(
+                code(run(module, &args, *sandbox)),
+                *want,
+                "{module} {args:?} sandbox={sandbox}"
+            );
+        }
     }
 
     #[test]
@@ -1096,8 +1196,20 @@ trigger = "t"
             "c",
             "rsync --server --sender -logDtprRe.iLsfxCIvu . www/a/./b/c",
         );
-        assert!(g.relative);
+        assert_eq!(g.sources, Sources::Relative);
         assert_eq!(g.paths[0].marker, Some(1));
+        // `/./.`: the marker, then the directory's contents.
+        let g = grant(
+            "c",
+            "rsync --server --sender -logDtprRe.iLsfxCIvu . www/a/./.",
+        );
+        assert_eq!(g.paths[0].marker, Some(1));
+        assert_eq!(g.paths[0].trailing, Trailing::SlashDot);
+        let g = grant(
+            "c",
+            "rsync --server --sender -logDtprRe.iLsfxCIvu . www/./.",
+        );
+        assert_eq!(g.paths[0].marker, Some(0));
         let g = grant(
             "c",
             "rsync --server --sender -logDtprRe.iLsfxCIvu . /srv/www/./b",

@@ -1,192 +1,13 @@
-//! Audit records (one JSON object per line) and their review.
-//!
-//! Every decision writes one line before anything runs; a session that ran
-//! writes a second line when it ends. Each line is appended with a single
-//! `write(2)` on an `O_APPEND` descriptor, so parallel sessions never
-//! interleave, and a failed or short write refuses the request.
+//! Reading the audit log back: filters, text lines and per-client
+//! summaries (`rsync-gate audit`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, BufRead};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-/// Largest audit line written; longer fields are cut.
-const MAX_FIELD: usize = 16 * 1024;
-
-/// The client's address, as `SSH_CONNECTION` gave it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
-    pub addr: String,
-    pub port: u16,
-}
-
-/// Why a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reason {
-    pub code: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// One audit line.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub time: String,
-    /// `decision` or `end`.
-    pub event: String,
-    /// Joins a decision to its end record.
-    pub session: String,
-    pub client: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<Source>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// `allow` or `deny` (decision records).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<Reason>,
-    /// `sender`, `receiver`, `daemon`, `probe`, `trigger`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub modules: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub argv: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    /// Whether the kernel sandbox was applied (`applied`, `unsupported`, `off`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_status: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-    /// Daemon mode: the in-band request (`module/path`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-}
-
-/// An open audit log.
-#[derive(Debug)]
-pub struct AuditLog {
-    file: File,
-}
-
-impl AuditLog {
-    /// Open (creating if needed) for appending. Refuses symlinks and
-    /// anything but a regular file.
-    pub fn open(path: &Path) -> io::Result<AuditLog> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)?;
-        let md = file.metadata()?;
-        if !md.is_file() {
-            return Err(io::Error::other("not a regular file"));
-        }
-        Ok(AuditLog { file })
-    }
-
-    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
-        self.file.metadata()
-    }
-
-    /// Append one record with a single write.
-    pub fn write(&mut self, record: &Record) -> io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
-        line.push(b'\n');
-        let n = self.file.write(&line)?;
-        if n != line.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "short write to the audit log",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Escape bytes for the log: printable text as is, control characters and
-/// invalid UTF-8 as backslash escapes; cut at [`MAX_FIELD`] bytes.
-pub fn escape(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len());
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\\' {
-                s.push_str("\\\\");
-            } else if c.is_control() {
-                s.extend(c.escape_default());
-            } else {
-                s.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            s.push_str(&format!("\\x{byte:02x}"));
-        }
-        if s.len() > MAX_FIELD {
-            let mut cut = MAX_FIELD;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            s.truncate(cut);
-            s.push_str("...");
-            break;
-        }
-    }
-    s
-}
-
-/// RFC 3339 UTC with milliseconds.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+use super::{Event, Mode, Record, Verdict, days_from_civil};
 
 /// Parse `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.fff]Z`, or a relative
 /// `30m`/`24h`/`7d` (before `now`) into seconds since the epoch.
@@ -261,7 +82,7 @@ impl Filter {
         if self.client.as_ref().is_some_and(|c| *c != r.client) {
             return false;
         }
-        if self.denied && r.decision.as_deref() != Some("deny") {
+        if self.denied && r.decision != Some(Verdict::Deny) {
             return false;
         }
         if let Some(since) = self.since {
@@ -320,7 +141,7 @@ fn format_line_raw(r: &Record) -> String {
         .as_ref()
         .map(|s| s.addr.clone())
         .unwrap_or_else(|| "-".into());
-    if r.event == "end" {
+    if r.event == Event::End {
         let status = match (r.exit_status, r.signal) {
             (Some(c), _) => format!("exit {c}"),
             (None, Some(s)) => format!("signal {s}"),
@@ -339,8 +160,12 @@ fn format_line_raw(r: &Record) -> String {
         .trim_end()
         .to_string();
     }
-    let decision = r.decision.as_deref().unwrap_or("-");
-    let mode = r.mode.as_deref().unwrap_or("-");
+    let decision = match r.decision {
+        Some(Verdict::Allow) => "allow",
+        Some(Verdict::Deny) => "deny",
+        None => "-",
+    };
+    let mode = r.mode.map_or("-", Mode::name);
     let modules = if r.modules.is_empty() {
         "-".to_string()
     } else {
@@ -376,23 +201,23 @@ pub fn summary(records: &[Record]) -> String {
         }
         // A daemon session's own records wrap its in-band requests, which
         // carry their own decisions: count those, not the envelope.
-        if r.mode.as_deref() == Some("daemon") {
+        if r.mode == Some(Mode::Daemon) {
             continue;
         }
-        match (r.event.as_str(), r.decision.as_deref()) {
-            ("decision", Some("allow")) => {
+        match (r.event, r.decision) {
+            (Event::Decision, Some(Verdict::Allow)) => {
                 row.allowed += 1;
                 for m in &r.modules {
                     *row.modules.entry(m.clone()).or_default() += 1;
                 }
             }
-            ("decision", Some("deny")) => {
+            (Event::Decision, Some(Verdict::Deny)) => {
                 row.denied += 1;
                 if let Some(reason) = &r.reason {
                     *row.reasons.entry(reason.code.clone()).or_default() += 1;
                 }
             }
-            ("end", _) if r.exit_status != Some(0) => row.failed += 1,
+            (Event::End, _) if r.exit_status != Some(0) => row.failed += 1,
             _ => {}
         }
     }
@@ -429,25 +254,12 @@ pub fn summary(records: &[Record]) -> String {
 }
 
 /// Milliseconds, saturating.
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_known_dates() {
-        let t = |s: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(t(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(t(951_782_400), "2000-02-29T00:00:00.000Z");
-        assert_eq!(t(1_795_416_000), "2026-11-23T06:40:00.000Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_millis(1_234)),
-            "1970-01-01T00:00:01.234Z"
-        );
-    }
+    use crate::audit::{AuditLog, Reason, rfc3339};
+    use std::io::Write;
+    use std::time::Duration;
 
     #[test]
     fn since_parsing() {
@@ -477,28 +289,16 @@ mod tests {
     }
 
     #[test]
-    fn escaping() {
-        assert_eq!(
-            escape(b"rsync --server . a\\ b"),
-            "rsync --server . a\\\\ b"
-        );
-        assert_eq!(escape(b"a\x1b[2Jb"), "a\\u{1b}[2Jb");
-        assert_eq!(escape(b"a\rb\tc"), "a\\rb\\tc");
-        assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
-        assert!(escape(&vec![b'a'; MAX_FIELD * 2]).len() < MAX_FIELD + 10);
-    }
-
-    #[test]
     fn appends_whole_lines_and_reads_them_back() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("audit.jsonl");
         let mut log = AuditLog::open(&p).unwrap();
         let mut r = Record {
             time: "2026-11-23T06:40:00.000Z".into(),
-            event: "decision".into(),
+            event: Event::Decision,
             session: "1-2".into(),
             client: "backup01".into(),
-            decision: Some("deny".into()),
+            decision: Some(Verdict::Deny),
             reason: Some(Reason {
                 code: "read_only".into(),
                 message: "module 'www' is read-only".into(),
@@ -508,7 +308,7 @@ mod tests {
         };
         log.write(&r).unwrap();
         r.client = "other".into();
-        r.decision = Some("allow".into());
+        r.decision = Some(Verdict::Allow);
         r.reason = None;
         log.write(&r).unwrap();
         std::fs::OpenOptions::new()
@@ -537,9 +337,9 @@ mod tests {
     #[test]
     fn review_lines_never_carry_control_characters() {
         let r = Record {
-            event: "decision".into(),
+            event: Event::Decision,
             client: "c".into(),
-            decision: Some("deny".into()),
+            decision: Some(Verdict::Deny),
             reason: Some(Reason {
                 code: "unknown_option".into(),
                 message: "unknown option --a\u{1b}[2Jb".into(),
@@ -550,15 +350,5 @@ mod tests {
         let l = format_line(&r);
         assert!(!l.chars().any(char::is_control), "{l:?}");
         assert!(l.contains("\\u{1b}[2Jb"), "{l}");
-    }
-
-    #[test]
-    fn refuses_symlinked_logs() {
-        let d = tempfile::tempdir().unwrap();
-        let target = d.path().join("elsewhere");
-        std::fs::write(&target, "").unwrap();
-        std::os::unix::fs::symlink(&target, d.path().join("audit.jsonl")).unwrap();
-        assert!(AuditLog::open(&d.path().join("audit.jsonl")).is_err());
-        assert!(AuditLog::open(d.path()).is_err());
     }
 }

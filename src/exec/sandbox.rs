@@ -11,15 +11,14 @@
 //! The gate itself only waits and writes to descriptors it already holds
 //! (the audit log, syslog) once restricted, which Landlock does not limit.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use landlock::{
     ABI, Access, AccessFs, BitFlags, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
     path_beneath_rules,
 };
 
-use crate::policy::Sandbox;
+pub use crate::plan::SandboxPlan;
 
 /// The newest ABI whose rights we handle. (Later ones add restrictions on
 /// connecting to UNIX sockets, which name-service lookups need.)
@@ -48,45 +47,14 @@ pub const SYSTEM_READ: &[&str] = &[
 /// Files rsync may write that are not data: the null device.
 pub const SYSTEM_WRITE: &[&str] = &["/dev/null"];
 
-/// What rsync may touch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SandboxPlan {
-    /// Trees readable (and listable).
-    pub read: Vec<PathBuf>,
-    /// Trees readable and writable.
-    pub write: Vec<PathBuf>,
-    /// Files and trees readable and executable (beyond the system ones).
-    pub exec: Vec<PathBuf>,
-    /// Single files that may be opened for reading and writing, never
-    /// created, removed or truncated (the audit log the daemon's hooks
-    /// append to, `max connections` lock files).
-    pub append: Vec<PathBuf>,
-    /// May device nodes, FIFOs and sockets be created in writable trees?
-    pub devices: bool,
-}
-
-/// What happened when the sandbox was applied.
+/// What the kernel enforces once the sandbox is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Every requested restriction is enforced.
+    /// Every requested restriction.
     Full,
-    /// The kernel enforces a subset (an older Landlock ABI).
+    /// A subset (an older Landlock ABI); device and special files are kept
+    /// out from the first ABI on.
     Partial,
-    /// The kernel does not support Landlock.
-    Unsupported,
-    /// The policy says `sandbox = "off"`.
-    Off,
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Status::Full => "applied",
-            Status::Partial => "applied (partially: older kernel)",
-            Status::Unsupported => "unsupported by the kernel",
-            Status::Off => "off",
-        })
-    }
 }
 
 fn write_rights(devices: bool) -> BitFlags<AccessFs> {
@@ -128,25 +96,18 @@ fn build(plan: &SandboxPlan) -> Result<landlock::RulesetCreated, landlock::Rules
 }
 
 /// Apply the sandbox to this process (and so to everything it starts).
-/// With `Sandbox::Required`, anything less than an enforced ruleset is an
-/// error; with `BestEffort` it is reported in the status.
-pub fn apply(plan: &SandboxPlan, mode: Sandbox) -> Result<Status, String> {
-    if mode == Sandbox::Off {
-        return Ok(Status::Off);
-    }
+/// Anything less than an enforced ruleset is an error: the plan was made
+/// on the kernel's word that it has Landlock.
+pub fn apply(plan: &SandboxPlan) -> Result<Status, String> {
     let created = build(plan).map_err(|e| format!("cannot build the Landlock ruleset: {e}"))?;
     let status = created
         .restrict_self()
         .map_err(|e| format!("cannot apply the Landlock ruleset: {e}"))?;
-    let s = match status.ruleset {
-        RulesetStatus::FullyEnforced => Status::Full,
-        RulesetStatus::PartiallyEnforced => Status::Partial,
-        RulesetStatus::NotEnforced => Status::Unsupported,
-    };
-    if mode == Sandbox::Required && s == Status::Unsupported {
-        return Err("the kernel does not support Landlock".into());
+    match status.ruleset {
+        RulesetStatus::FullyEnforced => Ok(Status::Full),
+        RulesetStatus::PartiallyEnforced => Ok(Status::Partial),
+        RulesetStatus::NotEnforced => Err("the kernel does not enforce Landlock".into()),
     }
-    Ok(s)
 }
 
 #[cfg(test)]
@@ -182,7 +143,7 @@ mod tests {
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "sandbox::tests::sandboxed_child",
+                "exec::sandbox::tests::sandboxed_child",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -203,17 +164,17 @@ mod tests {
         let Some(base) = std::env::var_os("RSYNC_GATE_SANDBOX_CHILD") else {
             return;
         };
-        let base = PathBuf::from(base);
+        let base = std::path::PathBuf::from(base);
         let inside = base.join("inside");
         let plan = SandboxPlan {
             read: vec![inside.clone()],
             ..Default::default()
         };
-        let status = apply(&plan, Sandbox::BestEffort).unwrap();
-        if status == Status::Unsupported {
+        if crate::sys::landlock_abi().is_none() {
             eprintln!("CHILD-CHECKED (no Landlock on this kernel)");
             return;
         }
+        apply(&plan).unwrap();
         assert_eq!(std::fs::read_to_string(inside.join("ok")).unwrap(), "ok");
         let e = std::fs::read_to_string(base.join("outside/secret")).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);

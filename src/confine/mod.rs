@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode as FileMode;
 
-use crate::decide::{Comp, Grant, Mode, PathOpt, PathValue, Target, Trailing};
+use crate::decide::{Comp, Grant, Mode, PathOpt, PathValue, Sources, Target, Trailing};
 use crate::deny::{DenyReason, shown};
 use crate::glob;
+pub use crate::host::Account;
 use crate::policy::Module;
 use crate::request::options::{PathRole, Spec};
 use crate::trust;
@@ -36,43 +37,6 @@ const MODULE_NAME_HINT_RELATIVE: &str =
 
 /// Most paths a request's wildcards may expand to.
 pub const MAX_MATCHES: usize = 10_000;
-
-/// The SSH account the gate runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub uid: u32,
-    pub name: String,
-    pub home: Option<PathBuf>,
-}
-
-impl Account {
-    /// A named account (for `check`/`explain --account`).
-    pub fn named(name: &str) -> Option<Account> {
-        let u = nix::unistd::User::from_name(name).ok()??;
-        Some(Account {
-            uid: u.uid.as_raw(),
-            name: u.name,
-            home: Some(u.dir),
-        })
-    }
-
-    /// The account of the current effective uid.
-    pub fn current() -> Account {
-        let uid = nix::unistd::geteuid();
-        match nix::unistd::User::from_uid(uid) {
-            Ok(Some(u)) => Account {
-                uid: uid.as_raw(),
-                name: u.name,
-                home: Some(u.dir),
-            },
-            _ => Account {
-                uid: uid.as_raw(),
-                name: uid.to_string(),
-                home: None,
-            },
-        }
-    }
-}
 
 /// A held directory (or file) rsync reaches through `/proc/self/fd/N`.
 #[derive(Debug)]
@@ -105,6 +69,25 @@ pub struct Confined {
     pub notes: Vec<String>,
     /// Held descriptors; they must stay open until rsync has started.
     pub pins: Vec<Pin>,
+    /// Directories the exec stage creates (and holds) before rsync starts.
+    pub mkdirs: Vec<MakeDir>,
+}
+
+/// A directory that does not exist yet and that rsync is handed by
+/// descriptor: the exec stage creates `names` one by one below `parent`
+/// (never following a link), checks the result is `expect`, and moves its
+/// descriptor onto `slot`, which the argv already names. Until then `slot`
+/// holds `/dev/null`, so a plan whose creation did not happen names nothing
+/// rsync could use.
+#[derive(Debug)]
+pub struct MakeDir {
+    pub parent: OwnedFd,
+    pub names: Vec<Vec<u8>>,
+    pub mode: u32,
+    pub expect: PathBuf,
+    pub slot: OwnedFd,
+    /// The path as the client spelled it (for a refusal).
+    pub spelled: String,
 }
 
 /// Check a module's root (ownership, type, home directory, the gate's own
@@ -146,6 +129,31 @@ pub fn check_module(
         )));
     }
     Ok(real)
+}
+
+/// The modules of a daemon session, each checked as [`check_module`] does;
+/// unsafe ones are left out (with a note), as checked mode refuses them.
+pub fn check_modules<'p>(
+    policy: &'p crate::policy::Policy,
+    names: &[String],
+    account: &Account,
+    protected: &[PathBuf],
+    notes: &mut Vec<String>,
+) -> Vec<(&'p Module, PathBuf)> {
+    let mut out: Vec<(&Module, PathBuf)> = Vec::new();
+    for name in names {
+        let Some(m) = policy.modules.get(name) else {
+            continue;
+        };
+        if out.iter().any(|(seen, _)| seen.name == *name) {
+            continue;
+        }
+        match check_module(m, account, protected) {
+            Ok(root) => out.push((m, root)),
+            Err(r) => notes.push(format!("module '{name}' left out: {r}")),
+        }
+    }
+    out
 }
 
 /// What a resolution found.
@@ -201,7 +209,7 @@ struct Walker<'a> {
     spelled: String,
     pins: Vec<Pin>,
     by_path: HashMap<PathBuf, usize>,
-    create: bool,
+    mkdirs: Vec<MakeDir>,
     notes: &'a mut Vec<String>,
 }
 
@@ -449,9 +457,21 @@ impl Walker<'_> {
     }
 
     /// The argument for one source of a pull.
-    fn sender_arg(&mut self, t: &Target, relative: bool) -> Result<OsString, DenyReason> {
+    fn sender_arg(&mut self, t: &Target, sources: Sources) -> Result<OsString, DenyReason> {
         let root = self.root.clone();
-        if relative {
+        if sources == Sources::FilesFromBase {
+            // The directory the listed names are taken from.
+            let f = self.resolve(&root, &t.comps, true)?;
+            if f.leaf.is_some() {
+                return Err(DenyReason::NotADirectory(self.spelled.clone()));
+            }
+            if !f.missing.is_empty() {
+                return Err(DenyReason::NotFound(self.spelled.clone()));
+            }
+            let i = self.pin(&f.dir)?;
+            return Ok(with_trailing(self.proc(i), Trailing::Slash));
+        }
+        if sources == Sources::Relative {
             let (anchor, suffix, above): (&[Comp], &[Comp], Vec<Vec<u8>>) =
                 match (t.marker, &t.prefix) {
                     (Some(k), _) => (
@@ -673,47 +693,36 @@ impl Walker<'_> {
         }
     }
 
-    /// Create `names` below the real directory `dir` and hold the result.
-    fn create_below(
+    /// Plan the creation of `names` below the real directory `dir`: the
+    /// exec stage makes them and holds the result on a reserved descriptor,
+    /// whose `/proc/self/fd/N` name is returned.
+    fn plan_mkdir(
         &mut self,
         dir: &Path,
         names: &[Vec<u8>],
         mode: u32,
-    ) -> Result<usize, DenyReason> {
-        let race = |w: &Walker<'_>| DenyReason::Race(w.spelled.clone());
+    ) -> Result<OsString, DenyReason> {
         let start = self.pin(dir)?;
-        let Some(mut fd) = self.pins.get(start).and_then(|p| p.fd.try_clone().ok()) else {
+        let Some(parent) = self.pins.get(start).and_then(|p| p.fd.try_clone().ok()) else {
             return Err(DenyReason::Internal("cannot duplicate a descriptor".into()));
         };
-        for n in names {
-            let name = std::ffi::OsStr::from_bytes(n);
-            match nix::sys::stat::mkdirat(&fd, name, FileMode::from_bits_truncate(mode)) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                Err(e) => {
-                    return Err(DenyReason::Internal(format!(
-                        "cannot create a directory: {e}"
-                    )));
-                }
-            }
-            fd = nix::fcntl::openat(
-                &fd,
-                name,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-                FileMode::empty(),
-            )
-            .map_err(|_| race(self))?;
+        let expect = join_names(dir, names);
+        if !expect.starts_with(&self.root) {
+            return Err(self.escapes());
         }
-        let real = std::fs::read_link(proc_fd(&fd)).map_err(|_| race(self))?;
-        if !real.starts_with(&self.root) || real != join_names(dir, names) {
-            return Err(race(self));
-        }
-        self.pins.push(Pin {
-            fd,
-            real: real.clone(),
+        // Not close-on-exec: rsync inherits it.
+        let slot = nix::fcntl::open("/dev/null", OFlag::O_PATH, FileMode::empty())
+            .map_err(|e| DenyReason::Internal(format!("cannot open /dev/null: {e}")))?;
+        let name = proc_fd(&slot).into_os_string();
+        self.mkdirs.push(MakeDir {
+            parent,
+            names: names.to_vec(),
+            mode,
+            expect,
+            slot,
+            spelled: self.spelled.clone(),
         });
-        let i = self.pins.len() - 1;
-        self.by_path.insert(real, i);
-        Ok(i)
+        Ok(name)
     }
 
     fn path_opt(
@@ -845,15 +854,12 @@ impl Walker<'_> {
                 } else {
                     0o777
                 };
-                if !self.create {
-                    let i = self.pin(&found.dir)?;
-                    self.notes
-                        .push(format!("{opt} {}: would be created", self.spelled));
-                    return Ok(Some(self.below(i, &found.missing)));
-                }
-                let i = self.create_below(&found.dir, &found.missing, mode)?;
-                self.notes.push(format!("{opt} {}: created", self.spelled));
-                Ok(Some(self.proc(i)))
+                let name = self.plan_mkdir(&found.dir, &found.missing, mode)?;
+                self.notes.push(format!(
+                    "{opt} {}: created by the gate before rsync starts",
+                    self.spelled
+                ));
+                Ok(Some(name))
             }
         }
     }
@@ -875,15 +881,14 @@ fn unescape(p: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Resolve, check and pin every path of a grant. `create` allows the gate
-/// to create a missing `--backup-dir`/absolute `--partial-dir` (false for
-/// `explain`).
+/// Resolve, check and pin every path of a grant. Nothing is created here:
+/// a missing `--backup-dir` or absolute `--partial-dir` becomes a planned
+/// [`MakeDir`].
 pub fn confine(
     grant: &Grant,
     module: &Module,
     account: &Account,
     protected: &[PathBuf],
-    create: bool,
 ) -> Result<Confined, DenyReason> {
     let root = check_module(module, account, protected)?;
     let mut notes = Vec::new();
@@ -893,7 +898,7 @@ pub fn confine(
         spelled: String::new(),
         pins: Vec::new(),
         by_path: HashMap::new(),
-        create,
+        mkdirs: Vec::new(),
         notes: &mut notes,
     };
     // Hold the root first: every other check hangs off it.
@@ -906,7 +911,7 @@ pub fn confine(
             for t in &grant.paths {
                 w.spelled = t.shown();
                 for concrete in w.expand(t, &mut budget)? {
-                    args.push(w.sender_arg(&concrete, grant.relative)?);
+                    args.push(w.sender_arg(&concrete, grant.sources)?);
                 }
             }
         }
@@ -926,19 +931,21 @@ pub fn confine(
         }
     }
     let pins = std::mem::take(&mut w.pins);
+    let mkdirs = std::mem::take(&mut w.mkdirs);
     Ok(Confined {
         root,
         args,
         path_opts,
         notes,
         pins,
+        mkdirs,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{self, Context, Decision, RsyncCaps};
+    use crate::decide::{self, Context, Decision, RsyncCaps, Server};
     use crate::policy::{self, Policy};
     use crate::request::parse_command;
     use std::os::unix::fs::symlink;
@@ -998,9 +1005,12 @@ mod tests {
             policy: &f.policy,
             client: "c",
             conn: None,
-            caps: RsyncCaps {
-                confine_root: true,
-                drop_d: true,
+            server: Server {
+                caps: RsyncCaps {
+                    confine_root: true,
+                    drop_d: true,
+                },
+                sandbox: true,
             },
         };
         let req = parse_command(cmd.as_bytes());
@@ -1008,7 +1018,7 @@ mod tests {
             panic!("not granted: {cmd}");
         };
         let m = &f.policy.modules[&g.module];
-        confine(&g, m, &account(), &[], true)
+        confine(&g, m, &account(), &[])
     }
 
     /// Map `/proc/self/fd/N/rest` back to the pinned real path.
@@ -1212,14 +1222,25 @@ mod tests {
             .unwrap_err();
             assert_eq!(e.code(), "escapes_module", "{opt}");
         }
-        // A missing backup dir is created by the gate and held.
+        // A missing backup dir is planned, not created: the exec stage
+        // makes it and moves it onto the descriptor the argv names.
         let c = confine_cmd(
             &f,
             "rsync --server -blogDtpre.iLsfxCIvu --backup-dir ../bk/today . backup/cur/",
         )
         .unwrap();
-        assert!(b.join("bk/today").is_dir());
+        assert!(!b.join("bk").exists());
+        assert_eq!(c.mkdirs.len(), 1);
+        let m = &c.mkdirs[0];
+        assert_eq!(m.expect, b.join("bk/today"));
+        assert_eq!(m.names, [b"bk".to_vec(), b"today".to_vec()]);
+        assert_eq!(m.mode, 0o777);
+        assert_eq!(m.spelled, "../bk/today");
+        let slot = format!("/proc/self/fd/{}", m.slot.as_raw_fd());
         assert_eq!(c.path_opts.len(), 1);
+        assert_eq!(c.path_opts[0].1, std::ffi::OsString::from(&slot));
+        // Until then the slot holds /dev/null: nothing rsync could use.
+        assert_eq!(std::fs::read_link(&slot).unwrap(), Path::new("/dev/null"));
         // A relative --partial-dir that is a link leading out, where the
         // destination already exists.
         let e = confine_cmd(
@@ -1285,7 +1306,7 @@ mod tests {
             spelled: "m/x".into(),
             pins: Vec::new(),
             by_path: HashMap::new(),
-            create: false,
+            mkdirs: Vec::new(),
             notes,
         }
     }

@@ -9,18 +9,13 @@
 
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, fcntl};
 
 /// How often a waiting session retries.
 const POLL: Duration = Duration::from_millis(100);
-
-/// The lock file of a module.
-pub fn lock_file(lock_dir: &Path, module: &str) -> PathBuf {
-    lock_dir.join(format!("{module}.lock"))
-}
 
 /// A held slot; released when dropped (or when the process exits).
 #[derive(Debug)]
@@ -143,7 +138,7 @@ mod tests {
     #[test]
     fn slots_are_byte_ranges_shared_with_other_processes() {
         let d = tempfile::tempdir().unwrap();
-        let path = lock_file(d.path(), "www");
+        let path = crate::plan::lock_file(d.path(), "www");
         let mut holder = hold_slot_in_child(&path, 0);
         // Slot 0 is taken by the other process; with two slots we get slot 1.
         let s = acquire(&path, 2, Duration::ZERO).unwrap();
@@ -169,7 +164,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("www.lock")).unwrap();
         assert!(matches!(
-            acquire(&lock_file(d.path(), "www"), 1, Duration::ZERO),
+            acquire(&crate::plan::lock_file(d.path(), "www"), 1, Duration::ZERO),
             Err(SlotError::Io(_))
         ));
     }

@@ -5,7 +5,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-use crate::audit::Record;
+use crate::audit::{Event, Record, Verdict};
 
 /// The local syslog socket.
 pub const DEFAULT_SOCKET: &str = "/dev/log";
@@ -35,18 +35,20 @@ impl Syslog {
 
 /// `<PRI>rsync-gate[PID]: summary`, without control characters.
 pub fn line(r: &Record) -> String {
-    let denied = r.decision.as_deref() == Some("deny");
+    let denied = r.decision == Some(Verdict::Deny);
     let pri = AUTHPRIV * 8 + if denied { WARNING } else { INFO };
     let source = r.source.as_ref().map(|s| s.addr.as_str()).unwrap_or("-");
     let mut msg = format!("client={} from={source}", r.client);
-    if let Some(d) = &r.decision {
-        msg.push_str(&format!(" decision={d}"));
+    match r.decision {
+        Some(Verdict::Allow) => msg.push_str(" decision=allow"),
+        Some(Verdict::Deny) => msg.push_str(" decision=deny"),
+        None => {}
     }
-    if r.event == "end" {
+    if r.event == Event::End {
         msg.push_str(" event=end");
     }
-    if let Some(m) = &r.mode {
-        msg.push_str(&format!(" mode={m}"));
+    if let Some(m) = r.mode {
+        msg.push_str(&format!(" mode={}", m.name()));
     }
     if !r.modules.is_empty() {
         msg.push_str(&format!(" modules={}", r.modules.join(",")));
@@ -67,35 +69,35 @@ pub fn line(r: &Record) -> String {
         msg.push_str(&format!(" ms={ms}"));
     }
     msg.push_str(&format!(" session={}", r.session));
-    let clean: String = msg
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    format!("<{pri}>rsync-gate[{}]: {clean}", std::process::id())
+    format!(
+        "<{pri}>rsync-gate[{}]: {}",
+        std::process::id(),
+        crate::escape::display(&msg)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Reason, Source};
+    use crate::audit::{Mode, Reason, Source};
 
     #[test]
     fn formats_summaries() {
         let r = Record {
-            event: "decision".into(),
+            event: Event::Decision,
             session: "s1".into(),
             client: "backup01".into(),
             source: Some(Source {
                 addr: "192.0.2.10".into(),
                 port: 5,
             }),
-            decision: Some("deny".into()),
+            decision: Some(Verdict::Deny),
             reason: Some(Reason {
                 code: "read_only".into(),
                 message: "x".into(),
                 detail: None,
             }),
-            mode: Some("receiver".into()),
+            mode: Some(Mode::Receiver),
             modules: vec!["www".into()],
             ..Default::default()
         };
@@ -106,12 +108,12 @@ mod tests {
             "{l}"
         );
         let mut r = r;
-        r.decision = Some("allow".into());
+        r.decision = Some(Verdict::Allow);
         r.reason = None;
-        r.client = "a\nb".into();
+        r.client = "a\nb\u{202e}".into();
         let l = line(&r);
         assert!(l.starts_with("<86>"), "{l}");
-        assert!(l.contains("client=a?b"), "{l}");
+        assert!(l.contains("client=a\\nb\\u{202e} "), "{l}");
     }
 
     #[test]

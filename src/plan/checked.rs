@@ -1,79 +1,99 @@
-//! The exec plan: exactly what runs. Built from a grant and its confined
-//! paths; the exec stage sees only this, never the policy or the request.
+//! Checked mode (`host:module/path`): rsync's argv from a grant and its
+//! confined paths, and the plan around it.
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 
-use crate::decide::{Added, Conn, Grant, Mode};
-use crate::paths::{Account, Confined};
-use crate::policy::Sandbox;
+use super::{ExecPlan, SandboxChoice, SandboxPlan, SlotPlan, child_env, lock_file};
+use crate::confine::Confined;
+use crate::decide::{Added, Grant, Mode};
+use crate::host::Account;
+use crate::policy::{Module, Policy, Sandbox};
 use crate::request::OptValue;
-use crate::request::options::{Takes, Value};
-pub use crate::sandbox::SandboxPlan;
+use crate::request::conn::Connection;
+use crate::request::options::{self, Takes, Value};
 
-/// Directory the child's `HOME` points at: must not exist and cannot be
-/// created by the client.
-pub const CHILD_HOME: &str = "/nonexistent";
-/// The child's `PATH`.
-pub const CHILD_PATH: &str = "/usr/bin:/bin";
-
-/// What to run.
+/// Everything a checked-mode plan is built from.
 #[derive(Debug)]
-pub struct ExecPlan {
-    /// Absolute path of the program.
-    pub program: PathBuf,
-    /// `argv[0]` as the program will see it.
-    pub arg0: OsString,
-    /// `argv[1..]`.
-    pub args: Vec<OsString>,
-    /// The complete environment.
-    pub env: Vec<(OsString, OsString)>,
-    /// Working directory.
-    pub cwd: PathBuf,
-    /// Descriptors the child inherits (besides 0, 1, 2). They are not
-    /// close-on-exec and must stay open until the child has started.
-    pub keep_fds: Vec<OwnedFd>,
-    /// Kernel confinement, if any.
-    pub sandbox: Option<SandboxPlan>,
-    /// Whether the sandbox is required, best effort or off.
-    pub sandbox_mode: Sandbox,
-    /// Human-readable remarks (explain, audit).
-    pub notes: Vec<String>,
+pub struct Inputs<'a> {
+    pub policy: &'a Policy,
+    pub module: &'a Module,
+    pub grant: &'a Grant,
+    pub confined: Confined,
+    pub account: &'a Account,
+    pub conn: Option<&'a Connection>,
+    /// The kernel sandbox goes around rsync (decided with the grant).
+    pub sandbox: bool,
 }
 
-impl ExecPlan {
-    /// argv as text for the audit log and `explain`.
-    pub fn argv_lossy(&self) -> Vec<String> {
-        std::iter::once(&self.arg0)
-            .chain(self.args.iter())
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+/// The plan for a checked grant.
+pub fn plan(i: Inputs<'_>) -> ExecPlan {
+    let Inputs {
+        policy,
+        module,
+        grant,
+        confined,
+        account,
+        conn,
+        sandbox,
+    } = i;
+    let args = args(grant, &confined);
+    let mut notes = confined.notes.clone();
+    notes.extend(
+        confined
+            .pins
+            .iter()
+            .map(|p| format!("pinned {} = {}", p.proc_path().display(), p.real.display())),
+    );
+    let sandbox = match (policy.gate.sandbox, sandbox) {
+        (Sandbox::Off, _) => SandboxChoice::Off,
+        (_, false) => SandboxChoice::Unavailable,
+        (mode, true) => {
+            let root = confined.root.clone();
+            let (read, write) = match grant.mode {
+                Mode::Sender => (vec![root], vec![]),
+                Mode::Receiver => (vec![], vec![root]),
+            };
+            notes.push(format!(
+                "sandbox ({mode}): {} {}",
+                if write.is_empty() {
+                    "read-only"
+                } else {
+                    "read-write"
+                },
+                confined.root.display()
+            ));
+            SandboxChoice::Apply(SandboxPlan {
+                read,
+                write,
+                exec: vec![policy.gate.rsync.clone()],
+                append: vec![],
+                devices: module.devices,
+            })
+        }
+    };
+    let slot = (module.max_connections > 0).then(|| SlotPlan {
+        module: module.name.clone(),
+        lock: lock_file(&policy.gate.lock_dir, &module.name),
+        max: module.max_connections,
+        wait: policy.gate.wait_for_slot,
+    });
+    ExecPlan {
+        program: policy.gate.rsync.clone(),
+        arg0: "rsync".into(),
+        args,
+        env: child_env(account, conn),
+        cwd: confined.root.clone(),
+        keep_fds: confined.pins.into_iter().map(|p| p.fd).collect(),
+        mkdirs: confined.mkdirs,
+        files: Vec::new(),
+        slot,
+        sandbox,
+        notes,
     }
-}
-
-/// The child's environment, built from nothing.
-pub fn child_env(
-    account: &Account,
-    conn: Option<&Conn>,
-    conn_text: Option<&str>,
-) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = vec![
-        ("PATH".into(), CHILD_PATH.into()),
-        ("HOME".into(), CHILD_HOME.into()),
-        ("USER".into(), account.name.clone().into()),
-        ("LOGNAME".into(), account.name.clone().into()),
-    ];
-    // rsync (daemon mode) takes the client address from SSH_CONNECTION; pass
-    // only a value we parsed, rebuilt from its parts.
-    if let (Some(_), Some(text)) = (conn, conn_text) {
-        env.push(("SSH_CONNECTION".into(), text.into()));
-    }
-    env
 }
 
 /// The rsync argv for a checked grant.
-pub fn checked_args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
+pub fn args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--server".into()];
     if grant.mode == Mode::Sender {
         args.push("--sender".into());
@@ -88,7 +108,11 @@ pub fn checked_args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
         }
     };
     for o in &grant.opts {
-        match (o.spec.short, o.spec.takes, &o.value) {
+        let letter = o
+            .spec
+            .short
+            .filter(|c| options::CLUSTER_LETTERS.contains(c));
+        match (letter, o.spec.takes, &o.value) {
             (Some(c), Takes::Nothing, _) => cluster.push(char::from(c)),
             (_, Takes::Value(Value::Capabilities), Some(OptValue::Text(caps))) => {
                 cluster.push('e');
@@ -115,16 +139,12 @@ pub fn checked_args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
         args.push(a);
     }
     for added in &grant.added {
-        match added {
-            Added::IgnoreExisting => args.push("--ignore-existing".into()),
-            Added::DropD => args.push("--drop-D".into()),
-            Added::MungeLinks => args.push("--munge-links".into()),
-            Added::ConfineRoot => {
-                let mut a = OsString::from("--confine-root=");
-                a.push(&confined.root);
-                args.push(a);
-            }
+        let mut a = OsString::from(format!("--{}", added.long()));
+        if *added == Added::ConfineRoot {
+            a.push("=");
+            a.push(&confined.root);
         }
+        args.push(a);
     }
     args.push("--".into());
     args.push(".".into());
@@ -135,7 +155,7 @@ pub fn checked_args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{self, Context, Decision, RsyncCaps};
+    use crate::decide::{self, Context, Decision, RsyncCaps, Server};
     use crate::policy;
     use crate::request::parse_command;
     use std::path::Path;
@@ -150,9 +170,12 @@ mod tests {
             policy: &p,
             client: "c",
             conn: None,
-            caps: RsyncCaps {
-                confine_root: true,
-                drop_d: true,
+            server: Server {
+                caps: RsyncCaps {
+                    confine_root: true,
+                    drop_d: true,
+                },
+                sandbox: true,
             },
         };
         let req = parse_command(cmd.as_bytes());
@@ -164,7 +187,7 @@ mod tests {
             args: vec!["/proc/self/fd/3/".into()],
             ..Default::default()
         };
-        checked_args(&g, &confined)
+        args(&g, &confined)
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
@@ -201,26 +224,15 @@ mod tests {
             &args_for("rsync --server -r -@-1 . w/")[..3],
             ["--server", "-r", "--modify-window=-1"]
         );
-    }
-
-    #[test]
-    fn environment_is_built_from_nothing() {
-        let acct = Account {
-            uid: 1000,
-            name: "backup".into(),
-            home: None,
-        };
-        let env = child_env(&acct, None, None);
-        let keys: Vec<String> = env
-            .iter()
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(keys, ["PATH", "HOME", "USER", "LOGNAME"]);
-        let conn = Conn {
-            addr: "192.0.2.1".parse().unwrap(),
-            port: 5,
-        };
-        let env = child_env(&acct, Some(&conn), Some("192.0.2.1 5 192.0.2.2 22"));
-        assert_eq!(env.len(), 5);
+        // Aliases are passed under the row's own name.
+        assert_eq!(
+            &args_for("rsync --server -rz --zl=3 --zt=2 . w/")[..4],
+            [
+                "--server",
+                "-rz",
+                "--compress-level=3",
+                "--compress-threads=2"
+            ]
+        );
     }
 }

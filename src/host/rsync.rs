@@ -2,12 +2,12 @@
 //! cached next to the lock files, keyed by the binary's identity.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::decide::RsyncCaps;
-use crate::plan::{CHILD_HOME, CHILD_PATH};
+use crate::host::{CHILD_HOME, CHILD_PATH};
 
 const CACHE_NAME: &str = "rsync-caps";
 
@@ -95,12 +95,21 @@ pub fn caps(rsync: &Path, cache_dir: &Path) -> RsyncCaps {
             u8::from(caps.confine_root),
             u8::from(caps.drop_d)
         );
+        // A new file of our own (never through a link someone planted),
+        // renamed over the old one.
         let tmp = cache_dir.join(format!(".{CACHE_NAME}.{}", std::process::id()));
-        let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(line.as_bytes()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
         if written.is_ok() {
             let _ = std::fs::rename(&tmp, &cache);
+        } else {
+            let _ = std::fs::remove_file(&tmp);
         }
-        let _ = std::fs::remove_file(&tmp);
     }
     caps
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::request::split::{MAX_COMMAND_LEN, MAX_WORD_LEN, MAX_WORDS};
+use crate::request::split::{MAX_COMMAND_LEN, MAX_WORD_LEN, MAX_WORDS, SplitError, Word};
+use crate::request::{Opt, ParseError, ServerArgs, options, parse_server_args};
 
 /// How long a client may take to send its arguments (rsync 3.5's own
 /// handshake deadline).
@@ -65,6 +66,70 @@ pub fn read_args(fd: impl AsFd, deadline: Duration) -> Result<Vec<Vec<u8>>, Stri
             }
         }
     }
+}
+
+/// Complete a `-s` request with the argument list read from stdin.
+///
+/// The list is NUL-separated as the client sent it: `argv[0]`, long
+/// options (values as separate entries), `.`, then paths. Nothing in it
+/// went through a shell; as rsync's own server does in this mode, paths
+/// with wildcards or backslashes are glob patterns (backslash escapes).
+/// The result is an ordinary request without `-s`: the gate passes the
+/// checked arguments to rsync in argv.
+pub fn parse_secluded(
+    cmdline: &ServerArgs,
+    stdin_args: &[Vec<u8>],
+) -> Result<ServerArgs, ParseError> {
+    let bad = |why: &str| ParseError::BadValue {
+        option: "-s".into(),
+        why: why.into(),
+    };
+    let Some((argv0, rest)) = stdin_args.split_first() else {
+        return Err(bad("no arguments were sent"));
+    };
+    if argv0.is_empty() {
+        return Err(bad("empty program name"));
+    }
+    let mut words = Vec::with_capacity(rest.len());
+    let mut after_dot = false;
+    for a in rest {
+        if a.contains(&b'\n') {
+            return Err(ParseError::Split(SplitError::Newline));
+        }
+        if !after_dot {
+            after_dot = a.as_slice() == b".";
+            words.push(Word::plain(a.clone()));
+            continue;
+        }
+        let pattern = a.iter().any(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'));
+        words.push(Word {
+            bytes: a.clone(),
+            glob: pattern.then(|| a.clone()),
+            tilde: false,
+        });
+    }
+    let tail = parse_server_args(cmdline.sender, &words)?;
+    if tail.secluded
+        || tail
+            .opts
+            .iter()
+            .any(|o| o.spec.rule == options::Rule::Secluded)
+    {
+        return Err(bad("-s may only be given on the command line"));
+    }
+    let mut opts: Vec<Opt> = cmdline
+        .opts
+        .iter()
+        .filter(|o| o.spec.rule != options::Rule::Secluded)
+        .cloned()
+        .collect();
+    opts.extend(tail.opts);
+    Ok(ServerArgs {
+        sender: cmdline.sender,
+        opts,
+        paths: tail.paths,
+        secluded: false,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,336 @@
+//! Audit records (one JSON object per line), the log they go to, and their
+//! review ([`review`]) and syslog summaries ([`syslog`]).
+//!
+//! Every decision writes one line before anything runs; a session that ran
+//! writes a second line when it ends. Each line is appended with a single
+//! `write(2)` on an `O_APPEND` descriptor, so parallel sessions never
+//! interleave, and a failed or short write refuses the request.
+
+pub mod review;
+pub mod syslog;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::deny::DenyReason;
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A decision, written before anything runs.
+    #[default]
+    Decision,
+    /// How a session (or an in-band request) ended.
+    End,
+    /// Written by another version of the gate.
+    #[serde(other)]
+    Other,
+}
+
+/// A decision record's verdict (the JSON field `decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// What rsync played, or what else the request was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The client pulls.
+    Sender,
+    /// The client pushes.
+    Receiver,
+    /// A `host::module` session.
+    Daemon,
+    /// `true`.
+    Probe,
+    /// A push-mirror trigger.
+    Trigger,
+    /// Written by another version of the gate.
+    #[serde(other)]
+    Other,
+}
+
+impl From<crate::decide::Mode> for Mode {
+    fn from(m: crate::decide::Mode) -> Mode {
+        match m {
+            crate::decide::Mode::Sender => Mode::Sender,
+            crate::decide::Mode::Receiver => Mode::Receiver,
+        }
+    }
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sender => "sender",
+            Mode::Receiver => "receiver",
+            Mode::Daemon => "daemon",
+            Mode::Probe => "probe",
+            Mode::Trigger => "trigger",
+            Mode::Other => "other",
+        }
+    }
+}
+
+/// The kernel sandbox around what ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxStatus {
+    #[serde(rename = "applied")]
+    Applied,
+    #[serde(rename = "applied (partially: older kernel)")]
+    Partial,
+    #[serde(rename = "unsupported by the kernel")]
+    Unavailable,
+    #[serde(rename = "off")]
+    Off,
+    /// Written by another version of the gate.
+    #[serde(other)]
+    Other,
+}
+
+/// The client's address, as `SSH_CONNECTION` gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub addr: String,
+    pub port: u16,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl From<&DenyReason> for Reason {
+    /// The code and the client's message, and the server-side detail the
+    /// client does not see.
+    fn from(reason: &DenyReason) -> Reason {
+        let detail = match reason {
+            DenyReason::ModuleUnsafe { why, .. } => Some(why.clone()),
+            DenyReason::AuditUnavailable(d)
+            | DenyReason::Internal(d)
+            | DenyReason::SandboxUnavailable(d) => Some(d.clone()),
+            _ => None,
+        };
+        Reason {
+            code: reason.code().into(),
+            message: reason.to_string(),
+            detail,
+        }
+    }
+}
+
+/// One audit line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub time: String,
+    pub event: Event,
+    /// Joins a decision to its end record.
+    pub session: String,
+    pub client: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Decision records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Daemon mode: the in-band request (`module/path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// An open audit log.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+}
+
+impl AuditLog {
+    /// Open (creating if needed) for appending. Refuses symlinks and
+    /// anything but a regular file.
+    pub fn open(path: &Path) -> io::Result<AuditLog> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)?;
+        let md = file.metadata()?;
+        if !md.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        Ok(AuditLog { file })
+    }
+
+    /// Open the log for a session: its directory must be root's alone (the
+    /// SSH account must not be able to replace the file), and the file a
+    /// regular file nobody else can write.
+    pub fn open_checked(path: &Path) -> Result<AuditLog, String> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        crate::trust::check_path(dir, 0).map_err(|e| format!("audit log directory unsafe: {e}"))?;
+        let log = AuditLog::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let md = log
+            .file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if md.mode() & 0o002 != 0 {
+            return Err(format!("{} is writable by others", path.display()));
+        }
+        Ok(log)
+    }
+
+    /// Append one record with a single write.
+    pub fn write(&mut self, record: &Record) -> io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let n = self.file.write(&line)?;
+        if n != line.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write to the audit log",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Client bytes for an audit field (see [`crate::escape`]).
+pub fn escape(b: &[u8]) -> String {
+    crate::escape::field(b)
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        let t = |s: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(t(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(t(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(t(1_795_416_000), "2026-11-23T06:40:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_234)),
+            "1970-01-01T00:00:01.234Z"
+        );
+    }
+
+    #[test]
+    fn enums_keep_their_json_strings() {
+        let r = Record {
+            event: Event::End,
+            decision: Some(Verdict::Allow),
+            mode: Some(Mode::Receiver),
+            sandbox: Some(SandboxStatus::Applied),
+            ..Default::default()
+        };
+        let j = serde_json::to_string(&r).unwrap();
+        for want in [
+            r#""event":"end""#,
+            r#""decision":"allow""#,
+            r#""mode":"receiver""#,
+            r#""sandbox":"applied""#,
+        ] {
+            assert!(j.contains(want), "{j}");
+        }
+        let back: Record = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, r);
+        // Records another version wrote still read.
+        let other: Record = serde_json::from_str(
+            r#"{"time":"t","event":"file","session":"s","client":"c","mode":"x","sandbox":"not applied: no"}"#,
+        )
+        .unwrap();
+        assert_eq!(other.event, Event::Other);
+        assert_eq!(other.mode, Some(Mode::Other));
+        assert_eq!(other.sandbox, Some(SandboxStatus::Other));
+    }
+
+    #[test]
+    fn refuses_symlinked_logs() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("audit.jsonl")).unwrap();
+        assert!(AuditLog::open(&d.path().join("audit.jsonl")).is_err());
+        assert!(AuditLog::open(d.path()).is_err());
+    }
+}

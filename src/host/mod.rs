@@ -1,0 +1,63 @@
+//! Facts about this server the pipeline takes as inputs: the SSH account
+//! the gate runs as, where the gate binary is, what the installed rsync
+//! supports, and whether the kernel has Landlock. Read once per session;
+//! nothing here decides anything.
+
+pub mod rsync;
+
+use std::path::PathBuf;
+
+/// The `PATH` every program the gate starts gets.
+pub const CHILD_PATH: &str = "/usr/bin:/bin";
+/// The `HOME` rsync gets: a directory that does not exist and cannot be
+/// created by the client (rsync reads `~/.popt` and `~/.cvsignore`).
+pub const CHILD_HOME: &str = "/nonexistent";
+
+/// The SSH account the gate runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub name: String,
+    pub home: Option<PathBuf>,
+}
+
+impl Account {
+    /// A named account (for `check`/`explain --account`).
+    pub fn named(name: &str) -> Option<Account> {
+        let u = nix::unistd::User::from_name(name).ok()??;
+        Some(Account {
+            uid: u.uid.as_raw(),
+            name: u.name,
+            home: Some(u.dir),
+        })
+    }
+
+    /// The account of the current effective uid.
+    pub fn current() -> Account {
+        let uid = nix::unistd::geteuid();
+        match nix::unistd::User::from_uid(uid) {
+            Ok(Some(u)) => Account {
+                uid: uid.as_raw(),
+                name: u.name,
+                home: Some(u.dir),
+            },
+            _ => Account {
+                uid: uid.as_raw(),
+                name: uid.to_string(),
+                home: None,
+            },
+        }
+    }
+}
+
+/// The gate binary's own path, for authorized_keys lines and the daemon
+/// hooks' command lines.
+pub fn gate_binary() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/rsync-gate"))
+}
+
+/// The Landlock ABI version the kernel offers, if any (asked of the
+/// kernel itself; securityfs need not be mounted).
+pub fn landlock_abi() -> Option<u32> {
+    crate::sys::landlock_abi()
+}

@@ -1,0 +1,260 @@
+//! The one front half of the pipeline: (policy, client, connection, what
+//! confines rsync, the request) → a refusal or a planned, not yet executed,
+//! grant. `serve`, `explain`, the daemon's pre-xfer hook, the fuzz targets
+//! and the property tests all come through here; nothing else builds a
+//! [`decide::Context`].
+//!
+//! ```text
+//! request ─ decide ─┬─ Probe
+//!                   ├─ Checked grant ─ confine (resolve, pin) ─ plan::checked ─ Run
+//!                   ├─ Daemon grant ── check module roots ───── plan::daemon ── Run
+//!                   ├─ In-band grant ─ confine (resolve only) ─────────────── InBand
+//!                   └─ Deny ───────────────────────────────────────────────── Refused
+//! ```
+
+use std::path::Path;
+
+use crate::audit::Mode;
+use crate::confine::{self, Account};
+use crate::decide::{self, Context, Decision, RsyncCaps, Server};
+use crate::deny::DenyReason;
+use crate::plan::{self, ExecPlan};
+use crate::policy::{Policy, Sandbox};
+use crate::request::conn::Connection;
+use crate::request::{ParseError, Request};
+
+/// Everything a decision and its plan depend on besides the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub policy: &'a Policy,
+    /// The policy file as named on the command line (for the daemon
+    /// hooks' command lines).
+    pub policy_path: &'a Path,
+    pub client: &'a str,
+    pub conn: Option<&'a Connection>,
+    pub account: &'a Account,
+    /// The installed rsync's capabilities (checked mode).
+    pub caps: RsyncCaps,
+    /// The kernel offers Landlock (in a daemon hook: the session applied it).
+    pub landlock: bool,
+    /// The gate binary (for the daemon hooks' command lines).
+    pub gate: &'a Path,
+    /// The session id (handed to the daemon hooks).
+    pub session: &'a str,
+}
+
+impl Inputs<'_> {
+    /// Will the kernel sandbox be around rsync?
+    pub fn sandbox(&self) -> bool {
+        self.policy.gate.sandbox != Sandbox::Off && self.landlock
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            policy: self.policy,
+            client: self.client,
+            conn: self.conn.map(|c| c.client),
+            server: Server {
+                caps: self.caps,
+                sandbox: self.sandbox(),
+            },
+        }
+    }
+}
+
+/// The outcome of the front half.
+#[derive(Debug)]
+pub enum Evaluation {
+    Refused(Refusal),
+    /// `true`: succeed, run nothing.
+    Probe,
+    /// Run this plan.
+    Run(Box<Run>),
+    /// A daemon session's in-band request may proceed (the daemon runs it).
+    InBand(InBandGrant),
+}
+
+/// A refusal and what it concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: DenyReason,
+    pub mode: Option<Mode>,
+    pub modules: Vec<String>,
+}
+
+/// A granted request and its plan.
+#[derive(Debug)]
+pub struct Run {
+    pub mode: Mode,
+    pub modules: Vec<String>,
+    pub plan: ExecPlan,
+    /// The checked-mode grant the plan was made from.
+    pub grant: Option<decide::Grant>,
+    /// The generated rsyncd.conf (daemon sessions).
+    pub config: Option<String>,
+}
+
+/// An in-band request the hook lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InBandGrant {
+    pub mode: Mode,
+    pub module: String,
+    pub notes: Vec<String>,
+}
+
+/// Is the client known, and does it connect from where it may? (Checked
+/// before the gate waits for `-s` arguments on stdin.)
+pub fn admit(i: &Inputs<'_>) -> Result<(), DenyReason> {
+    decide::admit(&i.context()).map(|_| ())
+}
+
+/// The mode a request asks for, as far as it parsed.
+pub fn requested_mode(request: Result<&Request, &ParseError>) -> Option<Mode> {
+    match request {
+        Ok(Request::Server(a)) if a.sender => Some(Mode::Sender),
+        Ok(Request::Server(_)) => Some(Mode::Receiver),
+        Ok(Request::InBand(ib)) if ib.args.sender => Some(Mode::Sender),
+        Ok(Request::InBand(_)) => Some(Mode::Receiver),
+        Ok(Request::Daemon) => Some(Mode::Daemon),
+        _ => None,
+    }
+}
+
+/// The decision stage alone (pure: no filesystem). [`evaluate`] starts
+/// with it; the fuzz target that has no real tree stops after it.
+pub fn decision(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Decision {
+    decide::decide(&i.context(), request)
+}
+
+/// Decide, confine and plan.
+pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evaluation {
+    let refuse = |reason: DenyReason, mode: Option<Mode>, modules: Vec<String>| {
+        Evaluation::Refused(Refusal {
+            reason,
+            mode,
+            modules,
+        })
+    };
+    match decision(i, request) {
+        Decision::Deny(reason) => {
+            let modules = reason
+                .module()
+                .map(|m| vec![m.to_string()])
+                .unwrap_or_default();
+            refuse(reason, requested_mode(request), modules)
+        }
+        Decision::Probe => Evaluation::Probe,
+        Decision::Checked(g) => {
+            let mode = Mode::from(g.mode);
+            let modules = vec![g.module.clone()];
+            match checked(i, &g) {
+                Ok(plan) => Evaluation::Run(Box::new(Run {
+                    mode,
+                    modules,
+                    plan,
+                    grant: Some(g),
+                    config: None,
+                })),
+                Err(reason) => refuse(reason, Some(mode), modules),
+            }
+        }
+        Decision::Daemon(d) => match daemon(i, &d.modules) {
+            Ok((plan, text)) => Evaluation::Run(Box::new(Run {
+                mode: Mode::Daemon,
+                modules: d.modules,
+                plan,
+                grant: None,
+                config: Some(text),
+            })),
+            Err(reason) => refuse(reason, Some(Mode::Daemon), d.modules),
+        },
+        Decision::InBand(g) => {
+            let mode = Mode::from(g.mode);
+            match in_band(i, &g) {
+                Ok(notes) => Evaluation::InBand(InBandGrant {
+                    mode,
+                    module: g.module,
+                    notes,
+                }),
+                Err(reason) => refuse(reason, Some(mode), vec![g.module]),
+            }
+        }
+    }
+}
+
+/// Refuse up front when the policy requires a sandbox the kernel lacks.
+fn require_sandbox(i: &Inputs<'_>) -> Result<(), DenyReason> {
+    if i.policy.gate.sandbox == Sandbox::Required && !i.landlock {
+        return Err(DenyReason::SandboxUnavailable(
+            "the kernel does not offer Landlock".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
+    require_sandbox(i)?;
+    let module = i
+        .policy
+        .modules
+        .get(&g.module)
+        .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
+    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths())?;
+    Ok(plan::checked::plan(plan::checked::Inputs {
+        policy: i.policy,
+        module,
+        grant: g,
+        confined,
+        account: i.account,
+        conn: i.conn,
+        sandbox: i.sandbox(),
+    }))
+}
+
+fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyReason> {
+    require_sandbox(i)?;
+    let mut notes = Vec::new();
+    let modules = confine::check_modules(
+        i.policy,
+        names,
+        i.account,
+        &i.policy.protected_paths(),
+        &mut notes,
+    );
+    if modules.is_empty() {
+        return Err(DenyReason::NoModules);
+    }
+    let gate = std::fs::canonicalize(i.gate).unwrap_or_else(|_| i.gate.to_path_buf());
+    let policy_path =
+        std::fs::canonicalize(i.policy_path).unwrap_or_else(|_| i.policy_path.to_path_buf());
+    let (mut plan, text) = plan::daemon::plan(plan::daemon::Inputs {
+        policy: i.policy,
+        config: plan::daemon::ConfigContext {
+            gate: &gate,
+            policy_path: &policy_path,
+            client: i.client,
+            account: i.account,
+            account_gid: nix::unistd::getegid().as_raw(),
+        },
+        modules: &modules,
+        conn: i.conn,
+        session: i.session,
+        sandbox: i.sandbox(),
+    })
+    .map_err(DenyReason::Internal)?;
+    notes.append(&mut plan.notes);
+    plan.notes = notes;
+    Ok((plan, text))
+}
+
+/// An in-band request: every path resolved physically as in checked mode
+/// (symlinks followed, escapes refused); nothing is created or handed on.
+fn in_band(i: &Inputs<'_>, g: &decide::Grant) -> Result<Vec<String>, DenyReason> {
+    let module = i
+        .policy
+        .modules
+        .get(&g.module)
+        .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
+    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths())?;
+    Ok(confined.notes)
+}

@@ -1,0 +1,227 @@
+//! `rsync-gate explain`: what `serve` would do with a command, without
+//! doing it. The same front half ([`super::evaluate`]) with the same inputs
+//! `serve` gathers: the cached rsync capabilities, the kernel's Landlock,
+//! the connection parsed the same way. Nothing is written or created; the
+//! plan's files and directories are shown instead.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::evaluate::{self, Evaluation, Inputs};
+use crate::audit::Reason;
+use crate::decide::RsyncCaps;
+use crate::host::{self, Account};
+use crate::plan::{ExecPlan, FileContent, SandboxChoice};
+use crate::policy::Policy;
+use crate::request::conn::Connection;
+use crate::request::{self, Request, secluded};
+
+/// What `explain` reports.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub decision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The generated rsyncd.conf (daemon requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+impl Explanation {
+    fn deny(reason: Reason, mode: Option<String>, modules: Vec<String>) -> Explanation {
+        Explanation {
+            decision: "deny".into(),
+            reason: Some(reason),
+            mode,
+            modules,
+            argv: vec![],
+            env: vec![],
+            cwd: None,
+            notes: vec![],
+            config: None,
+        }
+    }
+
+    /// An allowed request: exactly what would run.
+    fn allowed(
+        plan: &ExecPlan,
+        mode: &str,
+        modules: Vec<String>,
+        config: Option<String>,
+    ) -> Explanation {
+        let mut notes = plan.notes.clone();
+        for f in &plan.files {
+            notes.push(match f.content {
+                FileContent::Text(_) => format!("would write {}", f.path.display()),
+                FileContent::LockFile => format!("would create {} if missing", f.path.display()),
+            });
+        }
+        for m in &plan.mkdirs {
+            notes.push(format!("would create {}", m.expect.display()));
+        }
+        if let Some(s) = &plan.slot {
+            notes.push(format!(
+                "would take one of {} connection slots ({})",
+                s.max,
+                s.lock.display()
+            ));
+        }
+        notes.push(match plan.sandbox {
+            SandboxChoice::Apply(_) => "sandbox: would be applied".into(),
+            SandboxChoice::Off => "sandbox: off".into(),
+            SandboxChoice::Unavailable => {
+                "sandbox: unavailable (the kernel has no Landlock)".into()
+            }
+        });
+        Explanation {
+            decision: "allow".into(),
+            reason: None,
+            mode: Some(mode.into()),
+            modules,
+            argv: std::iter::once(plan.program.to_string_lossy().into_owned())
+                .chain(plan.argv_lossy().into_iter().skip(1))
+                .collect(),
+            env: plan
+                .env
+                .iter()
+                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                .collect(),
+            cwd: Some(plan.cwd.display().to_string()),
+            notes,
+            config,
+        }
+    }
+}
+
+/// Where the client is, as `explain` is told.
+#[derive(Debug, Clone, Copy)]
+pub enum From {
+    /// Unknown.
+    Nowhere,
+    /// `--from IP`: the client's address only.
+    Address(std::net::IpAddr),
+    /// `--connection 'IP PORT IP PORT'`: sshd's whole `SSH_CONNECTION`.
+    Connection(Connection),
+}
+
+/// The decision for a command. A `-s` command's arguments are read from
+/// `stdin` as `serve` reads them.
+pub fn explain(
+    policy: &Policy,
+    policy_path: &Path,
+    account: &Account,
+    client: &str,
+    from: From,
+    command: &[u8],
+    stdin: impl std::os::fd::AsFd,
+) -> Explanation {
+    let conn = match from {
+        From::Nowhere => None,
+        From::Address(a) => Some(Connection::from_client(a)),
+        From::Connection(c) => Some(c),
+    };
+    let gate = host::gate_binary();
+    let mut parsed = request::parse_command(command);
+    if let Ok(Request::Server(args)) = &parsed
+        && args.secluded
+    {
+        parsed = match secluded::read_args(stdin, secluded::DEADLINE) {
+            Ok(stdin_args) => secluded::parse_secluded(args, &stdin_args).map(Request::Server),
+            Err(e) => {
+                let reason = crate::deny::DenyReason::SecludedArgsMalformed(e);
+                return Explanation::deny(Reason::from(&reason), None, vec![]);
+            }
+        };
+    }
+    let caps = match &parsed {
+        Ok(Request::Server(_)) => host::rsync::caps(&policy.gate.rsync, &policy.gate.lock_dir),
+        _ => RsyncCaps::default(),
+    };
+    let inputs = Inputs {
+        policy,
+        policy_path,
+        client,
+        conn: conn.as_ref(),
+        account,
+        caps,
+        landlock: host::landlock_abi().is_some(),
+        gate: &gate,
+        session: "explain",
+    };
+    match evaluate::evaluate(&inputs, parsed.as_ref()) {
+        Evaluation::Refused(r) => Explanation::deny(
+            Reason::from(&r.reason),
+            r.mode.map(|m| m.name().to_string()),
+            r.modules,
+        ),
+        Evaluation::Probe => Explanation {
+            decision: "allow".into(),
+            reason: None,
+            mode: Some("probe".into()),
+            modules: vec![],
+            argv: vec![],
+            env: vec![],
+            cwd: None,
+            notes: vec!["'true' succeeds without running anything".into()],
+            config: None,
+        },
+        Evaluation::Run(run) => {
+            Explanation::allowed(&run.plan, run.mode.name(), run.modules, run.config)
+        }
+        Evaluation::InBand(g) => Explanation {
+            decision: "allow".into(),
+            reason: None,
+            mode: Some(g.mode.name().into()),
+            modules: vec![g.module],
+            argv: vec![],
+            env: vec![],
+            cwd: None,
+            notes: g.notes,
+            config: None,
+        },
+    }
+}
+
+/// The text form.
+pub fn render(e: &Explanation, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "decision: {}", e.decision)?;
+    if let Some(r) = &e.reason {
+        writeln!(out, "reason:   {} ({})", r.message, r.code)?;
+    }
+    if let Some(m) = &e.mode {
+        writeln!(out, "mode:     {m}")?;
+    }
+    if !e.modules.is_empty() {
+        writeln!(out, "modules:  {}", e.modules.join(", "))?;
+    }
+    if !e.argv.is_empty() {
+        writeln!(out, "argv:     {}", shell_words::join(&e.argv))?;
+    }
+    if let Some(cwd) = &e.cwd {
+        writeln!(out, "cwd:      {cwd}")?;
+    }
+    if !e.env.is_empty() {
+        writeln!(out, "env:      {}", e.env.join(" "))?;
+    }
+    for n in &e.notes {
+        writeln!(out, "note:     {n}")?;
+    }
+    if let Some(c) = &e.config {
+        writeln!(out, "config:\n{c}")?;
+    }
+    Ok(())
+}

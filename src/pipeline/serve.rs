@@ -1,0 +1,255 @@
+//! `rsync-gate serve`: the forced command. One line per stage:
+//! inputs → policy → request (with `-s`) → evaluate → prepare → audit →
+//! run. Never writes to stdout (the rsync protocol channel).
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::evaluate::{self, Evaluation, Inputs, Refusal, Run};
+use super::session::{Session, deny_line};
+use crate::audit::Mode;
+use crate::decide::RsyncCaps;
+use crate::deny::DenyReason;
+use crate::exec::{self, PrepareError, Ready};
+use crate::host::{self, Account};
+use crate::policy::{self, LoadError, Policy};
+use crate::request::conn::Connection;
+use crate::request::{self, ParseError, Request, secluded};
+
+/// What `serve` reads from its environment. Only these two variables, set
+/// by sshd, are read; the policy path and client name come from the
+/// command line.
+#[derive(Debug, Clone, Default)]
+pub struct SshEnv {
+    pub original_command: Option<OsString>,
+    pub connection: Option<OsString>,
+}
+
+impl SshEnv {
+    pub fn from_process() -> SshEnv {
+        SshEnv {
+            original_command: std::env::var_os("SSH_ORIGINAL_COMMAND"),
+            connection: std::env::var_os("SSH_CONNECTION"),
+        }
+    }
+}
+
+/// A stage that ended the session early returns its exit status here.
+type Stage<T> = Result<T, u8>;
+
+/// Decide, audit, run rsync or refuse. Returns the exit status.
+pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
+    match stages(policy_path, client, env) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn stages(policy_path: &Path, client: &str, env: &SshEnv) -> Stage<u8> {
+    let given = gather(policy_path, env)?;
+    let mut session = Session::new(client, given.conn.as_ref(), given.command());
+    let policy = load_policy(&mut session, &given.policy_path)?;
+    let id = session.id.clone();
+    let inputs = given.inputs(&policy, client, &id);
+    let request = read_request(&mut session, &inputs, given.command())?;
+    let Run {
+        mode,
+        modules,
+        plan,
+        ..
+    } = evaluate(&mut session, &inputs.with_caps_for(&request), &request)?;
+    let ready = prepare(&mut session, plan, mode, &modules)?;
+    audit(&mut session, mode, &modules, &ready)?;
+    Ok(session.end(mode, modules, exec::run(ready)))
+}
+
+/// What the session starts from, before the policy is read.
+struct Given {
+    policy_path: PathBuf,
+    command: Option<OsString>,
+    conn: Option<Connection>,
+    account: Account,
+    landlock: bool,
+    gate: PathBuf,
+}
+
+impl Given {
+    fn command(&self) -> Option<&[u8]> {
+        self.command.as_ref().map(|c| c.as_bytes())
+    }
+
+    fn inputs<'a>(&'a self, policy: &'a Policy, client: &'a str, session: &'a str) -> Inputs<'a> {
+        Inputs {
+            policy,
+            policy_path: &self.policy_path,
+            client,
+            conn: self.conn.as_ref(),
+            account: &self.account,
+            caps: RsyncCaps::default(),
+            landlock: self.landlock,
+            gate: &self.gate,
+            session,
+        }
+    }
+}
+
+trait WithCaps {
+    fn with_caps_for(&self, request: &Result<Request, ParseError>) -> Self;
+}
+
+impl WithCaps for Inputs<'_> {
+    /// Checked-mode requests need to know what the installed rsync can do
+    /// (from the cache under `lock_dir`); nothing else does.
+    fn with_caps_for(&self, request: &Result<Request, ParseError>) -> Self {
+        let caps = match request {
+            Ok(Request::Server(_)) => {
+                host::rsync::caps(&self.policy.gate.rsync, &self.policy.gate.lock_dir)
+            }
+            _ => RsyncCaps::default(),
+        };
+        Inputs { caps, ..*self }
+    }
+}
+
+/// Inputs: the command line, sshd's two variables, the account, the kernel.
+fn gather(policy_path: &Path, env: &SshEnv) -> Stage<Given> {
+    // The policy path is also written into daemon configs' hook commands.
+    let policy_path = if policy_path.is_absolute() {
+        policy_path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_default()
+            .join(policy_path)
+    };
+    if let Err(e) = crate::sys::cloexec_inherited() {
+        deny_line(&DenyReason::Internal(format!(
+            "cannot close inherited descriptors: {e}"
+        )));
+        return Err(1);
+    }
+    Ok(Given {
+        policy_path,
+        command: env.original_command.clone(),
+        conn: env
+            .connection
+            .as_ref()
+            .and_then(|c| Connection::parse(c.as_bytes())),
+        account: Account::current(),
+        landlock: host::landlock_abi().is_some(),
+        gate: host::gate_binary(),
+    })
+}
+
+/// The policy, its safety checks, and the audit log it names.
+fn load_policy(session: &mut Session, path: &Path) -> Stage<Policy> {
+    match policy::load_checked(path) {
+        Ok(p) => {
+            session.open_log(&p.gate.audit_log, p.gate.syslog);
+            if let Some(reason) = session.log_error() {
+                deny_line(&reason);
+                return Err(1);
+            }
+            Ok(p)
+        }
+        Err(e) => {
+            // The policy names the audit log; fall back to the default one,
+            // with the same safety checks.
+            session.open_log(&policy::Gate::default().audit_log, false);
+            let reason = match e {
+                LoadError::Unsafe(e) => DenyReason::PolicyUnsafe(e.to_string()),
+                LoadError::Invalid(e) => DenyReason::PolicyInvalid(e.to_string()),
+            };
+            Err(session.refuse(&Refusal {
+                reason,
+                mode: None,
+                modules: vec![],
+            }))
+        }
+    }
+}
+
+/// The request: `SSH_ORIGINAL_COMMAND`, and with `-s` the arguments on
+/// stdin, read only once the client is admitted.
+fn read_request(
+    session: &mut Session,
+    inputs: &Inputs<'_>,
+    command: Option<&[u8]>,
+) -> Stage<Result<Request, ParseError>> {
+    let refuse = |session: &mut Session, reason: DenyReason| {
+        session.refuse(&Refusal {
+            reason,
+            mode: None,
+            modules: vec![],
+        })
+    };
+    let Some(command) = command else {
+        return Err(refuse(session, DenyReason::NoCommand));
+    };
+    let parsed = request::parse_command(command);
+    let Ok(Request::Server(args)) = &parsed else {
+        return Ok(parsed);
+    };
+    if !args.secluded {
+        return Ok(parsed);
+    }
+    // Only an admitted client may make the gate wait for stdin.
+    if let Err(reason) = evaluate::admit(inputs) {
+        return Err(refuse(session, reason));
+    }
+    match secluded::read_args(std::io::stdin(), secluded::DEADLINE) {
+        Ok(stdin_args) => {
+            session.add_stdin_args(&stdin_args);
+            Ok(secluded::parse_secluded(args, &stdin_args).map(Request::Server))
+        }
+        Err(e) => Err(refuse(session, DenyReason::SecludedArgsMalformed(e))),
+    }
+}
+
+/// The front half: a plan to run, or the session ends here.
+fn evaluate(
+    session: &mut Session,
+    inputs: &Inputs<'_>,
+    request: &Result<Request, ParseError>,
+) -> Stage<Run> {
+    match evaluate::evaluate(inputs, request.as_ref()) {
+        Evaluation::Run(run) => Ok(*run),
+        Evaluation::Refused(r) => Err(session.refuse(&r)),
+        Evaluation::Probe => Err(session.probe()),
+        // An in-band request never arrives on the command line.
+        Evaluation::InBand(_) => Err(session.refuse(&Refusal {
+            reason: DenyReason::Internal("an in-band request outside a daemon session".into()),
+            mode: None,
+            modules: vec![],
+        })),
+    }
+}
+
+/// Files, directories, the connection slot and the sandbox.
+fn prepare(
+    session: &mut Session,
+    plan: crate::plan::ExecPlan,
+    mode: Mode,
+    modules: &[String],
+) -> Stage<Ready> {
+    exec::prepare(plan).map_err(|e| {
+        let reason = match e {
+            PrepareError::Busy(m) => DenyReason::Busy(m),
+            PrepareError::Race(p) => DenyReason::Race(p),
+            PrepareError::Sandbox(e) => DenyReason::SandboxUnavailable(e),
+            PrepareError::Io(e) => DenyReason::Internal(e),
+        };
+        session.refuse(&Refusal {
+            reason,
+            mode: Some(mode),
+            modules: modules.to_vec(),
+        })
+    })
+}
+
+/// The allow record, before anything runs.
+fn audit(session: &mut Session, mode: Mode, modules: &[String], ready: &Ready) -> Stage<()> {
+    session.allow(mode, modules, ready).map_err(|reason| {
+        deny_line(&reason);
+        1
+    })
+}

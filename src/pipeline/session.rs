@@ -1,0 +1,204 @@
+//! A session's bookkeeping: its id, who connected from where with what
+//! command, and the audit records it writes (and the syslog summaries that
+//! mirror them). Every refusal goes through [`Session::refuse`]: one audit
+//! record, one `rsync-gate: denied:` line on stderr.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::audit::{
+    self, AuditLog, Event, Mode, Reason, Record, SandboxStatus, Source, Verdict, syslog,
+};
+use crate::deny::DenyReason;
+use crate::exec::{Confinement, Outcome, Ready, sandbox};
+use crate::request::conn::Connection;
+
+use super::evaluate::Refusal;
+
+/// A session in progress.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    client: String,
+    source: Option<Source>,
+    command: Option<String>,
+    log: Result<AuditLog, String>,
+    syslog: Option<syslog::Syslog>,
+    started: SystemTime,
+}
+
+/// A new session id: start time and process id.
+pub fn session_id(started: SystemTime) -> String {
+    let nanos = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{:x}-{}", nanos, std::process::id())
+}
+
+/// The audit record's view of a connection.
+pub fn source(conn: Option<&Connection>) -> Option<Source> {
+    conn.map(|c| Source {
+        addr: crate::policy::net::canonical(c.client.addr).to_string(),
+        port: c.client.port,
+    })
+}
+
+/// Print the one line a refused client sees.
+pub fn deny_line(reason: &DenyReason) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", reason.line());
+}
+
+impl Session {
+    pub fn new(client: &str, conn: Option<&Connection>, command: Option<&[u8]>) -> Session {
+        let started = SystemTime::now();
+        Session {
+            id: session_id(started),
+            client: client.to_string(),
+            source: source(conn),
+            command: command.map(audit::escape),
+            log: Err("the policy could not be loaded".into()),
+            syslog: None,
+            started,
+        }
+    }
+
+    /// Open the audit log (with its safety checks) and syslog.
+    pub fn open_log(&mut self, path: &Path, syslog: bool) {
+        self.log = AuditLog::open_checked(path);
+        if syslog {
+            self.syslog = syslog::Syslog::connect(Path::new(syslog::DEFAULT_SOCKET));
+        }
+    }
+
+    /// The log could not be opened: nothing may run, and nothing can be
+    /// recorded.
+    pub fn log_error(&self) -> Option<DenyReason> {
+        self.log
+            .as_ref()
+            .err()
+            .map(|e| DenyReason::AuditUnavailable(e.clone()))
+    }
+
+    /// Show what arrived on stdin (`-s`) after the command line.
+    pub fn add_stdin_args(&mut self, args: &[Vec<u8>]) {
+        self.command = self.command.take().map(|c| {
+            let shown: Vec<String> = args.iter().map(|a| audit::escape(a)).collect();
+            format!("{c} <stdin: {}>", shown.join(" "))
+        });
+    }
+
+    fn record(&self, event: Event) -> Record {
+        Record {
+            time: audit::rfc3339(SystemTime::now()),
+            event,
+            session: self.id.clone(),
+            client: self.client.clone(),
+            source: self.source.clone(),
+            command: self.command.clone(),
+            pid: Some(std::process::id()),
+            ..Default::default()
+        }
+    }
+
+    fn write(&mut self, record: &Record) -> Result<(), DenyReason> {
+        if let Some(s) = &self.syslog {
+            s.send(record);
+        }
+        match &mut self.log {
+            Ok(log) => log
+                .write(record)
+                .map_err(|e| DenyReason::AuditUnavailable(e.to_string())),
+            Err(e) => Err(DenyReason::AuditUnavailable(e.clone())),
+        }
+    }
+
+    /// Record and report a refusal; returns the exit status.
+    pub fn refuse(&mut self, refusal: &Refusal) -> u8 {
+        let mut r = self.record(Event::Decision);
+        r.decision = Some(Verdict::Deny);
+        r.reason = Some(Reason::from(&refusal.reason));
+        r.mode = refusal.mode;
+        r.modules = refusal.modules.clone();
+        // Refused either way; a failed audit write changes nothing.
+        let _ = self.write(&r);
+        deny_line(&refusal.reason);
+        1
+    }
+
+    /// `true`: record it, run nothing.
+    pub fn probe(&mut self) -> u8 {
+        let mut r = self.record(Event::Decision);
+        r.decision = Some(Verdict::Allow);
+        r.mode = Some(Mode::Probe);
+        match self.write(&r) {
+            Ok(()) => 0,
+            Err(reason) => {
+                deny_line(&reason);
+                1
+            }
+        }
+    }
+
+    /// The allow record, written after the plan is prepared (it names the
+    /// sandbox that is in place) and before anything runs. An allow that
+    /// cannot be recorded is a refusal.
+    pub fn allow(
+        &mut self,
+        mode: Mode,
+        modules: &[String],
+        ready: &Ready,
+    ) -> Result<(), DenyReason> {
+        let mut r = self.record(Event::Decision);
+        r.decision = Some(Verdict::Allow);
+        r.mode = Some(mode);
+        r.modules = modules.to_vec();
+        r.argv = ready.plan().argv_lossy();
+        r.notes = ready.plan().notes.clone();
+        r.sandbox = Some(sandbox_status(ready.confinement));
+        self.write(&r)
+    }
+
+    /// The end record: how the child ended, or why it could not start.
+    pub fn end(
+        &mut self,
+        mode: Mode,
+        modules: Vec<String>,
+        outcome: std::io::Result<Outcome>,
+    ) -> u8 {
+        let mut end = self.record(Event::End);
+        end.command = None;
+        end.mode = Some(mode);
+        end.modules = modules;
+        let code = match outcome {
+            Ok(o) => {
+                end.exit_status = o.code;
+                end.signal = o.signal;
+                end.duration_ms = Some(audit::millis(o.duration));
+                o.exit_code()
+            }
+            Err(e) => {
+                let reason = DenyReason::Internal(format!("cannot run rsync: {e}"));
+                end.reason = Some(Reason::from(&reason));
+                end.duration_ms = self.started.elapsed().ok().map(audit::millis);
+                deny_line(&reason);
+                1
+            }
+        };
+        if let Err(e) = self.write(&end) {
+            tracing::warn!("cannot write the session's end record: {e}");
+        }
+        code
+    }
+}
+
+/// The audit record's word for a prepared sandbox.
+pub fn sandbox_status(c: Confinement) -> SandboxStatus {
+    match c {
+        Confinement::Applied(sandbox::Status::Full) => SandboxStatus::Applied,
+        Confinement::Applied(sandbox::Status::Partial) => SandboxStatus::Partial,
+        Confinement::Off => SandboxStatus::Off,
+        Confinement::Unavailable => SandboxStatus::Unavailable,
+    }
+}

@@ -1,0 +1,165 @@
+//! The exec plan: exactly what runs, and what must happen just before it
+//! does. Built from a grant and its confined paths (checked mode) or from
+//! the client's modules (daemon mode); pure: nothing here touches the
+//! filesystem or starts anything. The exec stage sees only this, never the
+//! policy or the request.
+
+pub mod checked;
+pub mod daemon;
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::confine::MakeDir;
+use crate::host::{Account, CHILD_HOME, CHILD_PATH};
+use crate::request::conn::Connection;
+
+/// What to run.
+#[derive(Debug)]
+pub struct ExecPlan {
+    /// Absolute path of the program.
+    pub program: PathBuf,
+    /// `argv[0]` as the program will see it.
+    pub arg0: OsString,
+    /// `argv[1..]`.
+    pub args: Vec<OsString>,
+    /// The complete environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Descriptors the child inherits (besides 0, 1, 2). They are not
+    /// close-on-exec and must stay open until the child has started.
+    pub keep_fds: Vec<OwnedFd>,
+    /// Directories to create and hold before the child starts.
+    pub mkdirs: Vec<MakeDir>,
+    /// Files to write before the child starts.
+    pub files: Vec<PlannedFile>,
+    /// A connection slot to take first (`max_connections`).
+    pub slot: Option<SlotPlan>,
+    /// Kernel confinement.
+    pub sandbox: SandboxChoice,
+    /// Human-readable remarks (explain, audit).
+    pub notes: Vec<String>,
+}
+
+impl ExecPlan {
+    /// argv as text for the audit log and `explain`.
+    pub fn argv_lossy(&self) -> Vec<String> {
+        std::iter::once(&self.arg0)
+            .chain(self.args.iter())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+/// A file the exec stage writes before the child starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub path: PathBuf,
+    pub content: FileContent,
+}
+
+/// What a planned file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// This text, written atomically (left alone when it already holds it).
+    Text(String),
+    /// A `max connections` lock file: created empty when missing, never
+    /// truncated (the daemon's rsync opens it by name).
+    LockFile,
+}
+
+/// A module's connection slot (rsync daemon's lock-file scheme).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotPlan {
+    pub module: String,
+    pub lock: PathBuf,
+    pub max: u32,
+    pub wait: Duration,
+}
+
+/// Whether the kernel sandbox goes around the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxChoice {
+    /// Apply this; failing to is a refusal.
+    Apply(SandboxPlan),
+    /// The policy says `sandbox = "off"`.
+    Off,
+    /// `best-effort`, and the kernel has no Landlock.
+    Unavailable,
+}
+
+/// What rsync may touch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxPlan {
+    /// Trees readable (and listable).
+    pub read: Vec<PathBuf>,
+    /// Trees readable and writable.
+    pub write: Vec<PathBuf>,
+    /// Files and trees readable and executable (beyond the system ones).
+    pub exec: Vec<PathBuf>,
+    /// Single files that may be opened for reading and writing, never
+    /// created, removed or truncated (the audit log the daemon's hooks
+    /// append to, `max connections` lock files).
+    pub append: Vec<PathBuf>,
+    /// May device nodes, FIFOs and sockets be created in writable trees?
+    pub devices: bool,
+}
+
+/// The lock file of a module's connection slots (shared by both request
+/// forms: the daemon's rsync is pointed at the same file).
+pub fn lock_file(lock_dir: &std::path::Path, module: &str) -> PathBuf {
+    lock_dir.join(format!("{module}.lock"))
+}
+
+/// The child's environment, built from nothing.
+pub fn child_env(account: &Account, conn: Option<&Connection>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("PATH".into(), CHILD_PATH.into()),
+        ("HOME".into(), CHILD_HOME.into()),
+        ("USER".into(), account.name.clone().into()),
+        ("LOGNAME".into(), account.name.clone().into()),
+    ];
+    // rsync (daemon mode) takes the client address from SSH_CONNECTION; pass
+    // only a value we parsed, rebuilt from its parts.
+    if let Some(text) = conn.and_then(Connection::env_value) {
+        env.push(("SSH_CONNECTION".into(), text.into()));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::conn::Conn;
+
+    #[test]
+    fn environment_is_built_from_nothing() {
+        let acct = Account {
+            uid: 1000,
+            name: "backup".into(),
+            home: None,
+        };
+        let env = child_env(&acct, None);
+        let keys: Vec<String> = env
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(keys, ["PATH", "HOME", "USER", "LOGNAME"]);
+        let conn = Connection::parse(b"192.0.2.1 5 192.0.2.2 22").unwrap();
+        let env = child_env(&acct, Some(&conn));
+        assert_eq!(env.len(), 5);
+        assert!(env.contains(&("SSH_CONNECTION".into(), "192.0.2.1 5 192.0.2.2 22".into())));
+        // Only the client's address known (explain --from): nothing made up.
+        let only = Connection {
+            client: Conn {
+                addr: "192.0.2.1".parse().unwrap(),
+                port: 0,
+            },
+            server: None,
+        };
+        assert_eq!(child_env(&acct, Some(&only)).len(), 4);
+    }
+}
