@@ -58,6 +58,14 @@ pub enum Command {
         /// Decide as this SSH account (default: the user running explain).
         #[arg(long)]
         account: Option<String>,
+        /// Explain an in-band request of a `host::MODULE` session instead,
+        /// as the daemon's pre-xfer hook sees it: COMMAND is `rsync --server
+        /// [--sender] OPTIONS . PATHS` with paths relative to the module.
+        #[arg(long)]
+        module: Option<String>,
+        /// With --module: as if the session's sandbox were not applied.
+        #[arg(long, requires = "module")]
+        unsandboxed: bool,
         /// The command as the client would send it (SSH_ORIGINAL_COMMAND).
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<OsString>,

@@ -103,6 +103,8 @@ fn run(command: Command) -> Result<u8> {
             connection,
             json,
             account: who,
+            module,
+            unsandboxed,
             command,
         } => {
             let policy = absolute(policy);
@@ -121,7 +123,16 @@ fn run(command: Command) -> Result<u8> {
                 (Some(a), None) => explain::From::Address(a),
                 (None, None) => explain::From::Nowhere,
             };
-            let e = explain::explain(&p, &policy, &who, &client, from, &joined, std::io::stdin());
+            let words: Vec<Vec<u8>> = command.iter().map(|a| a.as_bytes().to_vec()).collect();
+            let asked = match &module {
+                Some(m) => explain::Asked::InBand {
+                    module: m,
+                    words: &words,
+                    sandboxed: !unsandboxed,
+                },
+                None => explain::Asked::Command(&joined),
+            };
+            let e = explain::explain(&p, &policy, &who, &client, from, asked, std::io::stdin());
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
             } else {

@@ -427,10 +427,12 @@ impl Walker<'_> {
             }
             partial = next;
         }
-        // Like the shell, a pattern yields only paths that exist; one
-        // leading out of the module is kept, to be refused.
-        partial.retain(|comps| match self.resolve(&self.root, comps, false) {
-            Ok(f) => f.missing.is_empty(),
+        // Like the shell, a pattern yields only paths that exist (and, with
+        // a trailing slash, only directories); one leading out of the
+        // module is kept, to be refused.
+        let dirs_only = t.trailing != Trailing::None;
+        partial.retain(|comps| match self.resolve(&self.root, comps, dirs_only) {
+            Ok(f) => f.missing.is_empty() && !(dirs_only && f.leaf.is_some()),
             Err(DenyReason::Escapes(_)) => true,
             Err(_) => false,
         });
@@ -1078,6 +1080,10 @@ mod tests {
                 vec![format!("{w}/sub/file.txt"), format!("{w}/sub/file.txt")],
             ),
             ("www/a\\*", vec![format!("{w}/a*")]),
+            // With a trailing slash, as in the shell, only directories
+            // (and links to them) match.
+            ("www/[bs]*/", vec![format!("{w}/sub/")]),
+            ("www/[ai]*/", vec![format!("{w}/sub/")]),
         ];
         for (path, want) in table {
             let c = confine_cmd(&f, &format!("{PULL}{path}"))

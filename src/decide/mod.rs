@@ -563,52 +563,8 @@ mod tests {
     use crate::request::parse_command;
     use std::path::Path;
 
-    const POLICY: &str = r#"
-[modules.www]
-path = "/srv/www"
-
-[modules.nested]
-path = "/srv/www/sub"
-read_only = false
-
-[modules.backup]
-path = "/srv/backup"
-read_only = false
-delete = true
-
-[modules.drop]
-path = "/srv/drop"
-read_only = false
-write_only = true
-overwrite = false
-
-[modules.links]
-path = "/srv/links"
-follow_links = true
-devices = true
-
-[modules.root]
-path = "/"
-
-[modules.secret]
-path = "/srv/secret"
-
-[clients.c]
-modules = ["www", "nested", "backup", "drop", "links"]
-
-[clients.rooty]
-modules = ["root"]
-
-[clients.fenced]
-modules = ["www"]
-from = ["192.0.2.10", "2001:db8::/32"]
-
-[triggers.t]
-command = ["/bin/true"]
-
-[clients.trig]
-trigger = "t"
-"#;
+    /// The project's one lexical policy (also the oracle's).
+    const POLICY: &str = include_str!("../../tests/data/lexical-policy.toml");
 
     fn policy() -> Policy {
         policy::load_text(Path::new("/p.toml"), POLICY).unwrap()

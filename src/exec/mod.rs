@@ -188,3 +188,90 @@ pub fn run(ready: Ready) -> io::Result<Outcome> {
         duration: start.elapsed(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::path::{Path, PathBuf};
+
+    fn plan_with(mkdirs: Vec<MakeDir>) -> ExecPlan {
+        ExecPlan {
+            program: PathBuf::from("/bin/true"),
+            arg0: "true".into(),
+            args: vec![],
+            env: vec![],
+            cwd: PathBuf::from("/"),
+            keep_fds: vec![],
+            mkdirs,
+            files: vec![],
+            slot: None,
+            sandbox: SandboxChoice::Off,
+            notes: vec![],
+        }
+    }
+
+    fn make_dir(parent: &Path, names: &[&str]) -> MakeDir {
+        MakeDir {
+            parent: nix::fcntl::open(
+                parent,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                FileMode::empty(),
+            )
+            .unwrap(),
+            names: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+            mode: 0o700,
+            expect: names.iter().fold(parent.to_path_buf(), |p, n| p.join(n)),
+            slot: nix::fcntl::open("/dev/null", OFlag::O_PATH, FileMode::empty()).unwrap(),
+            spelled: "x".into(),
+        }
+    }
+
+    #[test]
+    fn planned_directories_are_created_and_held_on_their_slot() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let m = make_dir(&base, &["bk", "today"]);
+        let slot = m.slot.as_raw_fd();
+        let ready = prepare(plan_with(vec![m])).unwrap();
+        let made = base.join("bk/today");
+        assert!(made.is_dir());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+            0o700 & !current_umask()
+        );
+        // The argv's descriptor number now holds the new directory, and
+        // rsync inherits it.
+        assert_eq!(
+            std::fs::read_link(format!("/proc/self/fd/{slot}")).unwrap(),
+            made
+        );
+        let flags =
+            nix::fcntl::fcntl(&ready.plan().keep_fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        assert_eq!(ready.plan().keep_fds[0].as_raw_fd(), slot);
+        assert!(ready.plan().mkdirs.is_empty());
+    }
+
+    #[test]
+    fn a_link_planted_where_a_directory_is_planned_is_a_race() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let outside = base.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::create_dir(base.join("m")).unwrap();
+        let m = make_dir(&base.join("m"), &["bk", "today"]);
+        // After the plan, before exec: bk becomes a link leading out.
+        std::os::unix::fs::symlink(&outside, base.join("m/bk")).unwrap();
+        let e = prepare(plan_with(vec![m])).unwrap_err();
+        assert_eq!(e, PrepareError::Race("x".into()));
+        assert!(!outside.join("today").exists());
+    }
+
+    fn current_umask() -> u32 {
+        let old = nix::sys::stat::umask(FileMode::from_bits_truncate(0o022));
+        nix::sys::stat::umask(old);
+        old.bits()
+    }
+}

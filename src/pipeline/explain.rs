@@ -5,6 +5,7 @@
 //! plan's files and directories are shown instead.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use super::evaluate::{self, Evaluation, Inputs};
 use crate::audit::Reason;
 use crate::decide::RsyncCaps;
+use crate::escape;
 use crate::host::{self, Account};
 use crate::plan::{ExecPlan, FileContent, SandboxChoice};
 use crate::policy::Policy;
@@ -36,6 +38,10 @@ pub struct Explanation {
     pub cwd: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Each descriptor the argv names, and what it holds (or, for a
+    /// directory the gate would create first, will hold).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<PinShown>,
     /// The generated rsyncd.conf (daemon requests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
@@ -52,6 +58,7 @@ impl Explanation {
             env: vec![],
             cwd: None,
             notes: vec![],
+            pins: vec![],
             config: None,
         }
     }
@@ -80,6 +87,25 @@ impl Explanation {
                 s.lock.display()
             ));
         }
+        let proc = |fd: &std::os::fd::OwnedFd| {
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd))
+        };
+        let mut pins: Vec<PinShown> = plan
+            .keep_fds
+            .iter()
+            .map(|fd| PinShown {
+                fd: proc(fd),
+                path: std::fs::read_link(proc(fd))
+                    .map(|p| escape::field(p.as_os_str().as_bytes()))
+                    .unwrap_or_default(),
+                created: false,
+            })
+            .collect();
+        pins.extend(plan.mkdirs.iter().map(|m| PinShown {
+            fd: proc(&m.slot),
+            path: escape::field(m.expect.as_os_str().as_bytes()),
+            created: true,
+        }));
         notes.push(match plan.sandbox {
             SandboxChoice::Apply(_) => "sandbox: would be applied".into(),
             SandboxChoice::Off => "sandbox: off".into(),
@@ -92,8 +118,8 @@ impl Explanation {
             reason: None,
             mode: Some(mode.into()),
             modules,
-            argv: std::iter::once(plan.program.to_string_lossy().into_owned())
-                .chain(plan.argv_lossy().into_iter().skip(1))
+            argv: std::iter::once(escape::field(plan.program.as_os_str().as_bytes()))
+                .chain(plan.argv_shown().into_iter().skip(1))
                 .collect(),
             env: plan
                 .env
@@ -102,9 +128,22 @@ impl Explanation {
                 .collect(),
             cwd: Some(plan.cwd.display().to_string()),
             notes,
+            pins,
             config,
         }
     }
+}
+
+/// A descriptor in the argv.
+#[derive(Debug, Serialize)]
+pub struct PinShown {
+    /// `/proc/self/fd/N`, as the argv spells it.
+    pub fd: String,
+    /// What it holds (escaped as the argv is).
+    pub path: String,
+    /// The gate would create this directory before rsync starts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
 }
 
 /// Where the client is, as `explain` is told.
@@ -118,7 +157,22 @@ pub enum From {
     Connection(Connection),
 }
 
-/// The decision for a command. A `-s` command's arguments are read from
+/// What is explained.
+#[derive(Debug, Clone, Copy)]
+pub enum Asked<'a> {
+    /// `SSH_ORIGINAL_COMMAND`, as `serve` gets it.
+    Command(&'a [u8]),
+    /// The in-band request of a `host::MODULE` session, as the pre-xfer
+    /// hook gets it (`rsync --server ...` words, paths relative to the
+    /// module; sandboxed or not).
+    InBand {
+        module: &'a str,
+        words: &'a [Vec<u8>],
+        sandboxed: bool,
+    },
+}
+
+/// The decision for a request. A `-s` command's arguments are read from
 /// `stdin` as `serve` reads them.
 pub fn explain(
     policy: &Policy,
@@ -126,7 +180,7 @@ pub fn explain(
     account: &Account,
     client: &str,
     from: From,
-    command: &[u8],
+    asked: Asked<'_>,
     stdin: impl std::os::fd::AsFd,
 ) -> Explanation {
     let conn = match from {
@@ -135,7 +189,19 @@ pub fn explain(
         From::Connection(c) => Some(c),
     };
     let gate = host::gate_binary();
-    let mut parsed = request::parse_command(command);
+    let mut landlock = host::landlock_abi().is_some();
+    let mut parsed = match asked {
+        Asked::Command(command) => request::parse_command(command),
+        Asked::InBand {
+            module,
+            words,
+            sandboxed,
+        } => {
+            // The hook's view: the session applied the sandbox or did not.
+            landlock = sandboxed;
+            request::inband::parse(module, words).map(Request::InBand)
+        }
+    };
     if let Ok(Request::Server(args)) = &parsed
         && args.secluded
     {
@@ -158,7 +224,7 @@ pub fn explain(
         conn: conn.as_ref(),
         account,
         caps,
-        landlock: host::landlock_abi().is_some(),
+        landlock,
         gate: &gate,
         session: "explain",
     };
@@ -177,6 +243,7 @@ pub fn explain(
             env: vec![],
             cwd: None,
             notes: vec!["'true' succeeds without running anything".into()],
+            pins: vec![],
             config: None,
         },
         Evaluation::Run(run) => {
@@ -191,6 +258,7 @@ pub fn explain(
             env: vec![],
             cwd: None,
             notes: g.notes,
+            pins: vec![],
             config: None,
         },
     }

@@ -154,7 +154,7 @@ impl Session {
         r.decision = Some(Verdict::Allow);
         r.mode = Some(mode);
         r.modules = modules.to_vec();
-        r.argv = ready.plan().argv_lossy();
+        r.argv = ready.plan().argv_shown();
         r.notes = ready.plan().notes.clone();
         r.sandbox = Some(sandbox_status(ready.confinement));
         self.write(&r)

@@ -45,11 +45,13 @@ pub struct ExecPlan {
 }
 
 impl ExecPlan {
-    /// argv as text for the audit log and `explain`.
-    pub fn argv_lossy(&self) -> Vec<String> {
+    /// argv as text for the audit log and `explain`: every byte shown
+    /// (escaped as every audit field is), nothing replaced.
+    pub fn argv_shown(&self) -> Vec<String> {
+        use std::os::unix::ffi::OsStrExt;
         std::iter::once(&self.arg0)
             .chain(self.args.iter())
-            .map(|a| a.to_string_lossy().into_owned())
+            .map(|a| crate::escape::field(a.as_bytes()))
             .collect()
     }
 }

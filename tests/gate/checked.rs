@@ -62,8 +62,9 @@ modules = ["www", "backup", "up", "drop"]
     w
 }
 
+/// The real directory of module `m` (or of a path below it).
 fn srv(w: &World, m: &str) -> PathBuf {
-    w.root.join("srv").join(m)
+    w.root.join("srv").join(crate::common::module_dir_name(m))
 }
 
 /// A local source tree for pushes.
@@ -128,43 +129,54 @@ fn pull_archive() {
     assert_same_tree(&srv(&w, "www"), &w.client.join("d"));
 }
 
+/// A policy where module `www` is renamed after its directory, as some
+/// servers have it.
+fn same_named(w: &World) -> &'static str {
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(
+        &w.policy,
+        text.replace("[modules.www]", "[modules.public-tree]")
+            .replace("\"www\", \"backup\"", "\"public-tree\", \"backup\""),
+    )
+    .unwrap();
+    "public-tree"
+}
+
 #[test]
 fn pull_module_without_slash_is_a_directory_of_that_name() {
     let Some(_) = real_rsync() else { return };
     let w = world();
-    // As `host:dir` would: the client gets a directory named like the module.
-    ok(&w, &["-a", "h:www", &format!("{}/", dst(&w, "d"))]);
-    assert_same_tree(&srv(&w, "www"), &w.client.join("d/www"));
-    // The same by absolute path.
+    // By absolute path the client names the server's directory itself.
     let abs = format!("h:{}", srv(&w, "www").display());
     ok(&w, &["-a", &abs, &format!("{}/", dst(&w, "e"))]);
-    assert_same_tree(&srv(&w, "www"), &w.client.join("e/www"));
+    assert_same_tree(&srv(&w, "www"), &w.client.join("e/public-tree"));
+    // As `host:dir` would: where the module is named like its directory,
+    // the client gets a directory of that name.
+    let m = same_named(&w);
+    ok(
+        &w,
+        &["-a", &format!("h:{m}"), &format!("{}/", dst(&w, "d"))],
+    );
+    assert_same_tree(&srv(&w, "www"), &w.client.join("d/public-tree"));
 }
 
 #[test]
 fn module_root_named_differently_needs_a_trailing_slash() {
     let Some(_) = real_rsync() else { return };
     let w = world();
-    let text = std::fs::read_to_string(&w.policy).unwrap();
-    std::fs::write(
-        &w.policy,
-        text.replace("[modules.www]", "[modules.web]")
-            .replace("\"www\", \"backup\"", "\"web\", \"backup\""),
-    )
-    .unwrap();
     refused(
         &w,
-        &["-a", "h:web", &format!("{}/", dst(&w, "d"))],
-        "path 'web': the module's directory has another name on the server; add a trailing slash",
+        &["-a", "h:www", &format!("{}/", dst(&w, "d"))],
+        "path 'www': the module's directory has another name on the server; add a trailing slash",
     );
     refused(
         &w,
-        &["-aR", "h:web/sub", &format!("{}/", dst(&w, "d"))],
+        &["-aR", "h:www/sub", &format!("{}/", dst(&w, "d"))],
         "with -R, mark where the transferred path starts with /./",
     );
-    ok(&w, &["-a", "h:web/", &format!("{}/", dst(&w, "d"))]);
+    ok(&w, &["-a", "h:www/", &format!("{}/", dst(&w, "d"))]);
     assert_same_tree(&srv(&w, "www"), &w.client.join("d"));
-    ok(&w, &["-aR", "h:web/./sub", &format!("{}/", dst(&w, "r"))]);
+    ok(&w, &["-aR", "h:www/./sub", &format!("{}/", dst(&w, "r"))]);
     assert_same_tree(&srv(&w, "www").join("sub"), &w.client.join("r/sub"));
 }
 
@@ -252,14 +264,26 @@ fn pull_relative_with_marker() {
         &srv(&w, "www").join("sub/deeper"),
         &w.client.join("r/deeper"),
     );
-    // Without a marker the whole path travels, module name included.
+    // `/./.`: from the marker on, the directory's contents.
     ok(
         &w,
-        &["-aR", "h:www/sub/deeper", &format!("{}/", dst(&w, "r2"))],
+        &["-aR", "h:www/sub/./.", &format!("{}/", dst(&w, "r3"))],
+    );
+    assert_same_tree(&srv(&w, "www").join("sub"), &w.client.join("r3"));
+    // Without a marker the whole path travels, module name included: where
+    // the module is named like its directory.
+    let m = same_named(&w);
+    ok(
+        &w,
+        &[
+            "-aR",
+            &format!("h:{m}/sub/deeper"),
+            &format!("{}/", dst(&w, "r2")),
+        ],
     );
     assert_same_tree(
         &srv(&w, "www").join("sub/deeper"),
-        &w.client.join("r2/www/sub/deeper"),
+        &w.client.join("r2/public-tree/sub/deeper"),
     );
 }
 
@@ -1619,4 +1643,171 @@ fn older_rsync_keeps_working_with_the_gates_own_checks() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("has no --confine-root (rsync < 3.5)"), "{out}");
     assert!(out.contains("has no --drop-D"), "{out}");
+}
+
+/// Every pull shape against module `www`, whose directory on the server is
+/// `srv/public-tree`, through the gate (module form, or absolute paths) and
+/// with plain rsync over a shell (absolute paths): the trees are identical
+/// byte for byte, and none is empty.
+#[test]
+fn pull_shapes_match_plain_rsync_over_a_shell() {
+    let Some(_) = real_rsync() else { return };
+    let w = world();
+    let m = srv(&w, "www").to_string_lossy().into_owned();
+    assert!(m.ends_with("/public-tree"), "{m}");
+    let local_list = w.client.join("local-list");
+    std::fs::write(&local_list, "a.txt\nsub/s.txt\nsub/deeper/d.bin\n").unwrap();
+    let ll = format!("--files-from={}", local_list.display());
+    let sub_list = w.client.join("sub-list");
+    std::fs::write(&sub_list, "s.txt\ndeeper\n").unwrap();
+    let sl = format!("--files-from={}", sub_list.display());
+    // (name, rsync arguments before the sources, gate sources, plain sources)
+    type Shape<'a> = (&'a str, Vec<String>, Vec<String>, Vec<String>);
+    let shapes: Vec<Shape> = vec![
+        (
+            "contents",
+            vec!["-a".into()],
+            vec!["h:www/".into()],
+            vec![format!("h:{m}/")],
+        ),
+        (
+            "subdir",
+            vec!["-a".into()],
+            vec!["h:www/sub".into()],
+            vec![format!("h:{m}/sub")],
+        ),
+        (
+            "subdir contents",
+            vec!["-a".into()],
+            vec!["h:www/sub/".into()],
+            vec![format!("h:{m}/sub/")],
+        ),
+        (
+            "-R /./",
+            vec!["-aR".into()],
+            vec!["h:www/./sub".into()],
+            vec![format!("h:{m}/./sub")],
+        ),
+        (
+            "-R inner /./",
+            vec!["-aR".into()],
+            vec!["h:www/sub/./deeper".into()],
+            vec![format!("h:{m}/sub/./deeper")],
+        ),
+        (
+            "-R /./.",
+            vec!["-aR".into()],
+            vec!["h:www/sub/./.".into()],
+            vec![format!("h:{m}/sub/./.")],
+        ),
+        (
+            "-R root /./.",
+            vec!["-aR".into()],
+            vec!["h:www/./.".into()],
+            vec![format!("h:{m}/./.")],
+        ),
+        (
+            "-R several",
+            vec!["-aR".into()],
+            vec!["h:www/./sub/deeper".into(), "h:www/./a.txt".into()],
+            vec![format!("h:{m}/./sub/deeper"), format!("h:{m}/./a.txt")],
+        ),
+        (
+            "files-from local",
+            vec!["-a".into(), ll.clone()],
+            vec!["h:www/".into()],
+            vec![format!("h:{m}/")],
+        ),
+        (
+            "files-from local, no slash",
+            vec!["-a".into(), ll.clone()],
+            vec!["h:www".into()],
+            vec![format!("h:{m}")],
+        ),
+        (
+            "files-from local -r",
+            vec!["-ar".into(), sl],
+            vec!["h:www/sub/".into()],
+            vec![format!("h:{m}/sub/")],
+        ),
+        (
+            "files-from remote",
+            vec!["-a".into(), "--files-from=:www/list".into()],
+            vec!["h:www/".into()],
+            vec![format!("h:{m}/")],
+        ),
+        (
+            "wildcards",
+            vec!["-a".into()],
+            vec!["h:www/*.txt".into()],
+            vec![format!("h:{m}/*.txt")],
+        ),
+        (
+            "wildcard directories",
+            vec!["-a".into()],
+            vec!["h:www/s*/".into()],
+            vec![format!("h:{m}/s*/")],
+        ),
+        (
+            "several sources",
+            vec!["-a".into()],
+            vec![
+                "h:www/a.txt".into(),
+                "h:www/sub".into(),
+                "h:www/dir with space".into(),
+            ],
+            vec![
+                format!("h:{m}/a.txt"),
+                format!("h:{m}/sub"),
+                format!("h:{m}/dir with space"),
+            ],
+        ),
+        (
+            "absolute",
+            vec!["-a".into()],
+            vec![format!("h:{m}/sub")],
+            vec![format!("h:{m}/sub")],
+        ),
+        (
+            "absolute -R",
+            vec!["-aR".into()],
+            vec![format!("h:{m}/sub/deeper")],
+            vec![format!("h:{m}/sub/deeper")],
+        ),
+        (
+            "absolute -R /./",
+            vec!["-aR".into()],
+            vec![format!("h:{m}/sub/./deeper")],
+            vec![format!("h:{m}/sub/./deeper")],
+        ),
+    ];
+    for (i, (name, opts, gate_src, plain_src)) in shapes.iter().enumerate() {
+        // The remote list names its files in the client's own spelling.
+        let (gate_dst, plain_dst) = (dst(&w, &format!("g{i}")), dst(&w, &format!("p{i}")));
+        let mut gate_args: Vec<&str> = opts.iter().map(String::as_str).collect();
+        gate_args.extend(gate_src.iter().map(String::as_str));
+        gate_args.push(&gate_dst);
+        let mut plain_args: Vec<String> = opts.clone();
+        for o in &mut plain_args {
+            if o == "--files-from=:www/list" {
+                *o = format!("--files-from=:{m}/list");
+            }
+        }
+        plain_args.extend(plain_src.iter().cloned());
+        plain_args.push(plain_dst.clone());
+        let plain_args: Vec<&str> = plain_args.iter().map(String::as_str).collect();
+        let g = w.rsync_as("c", &gate_args);
+        assert!(
+            g.status.success(),
+            "{name}: through the gate: {}",
+            stderr(&g)
+        );
+        let p = w.rsync_plain(&plain_args);
+        assert!(p.status.success(), "{name}: plain rsync: {}", stderr(&p));
+        assert!(
+            !tree(Path::new(&gate_dst)).is_empty(),
+            "{name}: nothing was transferred"
+        );
+        assert_same_tree(Path::new(&gate_dst), Path::new(&plain_dst));
+    }
 }

@@ -235,6 +235,8 @@ fn pct_decode(b: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 fn expand(s: &str, v: &Vars, pct: bool) -> Result<Vec<u8>, String> {
+    // `{srv}/www` is module www's directory, whatever it is called.
+    let s = crate::common::map_srv_paths(s, "{srv}");
     let (out, _) = expand_until(s.as_bytes(), v, false)?;
     if !pct {
         return Ok(out);
@@ -380,7 +382,8 @@ fn validate(cases: &[Case]) -> Vec<String> {
 // The world
 // ---------------------------------------------------------------------------
 
-/// The corpus world:
+/// The corpus world (module directories named as [`common::MODULE_DIRS`]
+/// says: `www` in `srv/public-tree`, and so on; `links` in `srv/links`):
 /// - `www` read-only: the sample tree, a file list, and symlinks leading out
 ///   (`out` -> outside/, `sub/leak` -> outside/secret.txt, `pw` ->
 ///   /etc/passwd, `secret-link` -> the ungranted module, `dotdot` -> ..),
@@ -415,7 +418,10 @@ fn corpus_world() -> (common::World, PathBuf) {
     link(&outside_s, &www.join("out"));
     link("../../../outside/secret.txt", &www.join("sub/leak"));
     link("/etc/passwd", &www.join("pw"));
-    link("../secret", &www.join("secret-link"));
+    link(
+        &format!("../{}", common::module_dir_name("secret")),
+        &www.join("secret-link"),
+    );
     link("..", &www.join("dotdot"));
     link("loop", &www.join("loop"));
     link("nonexistent", &www.join("dangling"));
@@ -818,6 +824,141 @@ fn check_binary(
     (outcome, bad)
 }
 
+/// What `explain` says about a case: its decision as an [`Outcome`]
+/// (argv resolved through the descriptors it lists), or why it failed.
+fn explain(w: &common::World, c: &Case, p: &Prepared) -> Result<Option<Outcome>, String> {
+    let Some(command) = &p.command else {
+        return Ok(None);
+    };
+    // The connection serve sees, as it would parse it.
+    let conn = if c.env_remove.iter().any(|k| k == "SSH_CONNECTION") {
+        None
+    } else {
+        Some(
+            p.env
+                .iter()
+                .find(|(k, _)| k == "SSH_CONNECTION")
+                .map_or(DEFAULT_CONNECTION.as_bytes(), |(_, v)| v.as_slice()),
+        )
+    };
+    let mut cmd = Command::new(common::gate_bin());
+    cmd.arg("explain")
+        .arg("--json")
+        .arg("--policy")
+        .arg(&w.policy)
+        .arg("--client")
+        .arg(&c.client)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(&w.client)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(conn) = conn.filter(|v| Connection::parse(v).is_some()) {
+        cmd.arg("--connection").arg(OsStr::from_bytes(conn));
+    }
+    cmd.arg("--").arg(OsStr::from_bytes(command));
+    let mut child = cmd.spawn().map_err(|e| format!("explain: {e}"))?;
+    {
+        let mut sin = child.stdin.take().ok_or("explain: no stdin")?;
+        let _ = sin.write_all(&p.stdin);
+    }
+    let o = child
+        .wait_with_output()
+        .map_err(|e| format!("explain: {e}"))?;
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+        format!(
+            "explain printed no JSON ({e}): status {:?}, stderr {:?}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })?;
+    let want_status = if e["decision"] == "allow" { 0 } else { 1 };
+    if o.status.code() != Some(want_status) {
+        return Err(format!(
+            "explain exited {:?} for {}",
+            o.status.code(),
+            e["decision"]
+        ));
+    }
+    if e["decision"] != "allow" {
+        return Ok(Some(Outcome::Deny {
+            code: e["reason"]["code"].as_str().unwrap_or_default().to_string(),
+            message: e["reason"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }));
+    }
+    if e["mode"] == "probe" {
+        return Ok(Some(Outcome::Probe));
+    }
+    let pins: BTreeMap<u32, Vec<u8>> = e["pins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let n = p["fd"]
+                .as_str()?
+                .strip_prefix("/proc/self/fd/")?
+                .parse()
+                .ok()?;
+            Some((n, p["path"].as_str()?.as_bytes().to_vec()))
+        })
+        .collect();
+    let argv = e["argv"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(1)
+        .map(|a| {
+            resolve_fds(a.as_str().unwrap_or_default().as_bytes(), &|n| {
+                pins.get(&n).cloned()
+            })
+        })
+        .collect();
+    Ok(Some(Outcome::Allow { argv }))
+}
+
+/// explain and serve must agree: the same decision, the same reason, the
+/// same argv (every descriptor resolved to what it holds; explain shows
+/// each byte escaped, as the audit log does).
+fn agree(served: &Outcome, said: Result<Option<Outcome>, String>) -> Vec<String> {
+    let said = match said {
+        Ok(Some(s)) => s,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![format!("explain: {e}")],
+    };
+    let escaped = |argv: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        argv.iter()
+            .map(|a| rsync_gate::escape::field(a).into_bytes())
+            .collect()
+    };
+    let same = match (served, &said) {
+        (Outcome::Deny { code: a, .. }, Outcome::Deny { code: b, .. }) => a == b,
+        (Outcome::Allow { argv: a }, Outcome::Allow { argv: b }) => escaped(a) == *b,
+        (Outcome::Probe, Outcome::Probe) => true,
+        _ => false,
+    };
+    if same {
+        Vec::new()
+    } else {
+        vec![format!(
+            "explain and serve disagree:\n      serve:   {}\n      explain: {}",
+            outcome_line(served),
+            outcome_line(&said)
+        )]
+    }
+}
+
+fn outcome_line(o: &Outcome) -> String {
+    match o {
+        Outcome::Deny { code, message } => format!("deny {code} ({message})"),
+        Outcome::Allow { argv } => format!("allow {}", show_argv(argv)),
+        Outcome::Probe => "probe".into(),
+    }
+}
+
 /// The stand-in's environment: only what the gate builds, none of the
 /// case's hostile variables, and the exact values asked for.
 fn check_env(
@@ -1027,6 +1168,7 @@ fn hostile_corpus() {
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_category: BTreeMap<&str, usize> = BTreeMap::new();
     let mut in_process = 0;
+    let mut explained = 0;
     for c in &cases {
         let p = match prepare(c, &vars) {
             Ok(p) => p,
@@ -1044,7 +1186,15 @@ fn hostile_corpus() {
             in_process += 1;
             check_in_process(&policy, c, &p)
         } else {
-            check_binary(&w, &out, c, &p, &account)
+            // What explain says first (it changes nothing), then what serve
+            // does: the two must agree.
+            let said = explain(&w, c, &p);
+            let (outcome, mut found) = check_binary(&w, &out, c, &p, &account);
+            if let Some(o) = &outcome {
+                found.extend(agree(o, said));
+                explained += 1;
+            }
+            (outcome, found)
         };
         let not_built = match (&outcome, c.pending_code.as_deref()) {
             (Some(Outcome::Deny { code, .. }), Some(want)) => code == want,
@@ -1129,6 +1279,13 @@ fn hostile_corpus() {
     );
     let codes: Vec<String> = by_code.iter().map(|(k, n)| format!("{k} {n}")).collect();
     eprintln!("corpus: denials by code: {}", codes.join(", "));
+    eprintln!("corpus: explain agreed with serve on all {explained} cases run through the binary");
+    if explained + in_process + 2 < cases.len() {
+        failures.push(format!(
+            "explain was compared with serve on only {explained} of {} cases",
+            cases.len()
+        ));
+    }
     let cats: Vec<String> = by_category
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
@@ -1172,6 +1329,273 @@ fn hostile_corpus() {
     assert!(
         failures.is_empty(),
         "{} corpus failures:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
+const CLIENT_COMMANDS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/client-commands.tsv"
+);
+
+/// The cases every rsync 3.x client must get through (the common pulls
+/// and pushes; see the file's header for the case names).
+const COMMON_CASES: &[&str] = &[
+    "a", "b", "c", "c-noAX", "c-X", "d", "f-local", "f-remote", "g", "i-push", "i-link",
+    "i-delete", "i-z", "i-H",
+];
+
+/// The client corpus: what real clients sent, through the gate binary
+/// and through explain, which must agree; the common cases of every rsync
+/// 3.x client are allowed.
+#[test]
+fn client_corpus() {
+    let text = std::fs::read_to_string(CLIENT_COMMANDS).expect("read the client commands");
+    let (w, out) = corpus_world();
+    let vars = Vars {
+        srv: w.root.join("srv").as_os_str().as_bytes().to_vec(),
+        root: w.root.as_os_str().as_bytes().to_vec(),
+    };
+    let account = Account::current().name;
+    let mut failures = Vec::new();
+    let (mut allowed, mut total) = (0, 0);
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let mut f = line.splitn(3, '\t');
+        let (Some(client), Some(case), Some(command)) = (f.next(), f.next(), f.next()) else {
+            failures.push(format!("malformed line {line:?}"));
+            continue;
+        };
+        let c = Case::client_command(command);
+        let p = prepare(&c, &vars).expect("no templates in client commands");
+        let said = explain(&w, &c, &p);
+        let (outcome, mut bad) = check_binary(&w, &out, &c, &p, &account);
+        if let Some(o) = &outcome {
+            bad.extend(agree(o, said));
+        }
+        total += 1;
+        let is_allowed = matches!(outcome, Some(Outcome::Allow { .. }));
+        allowed += usize::from(is_allowed);
+        if !client.starts_with("openrsync") && COMMON_CASES.contains(&case) && !is_allowed {
+            bad.push(format!(
+                "a common case is refused: {}",
+                outcome.as_ref().map_or("?".into(), outcome_line)
+            ));
+        }
+        if !bad.is_empty() {
+            failures.push(format!(
+                "{client} {case} {command}:\n    {}",
+                bad.join("\n    ")
+            ));
+        }
+    }
+    eprintln!("client corpus: {allowed} of {total} commands allowed; explain agreed on all");
+    assert!(total >= 100, "only {total} client commands");
+    assert!(
+        failures.is_empty(),
+        "{} client corpus failures:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
+impl Case {
+    /// A client-corpus command as a case of client `c`.
+    fn client_command(command: &str) -> Case {
+        Case {
+            name: "client".into(),
+            category: "client".into(),
+            client: default_client(),
+            command: Some(command.to_string()),
+            no_command: false,
+            pct: false,
+            command_len: None,
+            env: BTreeMap::new(),
+            env_remove: Vec::new(),
+            stdin: None,
+            in_process: false,
+            expect: Expect::Allow,
+            code: None,
+            message_contains: None,
+            argv: None,
+            env_exact: BTreeMap::new(),
+            env_absent: Vec::new(),
+            files: Vec::new(),
+            known_issue: None,
+            pending: None,
+            pending_code: None,
+            note: None,
+        }
+    }
+}
+
+/// A checked-mode command turned into the in-band request a `host::`
+/// client would send: `rsyncd` for the program, paths relative to their
+/// module. None when its paths are not all `MODULE/...` of one module.
+fn in_band(command: &[u8]) -> Option<(String, Vec<Vec<u8>>)> {
+    let words = rsync_gate::request::split::split(command).ok()?;
+    let dot = words.iter().position(|w| w.bytes == b".")?;
+    let (head, paths) = words.split_at(dot + 1);
+    if head.first()?.bytes != b"rsync" || paths.is_empty() {
+        return None;
+    }
+    let mut module: Option<Vec<u8>> = None;
+    let mut rel = Vec::new();
+    for p in paths {
+        let b = p.glob.as_ref().unwrap_or(&p.bytes);
+        let (m, rest) = match b.iter().position(|&c| c == b'/') {
+            Some(i) => (b[..i].to_vec(), b[i + 1..].to_vec()),
+            None => (b.clone(), Vec::new()),
+        };
+        if m.is_empty() || module.as_ref().is_some_and(|x| *x != m) {
+            return None;
+        }
+        module = Some(m);
+        rel.push(rest);
+    }
+    let mut argv = vec![b"rsyncd".to_vec()];
+    argv.extend(head.iter().skip(1).map(|w| w.bytes.clone()));
+    argv.extend(rel);
+    Some((String::from_utf8(module?).ok()?, argv))
+}
+
+/// What the real pre-xfer hook decides: exit status and audit reason code.
+fn run_hook(
+    w: &common::World,
+    module: &str,
+    argv: &[Vec<u8>],
+    sandboxed: bool,
+) -> Result<Option<String>, String> {
+    let before = std::fs::metadata(&w.audit).map_or(0, |m| m.len());
+    let mut cmd = Command::new(common::gate_bin());
+    cmd.args(["hook", "pre-xfer", "--policy"])
+        .arg(&w.policy)
+        .args(["--client", "c"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SSH_CONNECTION", DEFAULT_CONNECTION)
+        .env("RSYNC_MODULE_NAME", module)
+        .env("RSYNC_GATE_SANDBOXED", if sandboxed { "1" } else { "0" })
+        .stdin(Stdio::null());
+    for (i, a) in argv.iter().enumerate() {
+        cmd.env(format!("RSYNC_ARG{i}"), OsStr::from_bytes(a));
+    }
+    let o = cmd.output().map_err(|e| format!("hook: {e}"))?;
+    let mut bad = Vec::new();
+    let records = new_decisions(&w.audit, before, &mut bad);
+    let [r] = records.as_slice() else {
+        return Err(format!(
+            "the hook wrote {} decision records {bad:?}",
+            records.len()
+        ));
+    };
+    match o.status.code() {
+        Some(0) if r["decision"] == "allow" => Ok(None),
+        Some(1) if r["decision"] == "deny" => {
+            let line = String::from_utf8_lossy(&o.stdout);
+            if !line.starts_with("rsync-gate: denied: ") || line.lines().count() != 1 {
+                return Err(format!("the hook's veto is not one denial line: {line:?}"));
+            }
+            Ok(Some(
+                r["reason"]["code"].as_str().unwrap_or_default().to_string(),
+            ))
+        }
+        other => Err(format!("hook exit {other:?} with record {r}")),
+    }
+}
+
+/// What `explain --module` says of the same in-band request.
+fn explain_in_band(
+    w: &common::World,
+    module: &str,
+    argv: &[Vec<u8>],
+    sandboxed: bool,
+) -> Result<Option<String>, String> {
+    let mut cmd = Command::new(common::gate_bin());
+    cmd.args(["explain", "--json", "--policy"])
+        .arg(&w.policy)
+        .args(["--client", "c", "--connection", DEFAULT_CONNECTION])
+        .arg(format!("--module={module}"));
+    if !sandboxed {
+        cmd.arg("--unsandboxed");
+    }
+    cmd.arg("--")
+        .args(argv.iter().map(|a| OsStr::from_bytes(a)));
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("explain: {e}"))?;
+    let e: serde_json::Value =
+        serde_json::from_slice(&o.stdout).map_err(|e| format!("explain --module: {e}"))?;
+    Ok((e["decision"] != "allow")
+        .then(|| e["reason"]["code"].as_str().unwrap_or_default().to_string()))
+}
+
+/// The pre-xfer hook and `explain --module` agree on the in-band form of
+/// every command of both corpora that names module paths, with and without
+/// the sandbox.
+#[test]
+fn hook_agrees_with_explain() {
+    let (w, _) = corpus_world();
+    let vars = Vars {
+        srv: w.root.join("srv").as_os_str().as_bytes().to_vec(),
+        root: w.root.as_os_str().as_bytes().to_vec(),
+    };
+    let mut commands: Vec<Vec<u8>> = Vec::new();
+    let corpus: Corpus =
+        toml::from_str(&std::fs::read_to_string(CORPUS).expect("corpus")).expect("corpus TOML");
+    for c in corpus
+        .case
+        .iter()
+        .filter(|c| !c.in_process && c.env.is_empty())
+    {
+        if let Ok(Prepared {
+            command: Some(cmd), ..
+        }) = prepare(c, &vars)
+        {
+            commands.push(cmd);
+        }
+    }
+    let clients = std::fs::read_to_string(CLIENT_COMMANDS).expect("client commands");
+    commands.extend(
+        clients
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.splitn(3, '\t').nth(2))
+            .map(|c| c.as_bytes().to_vec()),
+    );
+    let mut failures = Vec::new();
+    let (mut compared, mut allowed) = (0, 0);
+    for command in &commands {
+        let Some((module, argv)) = in_band(command) else {
+            continue;
+        };
+        for sandboxed in [true, false] {
+            let hook = run_hook(&w, &module, &argv, sandboxed);
+            let said = explain_in_band(&w, &module, &argv, sandboxed);
+            compared += 1;
+            if matches!(hook, Ok(None)) {
+                allowed += 1;
+            }
+            if hook != said || hook.is_err() {
+                failures.push(format!(
+                    "{} (module {module}, sandboxed {sandboxed}): hook {hook:?}, explain {said:?}",
+                    show(command)
+                ));
+            }
+        }
+    }
+    eprintln!("hook and explain agreed on {compared} in-band requests ({allowed} allowed)");
+    assert!(
+        compared >= 300 && allowed >= 100,
+        "{compared} compared, {allowed} allowed"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n  {}",
         failures.len(),
         failures.join("\n  ")
     );

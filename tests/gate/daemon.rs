@@ -177,7 +177,10 @@ impl Daemon {
     }
 
     fn srv(&self, m: &str) -> PathBuf {
-        self.w.root.join("srv").join(m)
+        self.w
+            .root
+            .join("srv")
+            .join(crate::common::module_dir_name(m))
     }
 
     fn dst(&self, name: &str) -> String {

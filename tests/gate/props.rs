@@ -640,7 +640,7 @@ fn serve_world() -> (World, PathBuf) {
     w.module_dir("vault/prev");
     w.module_dir("inbox");
     // A directory named like a module, which is not one.
-    w.module_dir("www");
+    std::fs::create_dir(w.root.join("srv/www")).unwrap();
     w.write_policy(
         r#"
 [modules.www]

@@ -129,62 +129,9 @@ pub fn select(data: &[u8]) -> (Selector, &[u8]) {
     )
 }
 
-/// The policy of the pure target: module paths that need not exist.
-pub const LEXICAL_POLICY: &str = r#"
-[modules.www]
-path = "/srv/www"
-
-[modules.nested]
-path = "/srv/www/sub"
-read_only = false
-
-[modules.backup]
-path = "/srv/backup"
-read_only = false
-delete = true
-
-[modules.drop]
-path = "/srv/drop"
-read_only = false
-write_only = true
-overwrite = false
-
-[modules.links]
-path = "/srv/links"
-read_only = false
-follow_links = true
-devices = true
-munge_links = false
-
-[modules.root]
-path = "/"
-
-[modules.secret]
-path = "/srv/secret"
-
-[clients.c]
-modules = ["www", "nested", "backup", "drop", "links"]
-
-[clients.fenced]
-modules = ["www", "backup"]
-from = ["192.0.2.10", "2001:db8::/32"]
-
-[clients.rooty]
-modules = ["root", "backup"]
-
-[clients.dropper]
-modules = ["drop"]
-
-[clients.reader]
-modules = ["www", "nested"]
-from = ["192.0.2.0/24", "127.0.0.0/8"]
-
-[triggers.t]
-command = ["/bin/true"]
-
-[clients.trig]
-trigger = "t"
-"#;
+/// The lexical policy: module paths that need not exist (also the
+/// decision's unit tables' policy).
+pub const LEXICAL_POLICY: &str = include_str!("../data/lexical-policy.toml");
 
 pub fn lexical_policy() -> Policy {
     match policy::load_text(Path::new("/fuzz/policy.toml"), LEXICAL_POLICY) {
@@ -1202,7 +1149,7 @@ pub fn check_one(
                 return Err("evaluate planned another grant than it decided".into());
             }
             check_plan(policy, sel, g, &run.plan)
-                .map_err(|e| format!("{e}\n argv: {:?}", run.plan.argv_lossy()))?;
+                .map_err(|e| format!("{e}\n argv: {:?}", run.plan.argv_shown()))?;
             planned = true;
         }
         Evaluation::Refused(r) => {

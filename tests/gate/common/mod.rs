@@ -74,6 +74,61 @@ pub fn sh_quote(s: &OsStr) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// How the test worlds name module directories: as a real server does, not
+/// after the modules (`www` lives in `srv/public-tree`). `links` keeps its
+/// module's name, so the case where the two agree stays covered.
+pub const MODULE_DIRS: &[(&str, &str)] = &[
+    ("www", "public-tree"),
+    ("backup", "vault"),
+    ("up", "incoming"),
+    ("drop", "inbox"),
+    ("secret", "private"),
+    ("web", "htdocs"),
+    ("everything", "whole-disk"),
+];
+
+/// The directory below `srv/` that holds module `module` (a path below a
+/// module maps its first component).
+pub fn module_dir_name(path: &str) -> String {
+    let (first, rest) = path.split_once('/').unwrap_or((path, ""));
+    let dir = MODULE_DIRS
+        .iter()
+        .find(|(m, _)| *m == first)
+        .map_or(first, |(_, d)| d);
+    if rest.is_empty() {
+        dir.to_string()
+    } else {
+        format!("{dir}/{rest}")
+    }
+}
+
+/// Replace each `{srv}/MODULE` in `text` by the module's real directory.
+pub fn map_srv_paths(text: &str, srv: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("{srv}") {
+        out.push_str(&rest[..i]);
+        out.push_str(srv);
+        rest = &rest[i + "{srv}".len()..];
+        // Slashes and `./` between `{srv}` and the name are kept as written.
+        let lead = rest.len() - rest.trim_start_matches(['/', '.']).len();
+        let (sep, after) = rest.split_at(lead);
+        if sep.starts_with('/') && !sep.contains("..") {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(after.len());
+            let name = &after[..end];
+            if let Some((_, dir)) = MODULE_DIRS.iter().find(|(m, _)| *m == name) {
+                out.push_str(sep);
+                out.push_str(dir);
+                rest = &after[end..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A scratch world: `srv/` holds modules, `log/audit.jsonl` the audit log,
 /// `run/` the lock dir, `client/` the client's side.
 pub struct World {
@@ -114,16 +169,18 @@ impl World {
         }
     }
 
-    /// Create (if needed) and return `srv/<name>`.
+    /// Create (if needed) and return the directory of module `name` (or a
+    /// path below it), named as [`MODULE_DIRS`] says.
     pub fn module_dir(&self, name: &str) -> PathBuf {
-        let p = self.root.join("srv").join(name);
+        let p = self.root.join("srv").join(module_dir_name(name));
         std::fs::create_dir_all(&p).expect("mkdir module");
         set_mode(&p, 0o755);
         p
     }
 
     /// Write the policy: a `[gate]` section pointing into this world, then
-    /// `body`. `{srv}` in the body is replaced by the modules directory.
+    /// `body`. `{srv}` in the body is replaced by the modules directory, and
+    /// `{srv}/MODULE` by the module's real directory ([`MODULE_DIRS`]).
     pub fn write_policy(&self, body: &str) {
         let sandbox = self
             .sandbox
@@ -134,7 +191,7 @@ impl World {
             self.rsync.display(),
             self.audit.display(),
             self.run.display(),
-            body.replace("{srv}", &self.root.join("srv").to_string_lossy())
+            map_srv_paths(body, &self.root.join("srv").to_string_lossy())
         );
         std::fs::write(&self.policy, text).expect("write policy");
         set_mode(&self.policy, 0o644);
@@ -161,6 +218,31 @@ impl World {
             install_exec(&path, &script);
         }
         path
+    }
+
+    /// A shim for `rsync -e` with no gate: the remote command runs through a
+    /// shell (`sh -c`), as a plain SSH login would run it.
+    pub fn plain_shim(&self) -> PathBuf {
+        let path = self.root.join("bin/plain-shell");
+        if !path.exists() {
+            install_exec(
+                &path,
+                "#!/bin/sh\n# rsync -e shim: $1 is the host, the rest the remote command\nshift\nexec /bin/sh -c \"$*\"\n",
+            );
+        }
+        path
+    }
+
+    /// Run the real rsync client over a plain shell (no gate).
+    pub fn rsync_plain(&self, args: &[&str]) -> Output {
+        Command::new("/usr/bin/rsync")
+            .arg("-e")
+            .arg(self.plain_shim())
+            .args(args)
+            .current_dir(&self.client)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rsync")
     }
 
     /// Run the real rsync client through the gate as `client`.
