@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use crate::decide::RsyncCaps;
 use crate::host::{CHILD_HOME, CHILD_PATH};
+use crate::request::options;
 
 const CACHE_NAME: &str = "rsync-caps";
 
@@ -28,8 +29,8 @@ fn identity(rsync: &Path) -> Option<String> {
 /// Parse `rsync --help` output.
 pub fn parse_help(help: &str) -> RsyncCaps {
     RsyncCaps {
-        confine_root: help.contains("--confine-root"),
-        drop_d: help.contains("--drop-D"),
+        confine_root: help.contains(&format!("--{}", options::CONFINE_ROOT)),
+        drop_d: help.contains(&format!("--{}", options::DROP_D)),
     }
 }
 

@@ -106,13 +106,14 @@ impl Explanation {
             path: escape::field(m.expect.as_os_str().as_bytes()),
             created: true,
         }));
-        notes.push(match plan.sandbox {
-            SandboxChoice::Apply(_) => "sandbox: would be applied".into(),
-            SandboxChoice::Off => "sandbox: off".into(),
+        match plan.sandbox {
+            // The plan's own note says what it would allow.
+            SandboxChoice::Apply(_) => {}
+            SandboxChoice::Off => notes.push("sandbox: off".into()),
             SandboxChoice::Unavailable => {
-                "sandbox: unavailable (the kernel has no Landlock)".into()
+                notes.push("sandbox: unavailable (the kernel has no Landlock)".into());
             }
-        });
+        }
         Explanation {
             decision: "allow".into(),
             reason: None,
