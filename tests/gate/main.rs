@@ -14,6 +14,7 @@ mod common;
 mod corpus;
 mod daemon;
 mod examples;
+mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
 mod props;
