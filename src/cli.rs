@@ -15,6 +15,10 @@ pub struct Cli {
     /// More diagnostics on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Tests only (debug builds): behave as on a kernel without Landlock.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, global = true)]
+    pub test_no_landlock: bool,
     #[command(subcommand)]
     pub command: Command,
 }

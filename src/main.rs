@@ -24,6 +24,10 @@ fn main() -> ExitCode {
         return ExitCode::from(pipeline::hook::hook_shell(command.as_bytes()));
     }
     let cli = Cli::parse();
+    #[cfg(debug_assertions)]
+    if cli.test_no_landlock {
+        host::pretend_no_landlock();
+    }
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,

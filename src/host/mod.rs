@@ -56,8 +56,22 @@ pub fn gate_binary() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/rsync-gate"))
 }
 
+/// Set once at start-up by the test-only `--test-no-landlock` switch
+/// (debug builds only; a client or a policy cannot set it).
+static PRETEND_NO_LANDLOCK: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// The Landlock ABI version the kernel offers, if any (asked of the
 /// kernel itself; securityfs need not be mounted).
 pub fn landlock_abi() -> Option<u32> {
+    if PRETEND_NO_LANDLOCK.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     crate::sys::landlock_abi()
+}
+
+/// Tests only: behave as on a kernel without Landlock.
+#[cfg(debug_assertions)]
+pub fn pretend_no_landlock() {
+    PRETEND_NO_LANDLOCK.store(true, std::sync::atomic::Ordering::Relaxed);
 }

@@ -113,8 +113,13 @@ impl Daemon {
             &path,
             &format!(
                 "#!/bin/sh\nshift\nSSH_ORIGINAL_COMMAND=\"$*\" SSH_CONNECTION=\"127.0.0.1 40000 127.0.0.1 22\" {env}\
-                                  exec {} serve --policy {} --client c\n",
+                                  exec {}{} serve --policy {} --client c\n",
                 sh_quote(gate_bin().as_os_str()),
+                if self.w.no_landlock {
+                    " --test-no-landlock"
+                } else {
+                    ""
+                },
                 sh_quote(self.w.policy.as_os_str()),
             ),
         );
@@ -153,6 +158,7 @@ impl Daemon {
     }
 
     fn refused(&self, args: &[&str], message: &str) {
+        assert!(!message.is_empty(), "a refusal test names the reason");
         let before = (
             snapshot(&self.w.root.join("srv")),
             snapshot(&self.w.root.join("outside")),
@@ -205,6 +211,16 @@ impl Daemon {
     }
 
     /// Records the hooks wrote (one per in-band request and its end).
+    /// The last daemon session's decision record.
+    fn session(&self) -> serde_json::Value {
+        self.w
+            .audit_records()
+            .into_iter()
+            .rev()
+            .find(|r| r["event"] == "decision" && r["mode"] == "daemon")
+            .expect("a daemon session record")
+    }
+
     fn request_records(&self) -> Vec<serde_json::Value> {
         self.w
             .audit_records()
@@ -241,7 +257,7 @@ fn lists_exactly_the_clients_listable_modules() {
         );
         // The kernel sandbox covers daemon mode too (the union of the
         // client's module roots), on kernels that have Landlock.
-        if crate::common::landlock_available() {
+        if crate::common::require_landlock() {
             assert_eq!(last["sandbox"], "applied", "{last}");
         }
         let notes = last["notes"].to_string();
@@ -377,7 +393,11 @@ fn a_symlink_pointing_out_of_a_module_does_not_leak() {
         d.ok(&["-a", &format!("{}/", src.display()), "h::up/l/"]);
         let stored = std::fs::read_link(d.srv("up").join("l/escape")).unwrap();
         assert!(stored.starts_with("/rsyncd-munged/"), "{stored:?}");
-        d.refused(&["-a", "h::up/l/escape/", &d.dst("y")], "");
+        // The stored link points at /rsyncd-munged/...: nothing there.
+        d.refused(
+            &["-a", "h::up/l/escape/", &d.dst("y")],
+            "rsync-gate: denied: path 'up/l/escape/' is a dangling symlink",
+        );
         assert!(!d.w.client.join("y/secret.txt").exists());
     }
 }
@@ -561,4 +581,62 @@ fn the_gate_is_the_only_shell_the_daemon_gets() {
     assert!(conf.contains("pre-xfer exec = "));
     let last = d.w.last_decision();
     assert!(last["argv"].to_string().contains("--daemon"));
+}
+
+/// Without the kernel sandbox (the gate's test switch for a kernel without
+/// Landlock) the hook must keep device and special files out of a
+/// `devices = false` module itself: `-D` pushes are refused, others pass;
+/// and a `--files-from` pull works, the daemon confining the listed names
+/// (it was refused, as a -D refusal, before the hook went through the one
+/// front half).
+#[test]
+fn without_the_sandbox_the_hook_decides_alone() {
+    let Some(_) = real_rsync() else { return };
+    for mut d in both() {
+        d.w.no_landlock = true;
+        let src = d.src();
+        let s = format!("{}/", src.display());
+        d.refused(
+            &["-a", &s, "h::up/x/"],
+            "rsync-gate: denied: -D (device and special files) is not allowed here: a daemon cannot be given --drop-D and no kernel sandbox is active",
+        );
+        let req = d.request_records();
+        assert_eq!(req.last().unwrap()["reason"]["code"], "nodes_unconfined");
+        d.ok(&["-rlt", &s, "h::up/y/"]);
+        assert_eq!(d.session()["sandbox"], "unsupported by the kernel");
+        let list = d.w.client.join("list");
+        std::fs::write(&list, "a.txt\nsub/s.txt\n").unwrap();
+        if d.account == Account::Nobody {
+            chown(&list, NOBODY);
+        }
+        d.ok(&[
+            "-a",
+            &format!("--files-from={}", list.display()),
+            "h::www/",
+            &d.dst("ff"),
+        ]);
+        let got: Vec<_> = tree(&d.w.client.join("ff")).into_keys().collect();
+        assert_eq!(
+            got,
+            [
+                PathBuf::from("a.txt"),
+                PathBuf::from("sub"),
+                PathBuf::from("sub/s.txt")
+            ],
+            "{:?}",
+            d.account
+        );
+        // With a sandbox-off policy the same holds.
+        let text = std::fs::read_to_string(&d.w.policy).unwrap();
+        d.w.no_landlock = false;
+        d.w.sandbox = Some("off");
+        d.w.write_policy(&text[text.find("[modules.www]").unwrap()..]);
+        d.ok(&[
+            "-a",
+            &format!("--files-from={}", list.display()),
+            "h::www/",
+            &d.dst("ff2"),
+        ]);
+        assert_eq!(d.session()["sandbox"], "off");
+    }
 }

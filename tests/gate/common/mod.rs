@@ -143,6 +143,9 @@ pub struct World {
     /// `[gate] sandbox` when set (stand-ins that write their notes outside
     /// the module need "off"; the default policy applies Landlock).
     pub sandbox: Option<&'static str>,
+    /// Run the gate as on a kernel without Landlock (its debug-build test
+    /// switch).
+    pub no_landlock: bool,
 }
 
 impl World {
@@ -164,6 +167,7 @@ impl World {
             client: root.join("client"),
             rsync: PathBuf::from("/usr/bin/rsync"),
             sandbox: None,
+            no_landlock: false,
             root,
             dir,
         }
@@ -205,13 +209,19 @@ impl World {
     }
 
     pub fn shim_from(&self, client: &str, addr: &str) -> PathBuf {
-        let path = self.root.join(format!("bin/shim-{client}-{addr}"));
+        let flag = if self.no_landlock { "-nolandlock" } else { "" };
+        let path = self.root.join(format!("bin/shim-{client}-{addr}{flag}"));
         if !path.exists() {
             let script = format!(
                 "#!/bin/sh\n# rsync -e shim: $1 is the host, the rest is the remote command\nshift\n\
                  SSH_ORIGINAL_COMMAND=\"$*\" SSH_CONNECTION=\"{addr} 40000 127.0.0.1 22\" \
-                 exec {} serve --policy {} --client {}\n",
+                 exec {}{} serve --policy {} --client {}\n",
                 sh_quote(gate_bin().as_os_str()),
+                if self.no_landlock {
+                    " --test-no-landlock"
+                } else {
+                    ""
+                },
                 sh_quote(self.policy.as_os_str()),
                 sh_quote(OsStr::new(client)),
             );
@@ -272,6 +282,9 @@ impl World {
     ) -> Output {
         use std::os::unix::ffi::OsStrExt;
         let mut cmd = Command::new(gate_bin());
+        if self.no_landlock {
+            cmd.arg("--test-no-landlock");
+        }
         cmd.arg("serve")
             .arg("--policy")
             .arg(&self.policy)
@@ -527,16 +540,22 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Does the running kernel enforce Landlock? Asked of the kernel itself
-/// (the create_ruleset syscall's version query); securityfs may not be
-/// mounted.
+/// Does the running kernel offer Landlock? (Asked of the kernel, as the
+/// gate asks it.)
 pub fn landlock_available() -> bool {
-    // SYS_landlock_create_ruleset with LANDLOCK_CREATE_RULESET_VERSION.
-    Command::new("python3")
-        .args([
-            "-c",
-            "import ctypes,sys;l=ctypes.CDLL(None,use_errno=True);sys.exit(0 if l.syscall(444,None,0,1)>0 else 1)",
-        ])
-        .status()
-        .is_ok_and(|s| s.success())
+    rsync_gate::host::landlock_abi().is_some()
+}
+
+/// Landlock is needed: outside CI a missing one skips (false); in CI it
+/// fails the test.
+pub fn require_landlock() -> bool {
+    if landlock_available() {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "Landlock is required in CI but this kernel lacks it"
+    );
+    eprintln!("SKIP: no Landlock");
+    false
 }
