@@ -23,13 +23,13 @@ use nix::unistd::Pid;
 
 use crate::common::{self, World};
 
-const SSHD: &str = "/usr/sbin/sshd";
-const SSH: &str = "/usr/bin/ssh";
-const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
+pub(crate) const SSHD: &str = "/usr/sbin/sshd";
+pub(crate) const SSH: &str = "/usr/bin/ssh";
+pub(crate) const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
 const RSYNC: &str = "/usr/bin/rsync";
 
 /// Longest any single client command (ssh, rsync, ssh-keygen) may take.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// How long sshd gets to start listening.
 const START_LIMIT: Duration = Duration::from_secs(10);
 /// How long sshd gets to exit after SIGTERM before it is killed.
@@ -99,7 +99,7 @@ fn reader(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 /// Run `cmd` (stdin from /dev/null, output captured) in its own process
 /// group, killing the whole group if it does not finish within `limit`
 /// (then the test fails, showing what stderr said so far).
-fn run_timed(mut cmd: Command, limit: Duration) -> Output {
+pub(crate) fn run_timed(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -239,26 +239,26 @@ impl Drop for Daemon {
 
 /// A client key pair known to the fixture's sshd.
 #[derive(Debug, Clone)]
-struct Key {
+pub(crate) struct Key {
     /// The private key (the public one is next to it, `.pub`).
     path: PathBuf,
 }
 
 /// A real sshd on 127.0.0.1 with its own configuration, host key and
 /// `authorized_keys`, all in a temporary directory that goes away with it.
-struct Sshd {
+pub(crate) struct Sshd {
     // Field order matters: the daemon is stopped before its files go.
     _daemon: Daemon,
     port: u16,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     log: PathBuf,
-    authorized_keys: PathBuf,
+    pub(crate) authorized_keys: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
 impl Sshd {
     /// Start sshd and wait until it accepts connections.
-    fn start() -> Sshd {
+    pub(crate) fn start() -> Sshd {
         ensure_privsep_dir();
         let tmp = tempfile::Builder::new()
             .prefix("sshd-")
@@ -350,13 +350,13 @@ impl Sshd {
     }
 
     /// What sshd logged so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// A new key pair whose `authorized_keys` entry forces `command`
     /// (run by the account's shell, as sshd does).
-    fn add_key(&self, name: &str, command: &str) -> Key {
+    pub(crate) fn add_key(&self, name: &str, command: &str) -> Key {
         assert!(
             name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
             "key name {name:?}"
@@ -447,7 +447,7 @@ impl Sshd {
 
     /// `rsync -e "<ssh ... extra>" ARGS`, run in the world's client
     /// directory with `env` added to rsync's (and so ssh's) environment.
-    fn rsync(
+    pub(crate) fn rsync(
         &self,
         world: &World,
         key: &Key,
@@ -471,11 +471,11 @@ fn remote(path: &str) -> String {
 }
 
 /// `dir` with a trailing slash, as rsync wants it for "the contents of".
-fn slash(p: &Path) -> String {
+pub(crate) fn slash(p: &Path) -> String {
     format!("{}/", p.display())
 }
 
-fn assert_denied(out: &Output, what: &str, needle: &str) {
+pub(crate) fn assert_denied(out: &Output, what: &str, needle: &str) {
     let err = common::stderr(out);
     assert!(
         !out.status.success(),
@@ -487,7 +487,7 @@ fn assert_denied(out: &Output, what: &str, needle: &str) {
     );
 }
 
-fn assert_ok(out: &Output, what: &str) {
+pub(crate) fn assert_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what}: {}; stderr:\n{}",
