@@ -1023,7 +1023,10 @@ mod tests {
         confine(&g, m, &account(), &[])
     }
 
-    /// Map `/proc/self/fd/N/rest` back to the pinned real path.
+    /// Each argument as `<PINNED-DIR>rest`: `/proc/self/fd/N` shown as the
+    /// directory the descriptor holds, so an expectation says both that a
+    /// path is pinned and which directory is. An argument that is not a
+    /// held descriptor fails the test.
     fn real_args(c: &Confined) -> Vec<String> {
         c.args
             .iter()
@@ -1034,10 +1037,12 @@ mod tests {
                     if let Some(rest) = s.strip_prefix(&pp)
                         && (rest.is_empty() || rest.starts_with('/'))
                     {
-                        return format!("{}{rest}", p.real.display());
+                        // The descriptor really holds that directory.
+                        assert_eq!(std::fs::read_link(&pp).unwrap(), p.real);
+                        return format!("<{}>{rest}", p.real.display());
                     }
                 }
-                s
+                panic!("{s} is not a held descriptor")
             })
             .collect()
     }
@@ -1052,38 +1057,40 @@ mod tests {
         let w = f.base.join("www");
         let w = w.display();
         let table: &[(&str, Vec<String>)] = &[
-            // The root by name, as `host:dir` would send it.
-            ("www", vec![format!("{}/www", f.base.display())]),
-            ("www/", vec![format!("{w}/")]),
-            ("www/.", vec![format!("{w}/.")]),
-            ("www/sub", vec![format!("{w}/sub")]),
-            ("www/sub/", vec![format!("{w}/sub/")]),
-            ("www/sub/file.txt", vec![format!("{w}/sub/file.txt")]),
-            ("www/sub/../a.txt", vec![format!("{w}/a.txt")]),
-            ("www/insub/file.txt", vec![format!("{w}/sub/file.txt")]),
-            ("www/insub/", vec![format!("{w}/sub/")]),
-            ("www/insub", vec![format!("{w}/insub")]),
-            ("www/leak", vec![format!("{w}/leak")]),
-            ("www/missing", vec![format!("{w}/missing")]),
+            // The root by name, as `host:dir` would send it: its parent held.
+            ("www", vec![format!("<{}>/www", f.base.display())]),
+            ("www/", vec![format!("<{w}>/")]),
+            ("www/.", vec![format!("<{w}>/.")]),
+            ("www/sub", vec![format!("<{w}>/sub")]),
+            ("www/sub/", vec![format!("<{w}/sub>/")]),
+            ("www/sub/file.txt", vec![format!("<{w}/sub>/file.txt")]),
+            ("www/sub/..", vec![format!("<{w}>/.")]),
+            ("www/sub/../a.txt", vec![format!("<{w}>/a.txt")]),
+            ("www/insub/file.txt", vec![format!("<{w}/sub>/file.txt")]),
+            ("www/insub/", vec![format!("<{w}/sub>/")]),
+            // The link itself is sent (as a link), from its directory.
+            ("www/insub", vec![format!("<{w}>/insub")]),
+            ("www/leak", vec![format!("<{w}>/leak")]),
+            ("www/missing", vec![format!("<{w}>/missing")]),
             (
                 "www/*.txt",
-                vec![format!("{w}/a.txt"), format!("{w}/b.txt")],
+                vec![format!("<{w}>/a.txt"), format!("<{w}>/b.txt")],
             ),
-            ("www/.*.txt", vec![format!("{w}/.hidden.txt")]),
-            ("www/s*/f*", vec![format!("{w}/sub/file.txt")]),
-            ("www/*.nomatch", vec![format!("{w}/*.nomatch")]),
+            ("www/.*.txt", vec![format!("<{w}>/.hidden.txt")]),
+            ("www/s*/f*", vec![format!("<{w}/sub>/file.txt")]),
+            ("www/*.nomatch", vec![format!("<{w}>/*.nomatch")]),
             // A wildcard in a parent yields only existing paths.
             // (insub is a link to sub: its real directory is what is held.)
-            ("www/s*/file.txt", vec![format!("{w}/sub/file.txt")]),
+            ("www/s*/file.txt", vec![format!("<{w}/sub>/file.txt")]),
             (
                 "www/*sub/file.txt",
-                vec![format!("{w}/sub/file.txt"), format!("{w}/sub/file.txt")],
+                vec![format!("<{w}/sub>/file.txt"), format!("<{w}/sub>/file.txt")],
             ),
-            ("www/a\\*", vec![format!("{w}/a*")]),
+            ("www/a\\*", vec![format!("<{w}>/a*")]),
             // With a trailing slash, as in the shell, only directories
             // (and links to them) match.
-            ("www/[bs]*/", vec![format!("{w}/sub/")]),
-            ("www/[ai]*/", vec![format!("{w}/sub/")]),
+            ("www/[bs]*/", vec![format!("<{w}/sub>/")]),
+            ("www/[ai]*/", vec![format!("<{w}/sub>/")]),
         ];
         for (path, want) in table {
             let c = confine_cmd(&f, &format!("{PULL}{path}"))
@@ -1092,7 +1099,7 @@ mod tests {
         }
         // Absolute spelling of a module path.
         let c = confine_cmd(&f, &format!("{PULL}{w}/sub/file.txt")).unwrap();
-        assert_eq!(real_args(&c), [format!("{w}/sub/file.txt")]);
+        assert_eq!(real_args(&c), [format!("<{w}/sub>/file.txt")]);
     }
 
     #[test]
@@ -1123,15 +1130,18 @@ mod tests {
         let f = fixture();
         let w = f.base.join("www");
         let table: &[(&str, String)] = &[
+            // The anchor (the directory before /./) is held; the rest is
+            // the name rsync transmits.
             (
                 "www/sub/./file.txt",
-                format!("{}/sub/./file.txt", w.display()),
+                format!("<{}/sub>/./file.txt", w.display()),
             ),
             (
                 "www/sub/file.txt",
-                format!("{}/./www/sub/file.txt", f.base.display()),
+                format!("<{}>/./www/sub/file.txt", f.base.display()),
             ),
-            ("www/./sub/", format!("{}/./sub/", w.display())),
+            ("www/./sub/", format!("<{}>/./sub/", w.display())),
+            ("www/sub/./.", format!("<{}/sub>/./.", w.display())),
         ];
         for (path, want) in table {
             let c = confine_cmd(&f, &format!("{PULLR}{path}")).unwrap();
@@ -1140,7 +1150,7 @@ mod tests {
         // Absolute without a marker: anchored at "/" so the full name travels.
         let abs = format!("{}/sub/file.txt", w.display());
         let c = confine_cmd(&f, &format!("{PULLR}{abs}")).unwrap();
-        assert_eq!(real_args(&c)[0], format!("//.{abs}"));
+        assert_eq!(real_args(&c)[0], format!("</>/.{abs}"));
         assert_eq!(
             confine_cmd(&f, &format!("{PULLR}www/./out/secret"))
                 .unwrap_err()
@@ -1161,12 +1171,13 @@ mod tests {
         let b = f.base.join("backup");
         let b = b.display();
         let table: &[(&str, String)] = &[
-            ("backup", format!("{b}")),
-            ("backup/", format!("{b}/")),
-            ("backup/prev/", format!("{b}/prev/")),
-            ("backup/new/", format!("{b}/new/")),
-            ("backup/new/deeper/", format!("{b}/new/deeper/")),
-            ("backup/prev/../cur", format!("{b}/cur")),
+            ("backup", format!("<{b}>")),
+            ("backup/", format!("<{b}>/")),
+            ("backup/prev/", format!("<{b}/prev>/")),
+            // Missing directories below the deepest existing one.
+            ("backup/new/", format!("<{b}>/new/")),
+            ("backup/new/deeper/", format!("<{b}>/new/deeper/")),
+            ("backup/prev/../cur", format!("<{b}>/cur")),
         ];
         for (path, want) in table {
             let c = confine_cmd(&f, &format!("{PUSH}{path}")).unwrap();

@@ -818,8 +818,9 @@ fn runs_a_canonical_argv_with_a_clean_environment() {
     let r = Recorded::read(&out).expect("recorder ran");
     let www = srv(&w, "www");
     // argv[0] is the stand-in script's own name as /bin/sh reports it.
+    // Both paths are handed over through held directories.
     assert_eq!(
-        r.argv_resolved()[1..],
+        r.argv_pinned()[1..],
         [
             "--server".to_string(),
             "--sender".into(),
@@ -827,10 +828,11 @@ fn runs_a_canonical_argv_with_a_clean_environment() {
             format!("--confine-root={}", www.display()),
             "--".into(),
             ".".into(),
-            format!("{}/sub/s.txt", www.display()),
-            format!("{}/a.txt", www.display()),
+            format!("<fd:{}/sub>/s.txt", www.display()),
+            format!("<fd:{}>/a.txt", www.display()),
         ]
     );
+    assert!(r.argv[7].starts_with("/proc/self/fd/"), "{:?}", r.argv);
     let mut env = r.env.clone();
     env.retain(|e| !e.starts_with("PWD=") && !e.starts_with("SHLVL=") && !e.starts_with("_="));
     env.sort();
@@ -902,13 +904,21 @@ fn link_dest_is_pinned_and_missing_basis_is_dropped() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = Recorded::read(&out).unwrap();
-    let argv = r.argv_resolved();
+    let argv = r.argv_pinned();
+    // The basis by descriptor, never by name.
     assert!(
-        argv.contains(&format!("--link-dest={}/prev", bk.display())),
+        argv.contains(&format!("--link-dest=<fd:{}/prev>", bk.display())),
         "{argv:?}"
     );
+    assert!(
+        r.argv
+            .iter()
+            .any(|a| a.starts_with("--link-dest=/proc/self/fd/")),
+        "{:?}",
+        r.argv
+    );
     assert!(!argv.iter().any(|a| a.contains("older")), "{argv:?}");
-    assert_eq!(argv.last().unwrap(), &format!("{}/cur/", bk.display()));
+    assert_eq!(argv.last().unwrap(), &format!("<fd:{}>/cur/", bk.display()));
     for want in [
         "--drop-D",
         "--munge-links",
@@ -925,7 +935,7 @@ fn no_overwrite_adds_ignore_existing() {
     let (w, out) = recorder_world();
     let o = w.serve("c", Some(b"rsync --server -rte.iLsfxCIvu . drop/"), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let argv = Recorded::read(&out).unwrap().argv_resolved();
+    let argv = Recorded::read(&out).unwrap().argv_pinned();
     assert!(argv.contains(&"--ignore-existing".to_string()), "{argv:?}");
 }
 
@@ -1262,10 +1272,13 @@ fn secluded_args_reach_rsync_in_argv_without_s() {
         b"rsync\0--link-dest\0../prev\0.\0backup/a b;c/\0\0PROTOCOL",
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let argv = Recorded::read(&out).unwrap().argv_resolved();
+    let argv = Recorded::read(&out).unwrap().argv_pinned();
     let bk = srv(&w, "backup");
     assert_eq!(argv[2], "-logDtpre.iLsfxCIvu", "no 's' left: {argv:?}");
-    assert_eq!(argv.last().unwrap(), &format!("{}/a b;c/", bk.display()));
+    assert_eq!(
+        argv.last().unwrap(),
+        &format!("<fd:{}>/a b;c/", bk.display())
+    );
     // A malformed list is refused and nothing runs.
     std::fs::remove_file(out.join("argv")).unwrap();
     let o = w.serve_with_stdin(

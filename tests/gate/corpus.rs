@@ -26,7 +26,10 @@
 //! corpus, and no program from a hostile `PATH` may have run.
 //!
 //! Template syntax in `command`, `env` values, `stdin` and `argv`:
-//! `{srv}` (the modules directory), `{root}` (the world root),
+//! `{srv}` (the modules directory; `{srv}/MODULE` is the module's own
+//! directory, named otherwise), `{root}` (the world root), `{fd:PATH}` (in
+//! `argv`: a held descriptor holding PATH, i.e. `/proc/self/fd/N` in the
+//! argv rsync got, N being a descriptor it inherited on PATH),
 //! `{repeat:N:TEXT}` (TEXT N times; TEXT may nest repeats but holds no `}`),
 //! and in `argv` only a leading `{times:N}` (the element N times). With
 //! `pct = true`, `%XX` is then decoded to the byte 0xXX (write `%` as `%25`)
@@ -169,8 +172,9 @@ struct Vars {
     root: Vec<u8>,
 }
 
-/// Expand `{srv}`, `{root}` and `{repeat:N:TEXT}`; inside a repeat, stop
-/// at its closing `}` and return what follows.
+/// Expand `{srv}`, `{root}`, `{fd:PATH}` (a held descriptor holding PATH,
+/// as [`resolve_fds`] shows it: `<fd:PATH>`) and `{repeat:N:TEXT}`; inside
+/// a repeat or fd, stop at its closing `}` and return what follows.
 fn expand_until<'a>(
     mut s: &'a [u8],
     v: &Vars,
@@ -193,6 +197,13 @@ fn expand_until<'a>(
         } else if let Some(r) = s.strip_prefix(b"{root}") {
             out.extend_from_slice(&v.root);
             s = r;
+        } else if let Some(r) = s.strip_prefix(b"{fd:") {
+            // What a held descriptor stands for, as resolve_fds shows it.
+            let (body, after) = expand_until(r, v, true)?;
+            out.extend_from_slice(b"<fd:");
+            out.extend_from_slice(&body);
+            out.push(b'>');
+            s = after;
         } else if let Some(r) = s.strip_prefix(b"{repeat:") {
             let colon = r
                 .iter()
@@ -312,8 +323,25 @@ fn known_codes() -> BTreeSet<&'static str> {
 
 /// Check the file's own consistency before running anything.
 fn validate(cases: &[Case]) -> Vec<String> {
+    // Every path an allowed request hands rsync goes through a held
+    // descriptor: the expectation must say so.
+    let mut unpinned = Vec::new();
+    for c in cases.iter().filter(|c| c.expect == Expect::Allow) {
+        let Some(argv) = &c.argv else { continue };
+        let Some(dot) = argv.iter().position(|a| a == ".") else {
+            continue;
+        };
+        if argv.get(dot - 1).map(String::as_str) != Some("--") {
+            continue;
+        }
+        for a in &argv[dot + 1..] {
+            if !a.contains("{fd:") {
+                unpinned.push(format!("{}: argv path {a} is not {{fd:...}}", c.name));
+            }
+        }
+    }
     let codes = known_codes();
-    let mut problems = Vec::new();
+    let mut problems = unpinned;
     let mut names = BTreeSet::new();
     for c in cases {
         let mut bad = |why: &str| problems.push(format!("{}: {why}", c.name));
@@ -573,7 +601,9 @@ fn resolve_fds(arg: &[u8], target: &dyn Fn(u32) -> Option<Vec<u8>>) -> Vec<u8> {
     match fd.and_then(target) {
         Some(t) if digits_len > 0 && (after.is_empty() || after.starts_with(b"/")) => {
             let mut out = arg[..at].to_vec();
+            out.extend_from_slice(b"<fd:");
             out.extend_from_slice(&t);
+            out.push(b'>');
             out.extend_from_slice(after);
             out
         }

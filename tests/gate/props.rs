@@ -728,7 +728,7 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
                     .find(|(m, _)| *m == module)
                     .map_or(module.as_str(), |(_, d)| d);
                 let root = srv.join(dir);
-                let argv = r.argv_resolved();
+                let argv = r.argv_pinned();
                 let dd = argv
                     .iter()
                     .position(|a| a == "--")
@@ -738,7 +738,15 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
                 }
                 let receiver = w.last_decision()["mode"] == "receiver";
                 let inside = |a: &str, follow: bool| -> Result<(), TestCaseError> {
-                    let p = Path::new(a.strip_prefix("//.").unwrap_or(a));
+                    // Every path rsync gets goes through a held descriptor.
+                    let (target, tail) = a
+                        .strip_prefix("<fd:")
+                        .and_then(|r| r.split_once('>'))
+                        .ok_or_else(|| {
+                            fail(format!("{shown:?}: {a} is not handed over by descriptor"))
+                        })?;
+                    let joined = format!("{target}{tail}");
+                    let p = Path::new(joined.strip_prefix("//.").unwrap_or(&joined));
                     if p.components().any(|c| c == Component::ParentDir) {
                         return Err(fail(format!("'..' in {a} ({argv:?})")));
                     }

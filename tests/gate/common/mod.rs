@@ -405,9 +405,12 @@ impl Recorded {
         })
     }
 
-    /// Replace `/proc/self/fd/N` in each argument by the path fd N pointed
-    /// at in the recorder, so tests can assert real locations.
-    pub fn argv_resolved(&self) -> Vec<String> {
+    /// Each argument with every `/proc/self/fd/N` shown as `<fd:TARGET>`,
+    /// TARGET being what descriptor N held in the stand-in: an expectation
+    /// says both that a path was handed over by descriptor and what it
+    /// held. A descriptor the stand-in did not have is left as it is (and
+    /// so matches nothing an expectation spells with `<fd:`).
+    pub fn argv_pinned(&self) -> Vec<String> {
         self.argv
             .iter()
             .map(|a| {
@@ -417,7 +420,7 @@ impl Recorded {
                     if let Some(i) = s.find(&p) {
                         let after = &s[i + p.len()..];
                         if after.is_empty() || after.starts_with('/') {
-                            s = format!("{}{}{}", &s[..i], target, after);
+                            s = format!("{}<fd:{}>{}", &s[..i], target, after);
                             break;
                         }
                     }
