@@ -31,7 +31,7 @@ use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use rsync_gate::decide::{Conn, Decision, RsyncCaps};
-use rsync_gate::request::options::{self, OPTIONS, PathRole, Rule, Spec, Takes, Value};
+use rsync_gate::request::options::{self, OPTIONS, Spec, Takes, Value};
 
 use crate::common::{Recorded, World, sample_tree};
 use crate::oracle::{self, Selector, Tree, module_dir, physical};
@@ -48,19 +48,51 @@ fn scale() -> u32 {
         .max(1)
 }
 
-fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config {
-        cases: cases * scale(),
-        failure_persistence: None,
-        max_shrink_iters: 2048,
-        ..Config::default()
-    })
+/// The seed every property starts from: fixed (so a CI run is
+/// reproducible) unless `RSYNC_GATE_PROPS_SEED` names another, or is
+/// `random` for a fresh one each run (a longer local search; the seed is
+/// printed with any failure, to replay it).
+fn base_seed() -> u64 {
+    match std::env::var("RSYNC_GATE_PROPS_SEED").as_deref() {
+        Ok("random") => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+        Ok(n) => n
+            .parse()
+            .expect("RSYNC_GATE_PROPS_SEED: a number or 'random'"),
+        Err(_) => 0x5eed_2026_1201,
+    }
 }
 
-/// Unwrap a runner result, printing the minimal failing input.
-fn report<T: std::fmt::Debug>(r: Result<(), proptest::test_runner::TestError<T>>) {
+/// A property's own runner: its seed is the base seed mixed with its name;
+/// failures found are kept in `tests/gate/props.proptest-regressions` and
+/// tried first on every later run.
+fn runner(name: &str, cases: u32) -> (TestRunner, u64) {
+    let seed = name
+        .bytes()
+        .fold(base_seed(), |h, b| h.rotate_left(5) ^ u64::from(b));
+    let persist = proptest::test_runner::FileFailurePersistence::Direct(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/gate/props.proptest-regressions"
+    ));
+    let runner = TestRunner::new(Config {
+        cases: cases * scale(),
+        failure_persistence: Some(Box::new(persist)),
+        max_shrink_iters: 2048,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        ..Config::default()
+    });
+    (runner, seed)
+}
+
+/// Unwrap a runner result, printing the minimal failing input and the seed
+/// that finds it.
+fn report<T: std::fmt::Debug>(seed: u64, r: Result<(), proptest::test_runner::TestError<T>>) {
     if let Err(e) = r {
-        panic!("{e}");
+        panic!(
+            "{e}\n(seed {seed}: the base seed is RSYNC_GATE_PROPS_SEED={})",
+            base_seed()
+        );
     }
 }
 
@@ -542,9 +574,13 @@ fn arbitrary_bytes_never_panic() {
         ]
         .concat()),
     ];
-    report(runner(4096).run(&(sel(), bytes), |(sel, cmd)| {
-        parse_and_decide(&p, &sel, &cmd).map(drop)
-    }));
+    let (mut runner, seed) = runner("arbitrary_bytes_never_panic", 4096);
+    report(
+        seed,
+        runner.run(&(sel(), bytes), |(sel, cmd)| {
+            parse_and_decide(&p, &sel, &cmd).map(drop)
+        }),
+    );
 }
 
 #[test]
@@ -568,14 +604,18 @@ fn rsync_looking_commands_never_panic() {
     );
     let granted = Cell::new(0u32);
     let total = Cell::new(0u32);
-    report(runner(2048).run(&(sel(), command(n)), |(sel, cmd)| {
-        let d = parse_and_decide(&p, &sel, &cmd)?;
-        total.set(total.get() + 1);
-        if matches!(d, Decision::Checked(_)) {
-            granted.set(granted.get() + 1);
-        }
-        Ok(())
-    }));
+    let (mut runner, seed) = runner("rsync_looking_commands_never_panic", 2048);
+    report(
+        seed,
+        runner.run(&(sel(), command(n)), |(sel, cmd)| {
+            let d = parse_and_decide(&p, &sel, &cmd)?;
+            total.set(total.get() + 1);
+            if matches!(d, Decision::Checked(_)) {
+                granted.set(granted.get() + 1);
+            }
+            Ok(())
+        }),
+    );
     eprintln!(
         "granted {} of {} generated commands",
         granted.get(),
@@ -600,14 +640,18 @@ fn allowed_plans_stay_inside_the_module() {
     let total = Cell::new(0u32);
     let allowed = Cell::new(0u32);
     let strategy = (sel(), command(tree_names(&t.base)));
-    report(runner(2048).run(&strategy, |(sel, cmd)| {
-        total.set(total.get() + 1);
-        let c = oracle::check_one(&t.policy, Some(&t), &sel, &cmd).map_err(fail)?;
-        if c.planned {
-            allowed.set(allowed.get() + 1);
-        }
-        Ok(())
-    }));
+    let (mut runner, seed) = runner("allowed_plans_stay_inside_the_module", 2048);
+    report(
+        seed,
+        runner.run(&strategy, |(sel, cmd)| {
+            total.set(total.get() + 1);
+            let c = oracle::check_one(&t.policy, Some(&t), &sel, &cmd).map_err(fail)?;
+            if c.planned {
+                allowed.set(allowed.get() + 1);
+            }
+            Ok(())
+        }),
+    );
     eprintln!(
         "allowed {} of {} generated commands",
         allowed.get(),
@@ -690,7 +734,8 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
     let client = weighted(&[(20, "c"), (1, "fenced"), (1, "trig"), (1, "nobody")]);
     let ran = Cell::new(0u32);
     let total = Cell::new(0u32);
-    report(runner(128).run(&(client, cmd), |(client, mut cmd)| {
+    let (mut runner, seed) = runner("serve_refuses_in_one_line_and_never_writes_stdout", 128);
+    report(seed, runner.run(&(client, cmd), |(client, mut cmd)| {
         // The environment cannot carry NUL bytes.
         cmd.retain(|&b| b != 0);
         let _ = std::fs::remove_file(out.join("argv"));
@@ -719,15 +764,16 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
                     return Ok(());
                 };
                 ran.set(ran.get() + 1);
-                let module = w.last_decision()["modules"][0]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let dir = dirs
-                    .iter()
-                    .find(|(m, _)| *m == module)
-                    .map_or(module.as_str(), |(_, d)| d);
-                let root = srv.join(dir);
+                // Where rsync may reach, from the policy alone: the client's
+                // readable modules for a pull, its writable ones for a push.
+                let pull = r.argv.iter().any(|a| a == "--sender");
+                let allowed: &[&str] = match (client, pull) {
+                    ("c", true) => &["public-tree", "vault"],
+                    ("c", false) => &["vault", "inbox"],
+                    ("fenced", true) => &["public-tree"],
+                    _ => &[],
+                };
+                let roots: Vec<PathBuf> = allowed.iter().map(|d| srv.join(d)).collect();
                 let argv = r.argv_pinned();
                 let dd = argv
                     .iter()
@@ -737,7 +783,7 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
                     return Err(fail(format!("no `. PATH` after -- in {argv:?}")));
                 }
                 let receiver = w.last_decision()["mode"] == "receiver";
-                let inside = |a: &str, follow: bool| -> Result<(), TestCaseError> {
+                let root_of = |a: &str, follow: bool| -> Result<PathBuf, TestCaseError> {
                     // Every path rsync gets goes through a held descriptor.
                     let (target, tail) = a
                         .strip_prefix("<fd:")
@@ -751,12 +797,21 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
                         return Err(fail(format!("'..' in {a} ({argv:?})")));
                     }
                     let follow = follow || a.ends_with('/') || a.ends_with("/.");
-                    if !physical(p, follow).map_err(fail)?.starts_with(&root) {
-                        return Err(fail(format!(
-                            "{shown:?}: rsync was handed {a}, outside {}",
-                            root.display()
-                        )));
-                    }
+                    let real = physical(p, follow).map_err(fail)?;
+                    roots
+                        .iter()
+                        .find(|r| real.starts_with(r))
+                        .cloned()
+                        .ok_or_else(|| {
+                            fail(format!(
+                                "{shown:?}: rsync was handed {a}, outside every module {client} may {} ({roots:?})",
+                                if pull { "read" } else { "write" }
+                            ))
+                        })
+                };
+                let mut used: Vec<PathBuf> = Vec::new();
+                let mut inside = |a: &str, follow: bool| -> Result<(), TestCaseError> {
+                    used.push(root_of(a, follow)?);
                     Ok(())
                 };
                 for a in &argv[dd + 2..] {
@@ -767,17 +822,20 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
                     let Some(spec) = options::by_long(name) else {
                         continue;
                     };
-                    if matches!(spec.rule, Rule::Refuse(_) | Rule::Secluded)
-                        && name != "confine-root"
-                    {
+                    if oracle::rsync_doc::NEVER.contains(&spec.long) && name != "confine-root" {
                         return Err(fail(format!("refused option --{a} in {argv:?}")));
                     }
-                    if let Takes::Value(Value::Path(role)) = spec.takes {
-                        let per_directory = role == PathRole::PartialDir && !value.starts_with('/');
+                    if oracle::rsync_doc::PATH_VALUED.contains(&name) {
+                        let per_directory = name == "partial-dir" && !value.starts_with('/');
                         if !(value == "-" || per_directory) {
                             inside(value, true)?;
                         }
                     }
+                }
+                // One request, one module.
+                used.dedup();
+                if used.len() > 1 {
+                    return Err(fail(format!("{shown:?}: paths in several modules {used:?}")));
                 }
             }
             1 => {

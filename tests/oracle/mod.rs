@@ -28,7 +28,7 @@ use rsync_gate::pipeline::evaluate::{self, Evaluation, Inputs};
 use rsync_gate::plan::{self, ExecPlan};
 use rsync_gate::policy::{self, Module, Policy};
 use rsync_gate::request::conn::Connection;
-use rsync_gate::request::options::{self, Charset, Meaning, PathRole, Rule, Spec, Takes, Value};
+use rsync_gate::request::options::{self, Charset, PathRole, Takes, Value};
 use rsync_gate::request::{ParseError, Request};
 
 /// Client names the selector picks from (both policies define the same
@@ -444,24 +444,197 @@ impl Tree {
 // Invariants of the decision (no filesystem)
 // ---------------------------------------------------------------------------
 
-/// Does the module's policy allow an option with this rule?
-fn rule_allowed(spec: &Spec, m: &Module) -> Result<(), String> {
-    let ok = match spec.rule {
-        Rule::Allow => true,
-        Rule::Refuse(_) | Rule::Secluded => false,
-        Rule::Delete => m.delete && m.overwrite && m.writable(),
-        Rule::Replaces => m.overwrite,
-        Rule::FollowLinks => m.follow_links,
-        Rule::Devices => m.devices,
+/// rsync's options as its manual describes them, written here without
+/// looking at the gate's option table: what each does on a server decides
+/// where the policy may allow it.
+pub mod rsync_doc {
+    /// Delete files on the receiver (or, `remove-*`, on the sender).
+    pub const DELETES: &[&str] = &[
+        "delete",
+        "delete-before",
+        "delete-during",
+        "del",
+        "delete-delay",
+        "delete-after",
+        "delete-excluded",
+        "delete-missing-args",
+        "remove-source-files",
+        "remove-sent-files",
+        "force",
+    ];
+    /// Move an existing file aside, write into it, or leave a partial one
+    /// in its place.
+    pub const REPLACES: &[&str] = &[
+        "backup",
+        "backup-dir",
+        "partial",
+        "partial-dir",
+        "delay-updates",
+        "inplace",
+        "append",
+        "append-verify",
+    ];
+    /// Follow symlinks wherever they lead.
+    pub const FOLLOWS: &[&str] = &[
+        "copy-links",
+        "copy-dirlinks",
+        "keep-dirlinks",
+        "copy-unsafe-links",
+    ];
+    /// Read or write device contents.
+    pub const DEVICE_CONTENTS: &[&str] = &["copy-devices", "write-devices"];
+    /// Never a client's to choose: other programs, logs, batch files,
+    /// daemon configuration, identity, the confinement itself, server-side
+    /// rule files, trust in the sender's list, and what only clients use.
+    pub const NEVER: &[&str] = &[
+        "rsync-path",
+        "rsh",
+        "log-file",
+        "log-file-format",
+        "write-batch",
+        "read-batch",
+        "only-write-batch",
+        "debug",
+        "config",
+        "dparam",
+        "daemon",
+        "copy-as",
+        "insecure-links",
+        "no-munge-links",
+        "confine-root",
+        "filter",
+        "exclude",
+        "include",
+        "exclude-from",
+        "include-from",
+        "trust-sender",
+        "secluded-args",
+        "protect-args",
+        "remote-option",
+        "password-file",
+        "early-input",
+        "chmod",
+        "chown",
+    ];
+    /// Options whose value is a server path.
+    pub const PATH_VALUED: &[&str] = &[
+        "files-from",
+        "link-dest",
+        "compare-dest",
+        "copy-dest",
+        "backup-dir",
+        "partial-dir",
+        "temp-dir",
+    ];
+    /// The letters an rsync client puts in the cluster it sends a server
+    /// (`server_options()`), with the long option each stands for.
+    pub const LETTERS: &[(u8, &str)] = &[
+        (b's', "secluded-args"),
+        (b'v', "verbose"),
+        (b'q', "quiet"),
+        (b'b', "backup"),
+        (b'u', "update"),
+        (b'n', "dry-run"),
+        (b'l', "links"),
+        (b'd', "dirs"),
+        (b'K', "keep-dirlinks"),
+        (b'm', "prune-empty-dirs"),
+        (b'O', "omit-dir-times"),
+        (b'J', "omit-link-times"),
+        (b'y', "fuzzy"),
+        (b'L', "copy-links"),
+        (b'k', "copy-dirlinks"),
+        (b'W', "whole-file"),
+        (b'H', "hard-links"),
+        (b'o', "owner"),
+        (b'g', "group"),
+        (b'D', "devices-and-specials"),
+        (b't', "times"),
+        (b'U', "atimes"),
+        (b'N', "crtimes"),
+        (b'p', "perms"),
+        (b'E', "executability"),
+        (b'A', "acls"),
+        (b'X', "xattrs"),
+        (b'r', "recursive"),
+        (b'c', "checksum"),
+        (b'C', "cvs-exclude"),
+        (b'I', "ignore-times"),
+        (b'R', "relative"),
+        (b'x', "one-file-system"),
+        (b'S', "sparse"),
+        (b'z', "compress"),
+    ];
+}
+
+/// May module `m` allow the option `name` (a long name, as the gate writes
+/// it)? Judged from the policy and [`rsync_doc`] alone.
+fn option_allowed(name: &str, m: &Module) -> Result<(), String> {
+    let has = |list: &[&str]| list.contains(&name);
+    let ok = if has(rsync_doc::NEVER) {
+        false
+    } else if has(rsync_doc::DELETES) {
+        m.delete && m.overwrite && m.writable()
+    } else if has(rsync_doc::REPLACES) {
+        m.overwrite
+    } else if has(rsync_doc::FOLLOWS) {
+        m.follow_links
+    } else if has(rsync_doc::DEVICE_CONTENTS) {
+        m.devices
+    } else {
+        true
     };
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "option --{} ({:?}) granted in module {}",
-            spec.long, spec.rule, m.name
-        ))
+        Err(format!("option --{name} granted in module {}", m.name))
     }
+}
+
+/// The option a cluster letter stands for ([`rsync_doc::LETTERS`]).
+fn letter_name(l: u8) -> Option<&'static str> {
+    rsync_doc::LETTERS
+        .iter()
+        .find(|(c, _)| *c == l)
+        .map(|(_, n)| *n)
+}
+
+/// Is `addr` inside `net` (`ADDR/LEN`, as a policy's `from` entry reads)?
+/// IPv4-mapped IPv6 addresses are their IPv4 address, as sshd reports
+/// them either way.
+pub fn cidr_contains(net: &str, addr: IpAddr) -> bool {
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        other => other,
+    };
+    let (base, len) = net.split_once('/').unwrap_or((net, ""));
+    let Ok(base) = base.parse::<IpAddr>() else {
+        return false;
+    };
+    let (base, addr) = (v4(base), v4(addr));
+    let bits = |a: IpAddr| -> (u128, u32) {
+        match a {
+            IpAddr::V4(x) => (u128::from(u32::from(x)), 32),
+            IpAddr::V6(x) => (u128::from(x), 128),
+        }
+    };
+    let ((b, width), (x, xwidth)) = (bits(base), bits(addr));
+    if width != xwidth {
+        return false;
+    }
+    let len: u32 = if len.is_empty() {
+        width
+    } else {
+        match len.parse() {
+            Ok(n) if n <= width => n,
+            _ => return false,
+        }
+    };
+    if len == 0 {
+        return true;
+    }
+    let shift = width - len;
+    (b >> shift) == (x >> shift)
 }
 
 /// A refusal is shown to the client as one line; client bytes in it must
@@ -535,7 +708,11 @@ pub fn check_decision(
                 let Some(conn) = sel.conn else {
                     return Err("grant without a source address for a fenced client".into());
                 };
-                if !c.from.iter().any(|n| n.contains(conn.addr)) {
+                if !c
+                    .from
+                    .iter()
+                    .any(|n| cidr_contains(&n.to_string(), conn.addr))
+                {
                     return Err(format!("grant from {} outside {:?}", conn.addr, c.from));
                 }
             }
@@ -578,10 +755,10 @@ pub fn check_grant(
         return Err(format!("push with {} destinations", g.paths.len()));
     }
     for o in &g.opts {
-        rule_allowed(o.spec, m)?;
+        option_allowed(o.spec.long, m)?;
     }
     for po in &g.path_opts {
-        rule_allowed(po.spec, m)?;
+        option_allowed(po.spec.long, m)?;
         let pulling = g.mode == Mode::Sender;
         match (po.role, &po.value) {
             (PathRole::Basis | PathRole::TempDir | PathRole::PartialDir, _) if pulling => {
@@ -613,7 +790,7 @@ pub fn check_grant(
         && !sandbox
         && g.opts
             .iter()
-            .any(|o| o.spec.meaning == Meaning::CreatesNodes)
+            .any(|o| matches!(o.spec.long, "D" | "devices" | "specials"))
     {
         return Err("a device-creating push with neither --drop-D nor the sandbox".into());
     }
@@ -751,7 +928,14 @@ pub fn check_argv(
                     }
                 }
             }
-            rule_allowed(spec, m)?;
+            option_allowed(name, m)?;
+            if rsync_doc::PATH_VALUED.contains(&name)
+                && !matches!(spec.takes, Takes::Value(Value::Path(_)))
+            {
+                return Err(format!(
+                    "--{name} takes a path, yet its value was not checked as one"
+                ));
+            }
         } else if let Some(cluster) = a.strip_prefix(b"-").filter(|c| !c.is_empty()) {
             let mut i = 0;
             while let Some(&l) = cluster.get(i) {
@@ -762,12 +946,13 @@ pub fn check_argv(
                     }
                     break;
                 }
-                let spec = options::by_short(l)
-                    .ok_or_else(|| format!("unknown letter {:?} in argv", char::from(l)))?;
-                if spec.takes != Takes::Nothing {
-                    return Err(format!("valued letter -{} in a cluster", char::from(l)));
-                }
-                rule_allowed(spec, m)?;
+                let name = letter_name(l).ok_or_else(|| {
+                    format!(
+                        "letter {:?} is not one rsync puts in a server cluster",
+                        char::from(l)
+                    )
+                })?;
+                option_allowed(name, m)?;
                 letters.push(l);
             }
         } else {

@@ -149,7 +149,15 @@ pub struct World {
 }
 
 impl World {
+    /// A new world. The integration tests run as root: the gate refuses a
+    /// policy that is not root's (as sudo does with sudoers), so no world a
+    /// user could build for itself is one the gate would serve.
     pub fn new() -> World {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the integration tests need root: the gate refuses a policy not owned by root \
+             (run them as root, e.g. in a container or VM; `cargo test --lib` runs as anyone)"
+        );
         let dir = tempfile::Builder::new()
             .prefix("gate-")
             .tempdir()
