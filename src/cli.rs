@@ -94,6 +94,10 @@ pub enum Command {
         #[arg(long)]
         client: String,
     },
+    /// A trigger's supervisor: runs the trigger's pending runs one after
+    /// another. Started by the gate itself; not for interactive use.
+    #[command(hide = true)]
+    TriggerRun(TriggerRun),
     /// Review the audit log.
     Audit {
         /// Audit log (default: the policy's audit_log).
@@ -117,6 +121,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The hidden supervisor command a trigger starts.
+#[derive(Debug, clap::Args)]
+pub struct TriggerRun {
+    #[arg(long)]
+    pub policy: PathBuf,
+    #[arg(long)]
+    pub client: String,
+    #[arg(long)]
+    pub trigger: String,
+    /// The trigger's run lock, inherited from the gate that started this.
+    #[arg(long)]
+    pub lock_fd: i32,
 }
 
 /// Which daemon hook.

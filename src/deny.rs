@@ -28,8 +28,11 @@ pub enum DenyReason {
     Parse(ParseError),
     /// A non-rsync command from a client without a trigger.
     CommandNotAllowed(String),
-    /// A trigger request: not available in this build.
-    TriggerUnavailable,
+    /// A trigger word outside the trigger's `args` allowlist (or not a
+    /// plain word).
+    TriggerWordRefused { trigger: String, word: String },
+    /// Too many trigger words, or one too long.
+    TriggerTooLarge(String),
     /// A daemon request from a client without modules.
     NoModules,
     /// An option refused whatever the policy says.
@@ -124,7 +127,8 @@ impl DenyReason {
             Parse(ParseError::OptionAfterDot(_)) => "option_after_paths",
             Parse(_) => "malformed_request",
             CommandNotAllowed(_) => "command_not_allowed",
-            TriggerUnavailable => "trigger_unavailable",
+            TriggerWordRefused { .. } => "trigger_word_refused",
+            TriggerTooLarge(_) => "trigger_too_large",
             NoModules => "no_modules",
             OptionRefused { .. } => "option_refused",
             OptionNotPermitted { .. } => "option_not_permitted",
@@ -175,7 +179,11 @@ impl DenyReason {
             SourceNotAllowed(s()),
             NoSourceAddress,
             CommandNotAllowed(s()),
-            TriggerUnavailable,
+            TriggerWordRefused {
+                trigger: s(),
+                word: s(),
+            },
+            TriggerTooLarge(s()),
             NoModules,
             OptionRefused {
                 option: s(),
@@ -256,39 +264,40 @@ impl DenyReason {
             SourceNotAllowed(_) => 4,
             NoSourceAddress => 5,
             CommandNotAllowed(_) => 6,
-            TriggerUnavailable => 7,
-            NoModules => 8,
-            OptionRefused { .. } => 9,
-            OptionNotPermitted { .. } => 10,
-            OptionWrongDirection { .. } => 11,
-            SecludedArgs => 12,
-            SecludedArgsMalformed(_) => 13,
-            NoPath => 14,
-            TooManyDestinations => 15,
-            NoModule(_) => 16,
-            ModuleNotAvailable(_) => 17,
-            OutsideModules(_) => 18,
-            MultipleModules => 19,
-            HomeRelative(_) => 20,
-            ReadOnly(_) => 21,
-            WriteOnly(_) => 22,
-            Escapes(_) => 23,
-            MarkerOutsideModule(_) => 24,
-            NotFound(_) => 25,
-            NeedsMarker { .. } => 26,
-            NotADirectory(_) => 27,
-            DanglingSymlink(_) => 28,
-            TooComplex(_) => 29,
-            Race(_) => 30,
-            ModuleUnsafe { .. } => 31,
-            ModuleContainsHome(_) => 32,
-            FilesFromUnconfined { .. } => 33,
-            NodesUnconfined { .. } => 34,
-            Busy(_) => 35,
-            AuditUnavailable(_) => 36,
-            SandboxUnavailable(_) => 37,
-            Internal(_) => 38,
-            Parse(e) => 39 + parse_index(e),
+            TriggerWordRefused { .. } => 7,
+            TriggerTooLarge(_) => 8,
+            NoModules => 9,
+            OptionRefused { .. } => 10,
+            OptionNotPermitted { .. } => 11,
+            OptionWrongDirection { .. } => 12,
+            SecludedArgs => 13,
+            SecludedArgsMalformed(_) => 14,
+            NoPath => 15,
+            TooManyDestinations => 16,
+            NoModule(_) => 17,
+            ModuleNotAvailable(_) => 18,
+            OutsideModules(_) => 19,
+            MultipleModules => 20,
+            HomeRelative(_) => 21,
+            ReadOnly(_) => 22,
+            WriteOnly(_) => 23,
+            Escapes(_) => 24,
+            MarkerOutsideModule(_) => 25,
+            NotFound(_) => 26,
+            NeedsMarker { .. } => 27,
+            NotADirectory(_) => 28,
+            DanglingSymlink(_) => 29,
+            TooComplex(_) => 30,
+            Race(_) => 31,
+            ModuleUnsafe { .. } => 32,
+            ModuleContainsHome(_) => 33,
+            FilesFromUnconfined { .. } => 34,
+            NodesUnconfined { .. } => 35,
+            Busy(_) => 36,
+            AuditUnavailable(_) => 37,
+            SandboxUnavailable(_) => 38,
+            Internal(_) => 39,
+            Parse(e) => 40 + parse_index(e),
         }
     }
 
@@ -355,10 +364,10 @@ impl fmt::Display for DenyReason {
             ),
             Parse(e) => write!(f, "{e}"),
             CommandNotAllowed(p) => write!(f, "only rsync may be run with this key (got '{p}')"),
-            TriggerUnavailable => write!(
-                f,
-                "triggers are not available in this version of rsync-gate"
-            ),
+            TriggerWordRefused { trigger, word } => {
+                write!(f, "trigger '{trigger}' does not take the word '{word}'")
+            }
+            TriggerTooLarge(what) => write!(f, "trigger request too large: {what}"),
             NoModules => write!(f, "no modules are granted to this key"),
             OptionRefused { option, why } => write!(f, "option {option} is not allowed: {why}"),
             OptionNotPermitted {
@@ -470,7 +479,7 @@ mod tests {
         let idx: Vec<usize> = ex.iter().map(DenyReason::example_index).collect();
         let want: Vec<usize> = (0..ex.len()).collect();
         assert_eq!(idx, want, "examples() must list every variant, in order");
-        assert_eq!(ex.len(), 49);
+        assert_eq!(ex.len(), 50);
     }
 
     #[test]

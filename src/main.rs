@@ -100,6 +100,9 @@ fn run(command: Command) -> Result<u8> {
             };
             Ok(pipeline::hook::hook(which, &policy, &client))
         }
+        Command::TriggerRun(t) => Ok(pipeline::triggers::supervise(
+            &t.policy, &t.client, &t.trigger, t.lock_fd,
+        )),
         Command::Explain {
             policy,
             client,

@@ -111,3 +111,88 @@ pub fn landlock_abi() -> Option<u32> {
     };
     u32::try_from(v).ok().filter(|&v| v > 0)
 }
+
+/// `flock(fd, LOCK_EX | LOCK_NB)`: Ok(true) when this open file now holds
+/// the lock, Ok(false) when another holds it. The lock belongs to the open
+/// file (so to every process that inherited the descriptor) and goes when
+/// the last descriptor on it is closed.
+pub fn try_lock_exclusive(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor we borrow (so it is open) takes no
+    // pointers and changes only the lock state.
+    let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Spawn `cmd` as the leader of a new session (and process group), so it
+/// belongs to no SSH session and no terminal, and outlives its parent.
+pub fn spawn_detached(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls setsid(2), which is async-signal-safe, allocates nothing and
+    // touches no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Have the child `cmd` starts get SIGTERM when this process dies (so a
+/// trigger's job does not run on unsupervised, next to the one a new
+/// supervisor starts, when its supervisor is killed).
+pub fn terminate_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls prctl(2) and getppid(2), which are async-signal-safe, take no
+    // pointers, allocate nothing and touch no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the request took effect.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(io::Error::other("the supervisor is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Take ownership of descriptor `n`, inherited from the parent process
+/// (which named it on the command line), after checking it is open; it is
+/// marked close-on-exec so nothing this process starts inherits it.
+pub fn adopt_inherited_fd(n: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if n <= 2 {
+        return Err(io::Error::other("not an inherited descriptor"));
+    }
+    // SAFETY: fcntl(2) F_GETFD/F_SETFD on an integer takes no pointers; an
+    // unknown descriptor gives EBADF.
+    let flags = unsafe { libc::fcntl(n, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(n, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (F_GETFD succeeded), this process
+    // never opened it itself (it was inherited, and this is called once at
+    // start-up for the number the parent passed), so nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
+}

@@ -57,6 +57,7 @@ fn main() {
             Decision::Probe => "probe".into(),
             Decision::Daemon(_) => "daemon".into(),
             Decision::InBand(_) => "in-band".into(),
+            Decision::Trigger(g) => format!("trigger {}", g.trigger),
             Decision::Checked(g) => match &tree {
                 None => format!("grant {}", g.mode.name()),
                 Some(t) => {

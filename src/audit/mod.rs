@@ -133,6 +133,44 @@ impl From<&DenyReason> for Reason {
     }
 }
 
+/// A trigger request or run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerInfo {
+    /// The trigger's name.
+    pub name: String,
+    /// The client's words (escaped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<String>,
+    /// Decision records: whether the job started now or runs once more
+    /// after the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TriggerState>,
+    /// End records: the trigger's timeout stopped the job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+    /// End records: the sessions of earlier triggers that were queued and
+    /// replaced by this run's trigger, so that this run answered them too
+    /// (oldest first, at most 32 named).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<String>,
+    /// End records: how many earlier triggers this run answered, all told.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub superseded_total: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A trigger decision's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerState {
+    Started,
+    Queued,
+    Refused,
+}
+
 /// One audit line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -169,6 +207,9 @@ pub struct Record {
     /// Daemon mode: the in-band request (`module/path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// A trigger's decision or run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
 }

@@ -157,6 +157,9 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
             "audit_log: {e} (every session would be refused)"
         )));
     }
+    for t in policy.triggers.values() {
+        out.extend(check_trigger(t, account));
+    }
     for f in &policy.files {
         if let Err(e) = trust::check_path(f, 0) {
             out.push(err(format!(
@@ -166,4 +169,139 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// May `account` do what `want` (a mode bit pattern for the owner, shifted
+/// for group and others) allows on a file with this metadata?
+fn permits(md: &std::fs::Metadata, account: &Account, owner_bit: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if account.uid == 0 {
+        // Root needs an execute bit somewhere to execute; it may write
+        // anything.
+        return owner_bit != 0o100 || md.mode() & 0o111 != 0;
+    }
+    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(account.uid))
+        .ok()
+        .flatten()
+        .map(|u| u.gid.as_raw());
+    if md.uid() == account.uid {
+        md.mode() & owner_bit != 0
+    } else if gid == Some(md.gid()) {
+        md.mode() & (owner_bit >> 3) != 0
+    } else {
+        md.mode() & (owner_bit >> 6) != 0
+    }
+}
+
+/// A trigger's job must be runnable, and its log writable, by the account.
+fn check_trigger(t: &policy::Trigger, account: &Account) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let err = |text: String| Finding { error: true, text };
+    let program = t.command.first().map(PathBuf::from).unwrap_or_default();
+    match std::fs::metadata(&program) {
+        Ok(md) if md.is_file() && permits(&md, account, 0o100) => {}
+        Ok(md) if md.is_file() => out.push(err(format!(
+            "{}: trigger '{}': {} cannot be executed by {}",
+            t.origin,
+            t.name,
+            program.display(),
+            account.name
+        ))),
+        Ok(_) => out.push(err(format!(
+            "{}: trigger '{}': {} is not a program file",
+            t.origin,
+            t.name,
+            program.display()
+        ))),
+        Err(e) => out.push(err(format!(
+            "{}: trigger '{}': {}: {e}",
+            t.origin,
+            t.name,
+            program.display()
+        ))),
+    }
+    if let Some(log) = &t.log {
+        let dir = log.parent().unwrap_or(Path::new("/"));
+        match std::fs::symlink_metadata(log) {
+            Ok(md) if md.is_file() => {
+                use std::os::unix::fs::MetadataExt;
+                if !permits(&md, account, 0o200) {
+                    out.push(err(format!(
+                        "{}: trigger '{}': {} cannot be written by {}",
+                        t.origin,
+                        t.name,
+                        log.display(),
+                        account.name
+                    )));
+                } else if md.mode() & 0o002 != 0 {
+                    out.push(err(format!(
+                        "{}: trigger '{}': {} is writable by others",
+                        t.origin,
+                        t.name,
+                        log.display()
+                    )));
+                }
+            }
+            Ok(_) => out.push(err(format!(
+                "{}: trigger '{}': {} is not a regular file",
+                t.origin,
+                t.name,
+                log.display()
+            ))),
+            Err(_) => match std::fs::metadata(dir) {
+                Ok(md) if md.is_dir() && permits(&md, account, 0o300) => {}
+                Ok(_) | Err(_) => out.push(err(format!(
+                    "{}: trigger '{}': the log {} does not exist and {} cannot create it in {}",
+                    t.origin,
+                    t.name,
+                    log.display(),
+                    account.name,
+                    dir.display()
+                ))),
+            },
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn triggers_are_checked_for_the_account() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let job = base.join("job");
+        std::fs::write(&job, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "[triggers.t]\ncommand = [\"{}\"]\nlog = \"{}/logs/t.log\"\n[triggers.u]\ncommand = [\"{}/missing\"]\n\
+             [clients.a]\ntrigger = \"t\"\n[clients.b]\ntrigger = \"u\"\n",
+            job.display(),
+            base.display(),
+            base.display()
+        );
+        let p = policy::load_text(&base.join("p.toml"), &text).unwrap();
+        let nobody = Account {
+            uid: 65534,
+            name: "nobody".into(),
+            home: None,
+        };
+        let texts = |f: Vec<Finding>| f.into_iter().map(|f| f.text).collect::<Vec<_>>().join("\n");
+        let t = texts(check_trigger(&p.triggers["t"], &nobody));
+        assert!(t.contains("cannot be executed by nobody"), "{t}");
+        assert!(
+            t.contains("does not exist and nobody cannot create it"),
+            "{t}"
+        );
+        std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(base.join("logs")).unwrap();
+        std::fs::set_permissions(base.join("logs"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        assert_eq!(texts(check_trigger(&p.triggers["t"], &nobody)), "");
+        let u = texts(check_trigger(&p.triggers["u"], &nobody));
+        assert!(u.contains("missing: No such file"), "{u}");
+    }
 }

@@ -55,8 +55,22 @@ pub enum Decision {
     Daemon(DaemonGrant),
     /// A daemon session's in-band request, which the daemon then runs.
     InBand(Grant),
+    /// Start (or queue) a trigger's job.
+    Trigger(TriggerGrant),
     /// Refuse.
     Deny(DenyReason),
+}
+
+/// A trigger request: the job, and the words that go with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerGrant {
+    /// The trigger's name.
+    pub trigger: String,
+    /// Every word the client sent, as sent.
+    pub words: Vec<Vec<u8>>,
+    /// Whether the words are passed to the job (the trigger has an `args`
+    /// allowlist, which each matched) or only recorded.
+    pub passed: bool,
 }
 
 /// Daemon-over-SSH grant: the client's modules.
@@ -207,13 +221,17 @@ fn decide_inner(
     let request = request.map_err(|e| DenyReason::Parse(e.clone()))?;
     match request {
         Request::Probe => Ok(Decision::Probe),
-        Request::Other { program } => {
-            if client.trigger.is_some() {
-                Err(DenyReason::TriggerUnavailable)
-            } else {
-                Err(DenyReason::CommandNotAllowed(shown(program.as_bytes())))
-            }
-        }
+        Request::Other { words } => match (&client.trigger, words.first()) {
+            (Some(t), _) => trigger(ctx, t, words).map(Decision::Trigger),
+            (None, Some(program)) => Err(DenyReason::CommandNotAllowed(shown(&program.bytes))),
+            (None, None) => Err(DenyReason::Parse(ParseError::Split(
+                crate::request::SplitError::Empty,
+            ))),
+        },
+        Request::NoCommand => match &client.trigger {
+            Some(t) => trigger(ctx, t, &[]).map(Decision::Trigger),
+            None => Err(DenyReason::NoCommand),
+        },
         Request::Daemon => {
             if client.modules.is_empty() {
                 return Err(DenyReason::NoModules);
@@ -241,6 +259,43 @@ fn decide_inner(
             Ok(Decision::InBand(g))
         }
     }
+}
+
+/// A trigger client's words: bounded, plain words (no wildcards, no `~`),
+/// and with an `args` allowlist each one matching it.
+fn trigger(ctx: &Context<'_>, name: &str, words: &[Word]) -> Result<TriggerGrant, DenyReason> {
+    use crate::policy::{MAX_TRIGGER_WORD, MAX_TRIGGER_WORDS};
+    let t = ctx
+        .policy
+        .triggers
+        .get(name)
+        .ok_or_else(|| DenyReason::Internal(format!("trigger '{name}' is not defined")))?;
+    if words.len() > MAX_TRIGGER_WORDS {
+        return Err(DenyReason::TriggerTooLarge(format!(
+            "{} words (at most {MAX_TRIGGER_WORDS})",
+            words.len()
+        )));
+    }
+    for w in words {
+        if w.bytes.len() > MAX_TRIGGER_WORD {
+            return Err(DenyReason::TriggerTooLarge(format!(
+                "a word of {} bytes (at most {MAX_TRIGGER_WORD})",
+                w.bytes.len()
+            )));
+        }
+        let plain = w.glob.is_none() && !w.tilde;
+        if !plain || t.allows(&w.bytes) == Some(false) {
+            return Err(DenyReason::TriggerWordRefused {
+                trigger: t.name.clone(),
+                word: shown(&w.bytes),
+            });
+        }
+    }
+    Ok(TriggerGrant {
+        trigger: t.name.clone(),
+        words: words.iter().map(|w| w.bytes.clone()).collect(),
+        passed: t.args.is_some(),
+    })
 }
 
 /// Which request form a grant is for.
@@ -664,12 +719,119 @@ mod tests {
             })
         );
         assert_eq!(deny("c", "id"), DenyReason::CommandNotAllowed("id".into()));
-        assert_eq!(deny("trig", "anything"), DenyReason::TriggerUnavailable);
+        assert_eq!(
+            run("trig", None, "anything at all"),
+            Decision::Trigger(TriggerGrant {
+                trigger: "t".into(),
+                words: vec![b"anything".to_vec(), b"at".to_vec(), b"all".to_vec()],
+                passed: false,
+            })
+        );
+        assert_eq!(
+            deny("trig", "rsync --server --sender . www/"),
+            DenyReason::NoModules
+        );
         assert_eq!(
             deny("trig", "rsync --server --daemon ."),
             DenyReason::NoModules
         );
         assert_eq!(deny("c", "rsync; id").code(), "unparsable_command");
+    }
+
+    /// Trigger clients: words are checked against the trigger's `args`
+    /// (a trailing `*` takes a suffix of letters, digits and `._+-:`).
+    #[test]
+    fn trigger_words_table() {
+        let up = |cmd: &str| {
+            let p = policy();
+            let ctx = Context {
+                policy: &p,
+                client: "upstream",
+                conn: Some(Conn {
+                    addr: "192.0.2.50".parse().unwrap(),
+                    port: 1,
+                }),
+                server: SERVER,
+            };
+            decide(&ctx, parse_command(cmd.as_bytes()).as_ref())
+        };
+        let words =
+            |ws: &[&str]| -> Vec<Vec<u8>> { ws.iter().map(|w| w.as_bytes().to_vec()).collect() };
+        let many = vec!["sync:all"; 17].join(" ");
+        let long = format!("sync:archive:{}", "a".repeat(250));
+        type Row<'a> = (&'a str, Result<Vec<Vec<u8>>, &'a str>);
+        let table: &[Row<'_>] = &[
+            (
+                " sync:archive: sync:all",
+                Ok(words(&["sync:archive:", "sync:all"])),
+            ),
+            (
+                "sync:archive:debian-security sync:all",
+                Ok(words(&["sync:archive:debian-security", "sync:all"])),
+            ),
+            ("sync:stage1", Ok(words(&["sync:stage1"]))),
+            (
+                "sync:stage2 sync:mhop",
+                Ok(words(&["sync:stage2", "sync:mhop"])),
+            ),
+            ("", Ok(vec![])),
+            ("sync:bogus", Err("trigger_word_refused")),
+            ("sync:all --delete", Err("trigger_word_refused")),
+            ("sync:archive:a/b", Err("trigger_word_refused")),
+            ("'sync:archive:x\\y'", Err("trigger_word_refused")),
+            ("sync:archive:*", Err("trigger_word_refused")),
+            ("~root", Err("trigger_word_refused")),
+            ("sync:all; id", Err("unparsable_command")),
+            ("sync:all $(id)", Err("unparsable_command")),
+            (many.as_str(), Err("trigger_too_large")),
+            (long.as_str(), Err("trigger_too_large")),
+        ];
+        for (cmd, want) in table {
+            match (up(cmd), want) {
+                (Decision::Trigger(g), Ok(w)) => {
+                    assert_eq!(&g.words, w, "{cmd}");
+                    assert!(g.passed);
+                    assert_eq!(g.trigger, "debian");
+                }
+                (Decision::Deny(r), Err(code)) => {
+                    assert_eq!(r.code(), *code, "{cmd}: {r}");
+                    if *code == "trigger_word_refused" {
+                        assert!(
+                            r.to_string()
+                                .starts_with("trigger 'debian' does not take the word '"),
+                            "{r}"
+                        );
+                    }
+                }
+                (d, w) => panic!("{cmd}: got {d:?}, want {w:?}"),
+            }
+        }
+        // No command at all fires it too; `true` still only probes; the
+        // address is checked first.
+        let p = policy();
+        let ctx = Context {
+            policy: &p,
+            client: "upstream",
+            conn: None,
+            server: SERVER,
+        };
+        assert_eq!(
+            decide(&ctx, Ok(&Request::NoCommand)),
+            Decision::Deny(DenyReason::NoSourceAddress)
+        );
+        assert!(matches!(up("true"), Decision::Probe));
+        let ctx = Context {
+            conn: Some(Conn {
+                addr: "192.0.2.50".parse().unwrap(),
+                port: 1,
+            }),
+            ..ctx
+        };
+        assert!(
+            matches!(decide(&ctx, Ok(&Request::NoCommand)), Decision::Trigger(g) if g.words.is_empty())
+        );
+        // A client without a trigger: no command is an interactive login.
+        assert_eq!(deny("c", "id"), DenyReason::CommandNotAllowed("id".into()));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod files;
 pub mod sandbox;
 pub mod slots;
+pub mod trigger;
 
 use std::io;
 use std::os::fd::OwnedFd;

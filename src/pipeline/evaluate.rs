@@ -72,6 +72,8 @@ pub enum Evaluation {
     Run(Box<Run>),
     /// A daemon session's in-band request may proceed (the daemon runs it).
     InBand(InBandGrant),
+    /// Start (or queue) a trigger's job.
+    Trigger(Box<crate::plan::trigger::TriggerPlan>),
 }
 
 /// A refusal and what it concerned.
@@ -80,6 +82,20 @@ pub struct Refusal {
     pub reason: DenyReason,
     pub mode: Option<Mode>,
     pub modules: Vec<String>,
+    /// A refused trigger: its name and the words (when within bounds).
+    pub trigger: Option<crate::audit::TriggerInfo>,
+}
+
+impl Refusal {
+    /// A refusal of anything but a trigger.
+    pub fn new(reason: DenyReason, mode: Option<Mode>, modules: Vec<String>) -> Refusal {
+        Refusal {
+            reason,
+            mode,
+            modules,
+            trigger: None,
+        }
+    }
 }
 
 /// A granted request and its plan.
@@ -120,6 +136,34 @@ pub fn requested_mode(request: Result<&Request, &ParseError>) -> Option<Mode> {
     }
 }
 
+/// What the audit record says of a refused trigger: the client's trigger
+/// and its words, unless there are too many or too long to record.
+fn refused_trigger(
+    i: &Inputs<'_>,
+    request: Result<&Request, &ParseError>,
+) -> Option<crate::audit::TriggerInfo> {
+    use crate::policy::{MAX_TRIGGER_WORD, MAX_TRIGGER_WORDS};
+    let name = i.policy.clients.get(i.client)?.trigger.clone()?;
+    let words = match request {
+        Ok(Request::Other { words })
+            if words.len() <= MAX_TRIGGER_WORDS
+                && words.iter().all(|w| w.bytes.len() <= MAX_TRIGGER_WORD) =>
+        {
+            words
+                .iter()
+                .map(|w| crate::audit::escape(&w.bytes))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Some(crate::audit::TriggerInfo {
+        name,
+        words,
+        state: Some(crate::audit::TriggerState::Refused),
+        ..Default::default()
+    })
+}
+
 /// The decision stage alone (pure: no filesystem). [`evaluate`] starts
 /// with it; the fuzz target that has no real tree stops after it.
 pub fn decision(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Decision {
@@ -129,11 +173,7 @@ pub fn decision(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Decis
 /// Decide, confine and plan.
 pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evaluation {
     let refuse = |reason: DenyReason, mode: Option<Mode>, modules: Vec<String>| {
-        Evaluation::Refused(Refusal {
-            reason,
-            mode,
-            modules,
-        })
+        Evaluation::Refused(Refusal::new(reason, mode, modules))
     };
     match decision(i, request) {
         Decision::Deny(reason) => {
@@ -141,8 +181,31 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
                 .module()
                 .map(|m| vec![m.to_string()])
                 .unwrap_or_default();
-            refuse(reason, requested_mode(request), modules)
+            match reason {
+                DenyReason::TriggerWordRefused { .. } | DenyReason::TriggerTooLarge(_) => {
+                    Evaluation::Refused(Refusal {
+                        trigger: refused_trigger(i, request),
+                        reason,
+                        mode: Some(Mode::Trigger),
+                        modules,
+                    })
+                }
+                _ => refuse(reason, requested_mode(request), modules),
+            }
         }
+        Decision::Trigger(g) => match i.policy.triggers.get(&g.trigger) {
+            Some(t) => Evaluation::Trigger(Box::new(plan::trigger::plan(
+                t,
+                &g,
+                i.account,
+                &i.policy.gate.lock_dir,
+            ))),
+            None => refuse(
+                DenyReason::Internal(format!("trigger '{}' is not defined", g.trigger)),
+                Some(Mode::Trigger),
+                vec![],
+            ),
+        },
         Decision::Probe => Evaluation::Probe,
         Decision::Checked(g) => {
             let mode = Mode::from(g.mode);

@@ -250,6 +250,49 @@ pub fn explain(
         Evaluation::Run(run) => {
             Explanation::allowed(&run.plan, run.mode.name(), run.modules, run.config)
         }
+        Evaluation::Trigger(plan) => {
+            let fired = crate::exec::trigger::would_fire(&plan.state_dir);
+            let mut notes = vec![format!(
+                "trigger '{}' would be {}",
+                plan.name,
+                match fired {
+                    crate::exec::trigger::Fired::Started => "started now, detached",
+                    crate::exec::trigger::Fired::Queued => {
+                        "queued: it runs once more after the run going on"
+                    }
+                }
+            )];
+            notes.push(match &plan.log {
+                Some(l) => format!("the job's output is appended to {}", l.display()),
+                None => "the job's output is discarded (no log)".into(),
+            });
+            if let Some(t) = plan.timeout {
+                notes.push(format!("the job is stopped after {}s", t.as_secs()));
+            }
+            if !plan.passed && !plan.words.is_empty() {
+                notes.push(format!(
+                    "words recorded, not passed (the trigger has no args): {}",
+                    plan.words_shown().join(" ")
+                ));
+            }
+            notes.push(format!("state in {}", plan.state_dir.display()));
+            Explanation {
+                decision: "allow".into(),
+                reason: None,
+                mode: Some("trigger".into()),
+                modules: vec![],
+                argv: plan.argv_shown(),
+                env: plan
+                    .env
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                    .collect(),
+                cwd: Some(plan.cwd.display().to_string()),
+                notes,
+                pins: vec![],
+                config: None,
+            }
+        }
         Evaluation::InBand(g) => Explanation {
             decision: "allow".into(),
             reason: None,

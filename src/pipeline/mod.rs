@@ -8,3 +8,4 @@ pub mod explain;
 pub mod hook;
 pub mod serve;
 pub mod session;
+pub mod triggers;

@@ -159,11 +159,7 @@ fn load_policy(session: &mut Session, path: &Path) -> Stage<Policy> {
                 LoadError::Unsafe(e) => DenyReason::PolicyUnsafe(e.to_string()),
                 LoadError::Invalid(e) => DenyReason::PolicyInvalid(e.to_string()),
             };
-            Err(session.refuse(&Refusal {
-                reason,
-                mode: None,
-                modules: vec![],
-            }))
+            Err(session.refuse(&Refusal::new(reason, None, vec![])))
         }
     }
 }
@@ -176,14 +172,12 @@ fn read_request(
     command: Option<&[u8]>,
 ) -> Stage<Result<Request, ParseError>> {
     let refuse = |session: &mut Session, reason: DenyReason| {
-        session.refuse(&Refusal {
-            reason,
-            mode: None,
-            modules: vec![],
-        })
+        session.refuse(&Refusal::new(reason, None, vec![]))
     };
     let Some(command) = command else {
-        return Err(refuse(session, DenyReason::NoCommand));
+        // An interactive login, or a trigger with no words: the decision
+        // tells them apart.
+        return Ok(Ok(Request::NoCommand));
     };
     let parsed = request::parse_command(command);
     let Ok(Request::Server(args)) = &parsed else {
@@ -215,12 +209,13 @@ fn evaluate(
         Evaluation::Run(run) => Ok(*run),
         Evaluation::Refused(r) => Err(session.refuse(&r)),
         Evaluation::Probe => Err(session.probe()),
+        Evaluation::Trigger(plan) => Err(super::triggers::fire(session, inputs, &plan)),
         // An in-band request never arrives on the command line.
-        Evaluation::InBand(_) => Err(session.refuse(&Refusal {
-            reason: DenyReason::Internal("an in-band request outside a daemon session".into()),
-            mode: None,
-            modules: vec![],
-        })),
+        Evaluation::InBand(_) => Err(session.refuse(&Refusal::new(
+            DenyReason::Internal("an in-band request outside a daemon session".into()),
+            None,
+            vec![],
+        ))),
     }
 }
 
@@ -238,11 +233,7 @@ fn prepare(
             PrepareError::Sandbox(e) => DenyReason::SandboxUnavailable(e),
             PrepareError::Io(e) => DenyReason::Internal(e),
         };
-        session.refuse(&Refusal {
-            reason,
-            mode: Some(mode),
-            modules: modules.to_vec(),
-        })
+        session.refuse(&Refusal::new(reason, Some(mode), modules.to_vec()))
     })
 }
 

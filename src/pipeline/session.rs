@@ -121,10 +121,54 @@ impl Session {
         r.reason = Some(Reason::from(&refusal.reason));
         r.mode = refusal.mode;
         r.modules = refusal.modules.clone();
+        r.trigger = refusal.trigger.clone();
         // Refused either way; a failed audit write changes nothing.
         let _ = self.write(&r);
         deny_line(&refusal.reason);
         1
+    }
+
+    /// The original command, escaped (what the records show).
+    pub fn command(&self) -> Option<String> {
+        self.command.clone()
+    }
+
+    /// A trigger's decision record (allow: started or queued). Nothing runs
+    /// or is queued unless it is written.
+    pub fn trigger(
+        &mut self,
+        plan: &crate::plan::trigger::TriggerPlan,
+        fired: crate::exec::trigger::Fired,
+    ) -> Result<(), DenyReason> {
+        let mut r = self.record(Event::Decision);
+        r.decision = Some(Verdict::Allow);
+        r.mode = Some(Mode::Trigger);
+        r.argv = plan.argv_shown();
+        r.trigger = Some(audit::TriggerInfo {
+            name: plan.name.clone(),
+            words: plan.words_shown(),
+            state: Some(super::triggers::state(fired)),
+            ..Default::default()
+        });
+        self.write(&r)
+    }
+
+    /// A trigger that was recorded but could not be started or queued.
+    pub fn trigger_failed(
+        &mut self,
+        plan: &crate::plan::trigger::TriggerPlan,
+        reason: &DenyReason,
+    ) {
+        let mut end = self.record(Event::End);
+        end.mode = Some(Mode::Trigger);
+        end.reason = Some(Reason::from(reason));
+        end.trigger = Some(audit::TriggerInfo {
+            name: plan.name.clone(),
+            words: plan.words_shown(),
+            ..Default::default()
+        });
+        let _ = self.write(&end);
+        deny_line(reason);
     }
 
     /// `true`: record it, run nothing.

@@ -6,6 +6,7 @@
 
 pub mod checked;
 pub mod daemon;
+pub mod trigger;
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;

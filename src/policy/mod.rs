@@ -128,13 +128,55 @@ pub struct Client {
     pub origin: Origin,
 }
 
-/// `[triggers.NAME]`.
+/// `[triggers.NAME]`: a job a trigger client starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trigger {
     pub name: String,
+    /// The job's argv: an absolute program and its fixed arguments.
     pub command: Vec<String>,
+    /// Words a client may send (a trailing `*` matches a suffix of
+    /// [`trigger_word_char`]s); `None`: words are recorded and ignored.
+    pub args: Option<Vec<String>>,
+    /// The job's stdout and stderr, appended.
     pub log: Option<PathBuf>,
+    /// Fixed variables for the job.
+    pub env: BTreeMap<String, String>,
+    /// The job is stopped after this long.
+    pub timeout: Option<Duration>,
     pub origin: Origin,
+}
+
+/// Most words a trigger request may carry.
+pub const MAX_TRIGGER_WORDS: usize = 16;
+/// Longest word of a trigger request.
+pub const MAX_TRIGGER_WORD: usize = 256;
+/// Most words in a trigger's `command`.
+pub const MAX_TRIGGER_COMMAND: usize = 64;
+/// Longest word of a trigger's `command`.
+pub const MAX_TRIGGER_COMMAND_WORD: usize = 4096;
+/// Most entries in a trigger's `args`, and most variables in its `env`.
+pub const MAX_TRIGGER_LIST: usize = 256;
+/// Longest trigger timeout.
+pub const MAX_TRIGGER_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
+
+/// Characters a trigger word may consist of: letters, digits, `._+-:`.
+pub fn trigger_word_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-' | b':')
+}
+
+impl Trigger {
+    /// Does `word` match one of the `args` patterns? (None: there is no
+    /// allowlist.)
+    pub fn allows(&self, word: &[u8]) -> Option<bool> {
+        let patterns = self.args.as_ref()?;
+        Some(
+            word.iter().all(|&b| trigger_word_char(b))
+                && patterns.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => word.starts_with(prefix.as_bytes()),
+                    None => word == p.as_bytes(),
+                }),
+        )
+    }
 }
 
 /// A validated policy.
@@ -264,7 +306,10 @@ struct RawClient {
 #[serde(deny_unknown_fields)]
 struct RawTrigger {
     command: Spanned<Vec<String>>,
+    args: Option<Spanned<Vec<Spanned<String>>>>,
     log: Option<Spanned<String>>,
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    timeout: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -622,6 +667,57 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     if d > Duration::from_secs(24 * 3600) {
         return Err(format!("'{s}' is longer than a day"));
+    }
+    Ok(d)
+}
+
+/// A trigger `args` pattern: a word of [`trigger_word_char`]s, optionally
+/// ending in `*` (any suffix of such characters, including none).
+fn check_trigger_pattern(p: &str) -> Result<(), String> {
+    let body = p.strip_suffix('*').unwrap_or(p);
+    if p.is_empty() || p == "*" {
+        return Err("args: a pattern must begin with at least one character".into());
+    }
+    if body.len() > MAX_TRIGGER_WORD {
+        return Err(format!(
+            "args: '{p}' is longer than {MAX_TRIGGER_WORD} characters"
+        ));
+    }
+    if let Some(c) = body
+        .chars()
+        .find(|&c| !(c.is_ascii() && trigger_word_char(c as u8)))
+    {
+        return Err(format!(
+            "args: '{}' has the character {c:?}; a word is letters, digits and . _ + - : (and a pattern may end in *)",
+            p.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// A duration of up to a week: `"90s"`, `"30m"`, `"6h"`, `"2d"`.
+pub fn parse_long_duration(s: &str) -> Result<Duration, String> {
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits_end);
+    let n: u64 = match num.parse() {
+        Ok(n) if num.len() <= 9 => n,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a duration (e.g. \"90s\", \"30m\", \"6h\", \"2d\")"
+            ));
+        }
+    };
+    let d = match unit {
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
+        _ => return Err(format!("'{s}': the unit must be s, m, h or d")),
+    };
+    if d.is_zero() || d > MAX_TRIGGER_TIMEOUT {
+        return Err(format!(
+            "'{s}' must be more than nothing and at most 7 days"
+        ));
     }
     Ok(d)
 }
@@ -984,9 +1080,20 @@ impl Builder {
                 }
             }
         }
+        if r.command.get_ref().len() > MAX_TRIGGER_COMMAND {
+            diags.push(src.diag(
+                r.command.span(),
+                format!("command: at most {MAX_TRIGGER_COMMAND} words"),
+            ));
+        }
         for a in r.command.get_ref() {
             if a.contains('\0') {
                 diags.push(src.diag(r.command.span(), "command arguments must not contain NUL"));
+            } else if a.len() > MAX_TRIGGER_COMMAND_WORD {
+                diags.push(src.diag(
+                    r.command.span(),
+                    format!("command: a word longer than {MAX_TRIGGER_COMMAND_WORD} bytes"),
+                ));
             }
         }
         let log = match &r.log {
@@ -994,6 +1101,62 @@ impl Builder {
                 Ok(p) => Some(p),
                 Err(e) => {
                     diags.push(src.diag(l.span(), e));
+                    None
+                }
+            },
+            None => None,
+        };
+        let args = r.args.as_ref().map(|list| {
+            if list.get_ref().len() > MAX_TRIGGER_LIST {
+                diags.push(src.diag(
+                    list.span(),
+                    format!("args: at most {MAX_TRIGGER_LIST} words"),
+                ));
+            }
+            for a in list.get_ref() {
+                if let Err(e) = check_trigger_pattern(a.get_ref()) {
+                    diags.push(src.diag(a.span(), e));
+                }
+            }
+            list.get_ref().iter().map(|a| a.get_ref().clone()).collect()
+        });
+        let mut env = BTreeMap::new();
+        if let Some(e) = &r.env {
+            if e.get_ref().len() > MAX_TRIGGER_LIST {
+                diags.push(src.diag(
+                    e.span(),
+                    format!("env: at most {MAX_TRIGGER_LIST} variables"),
+                ));
+            }
+            for (k, v) in e.get_ref() {
+                let name_ok = !k.is_empty()
+                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && !k.starts_with(|c: char| c.is_ascii_digit());
+                if !name_ok {
+                    diags.push(src.diag(
+                        e.span(),
+                        format!(
+                            "env: '{}' is not a variable name (letters, digits and '_', not starting with a digit)",
+                            k.escape_default()
+                        ),
+                    ));
+                } else if ["HOME", "USER", "LOGNAME"].contains(&k.as_str()) {
+                    diags.push(src.diag(
+                        e.span(),
+                        format!("env: {k} is the SSH account's, set by the gate"),
+                    ));
+                } else if let Err(m) = check_text(v, &format!("env {k}"), 4096) {
+                    diags.push(src.diag(e.span(), m));
+                } else {
+                    env.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let timeout = match &r.timeout {
+            Some(t) => match parse_long_duration(t.get_ref()) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    diags.push(src.diag(t.span(), format!("timeout: {e}")));
                     None
                 }
             },
@@ -1007,7 +1170,10 @@ impl Builder {
             Trigger {
                 name: name.into_inner(),
                 command: r.command.into_inner(),
+                args,
                 log,
+                env,
+                timeout,
                 origin,
             },
         );
@@ -1322,5 +1488,63 @@ trigger = "mirror"
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("25h").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn trigger_keys() {
+        let load = |t: &str| {
+            load_text(
+                Path::new("/p.toml"),
+                &format!("{t}\n[clients.u]\ntrigger = \"t\"\n"),
+            )
+        };
+        let p = load(
+            "[triggers.t]\ncommand = [\"/usr/bin/ftpsync\"]\nargs = [\"sync:all\", \"sync:archive:*\"]\n\
+             log = \"/var/log/t.log\"\nenv = { MAILTO = \"\" }\ntimeout = \"6h\"",
+        )
+        .unwrap();
+        let t = &p.triggers["t"];
+        assert_eq!(t.timeout, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(t.env.get("MAILTO").map(String::as_str), Some(""));
+        assert_eq!(t.allows(b"sync:all"), Some(true));
+        assert_eq!(t.allows(b"sync:archive:"), Some(true));
+        assert_eq!(t.allows(b"sync:archive:debian-ports"), Some(true));
+        assert_eq!(t.allows(b"sync:archive:a/b"), Some(false));
+        assert_eq!(t.allows(b"sync:al"), Some(false));
+        assert_eq!(t.allows(b"sync:all2"), Some(false));
+        let p = load("[triggers.t]\ncommand = [\"/bin/true\"]").unwrap();
+        assert_eq!(p.triggers["t"].allows(b"anything"), None);
+        for (bad, want) in [
+            ("args = [\"sync all\"]", "has the character ' '"),
+            ("args = [\"*\"]", "must begin with at least one character"),
+            ("args = [\"a*b*\"]", "has the character '*'"),
+            ("env = { \"1X\" = \"y\" }", "is not a variable name"),
+            ("env = { HOME = \"/\" }", "HOME is the SSH account's"),
+            ("env = { X = \"a\\nb\" }", "control characters"),
+            ("timeout = \"0s\"", "more than nothing and at most 7 days"),
+            ("timeout = \"8d\"", "more than nothing and at most 7 days"),
+            ("timeout = \"6 hours\"", "the unit must be s, m, h or d"),
+            ("command = [\"ftpsync\"]", "must be an absolute path"),
+            (
+                &format!("command = [\"/bin/true\"{}]", ", \"x\"".repeat(64)),
+                "at most 64 words",
+            ),
+            (
+                &format!("command = [\"/bin/true\", \"{}\"]", "x".repeat(4097)),
+                "longer than 4096 bytes",
+            ),
+            (
+                &format!("args = [{}]", vec!["\"a\""; 257].join(",")),
+                "args: at most 256 words",
+            ),
+        ] {
+            let text = if bad.starts_with("command") {
+                format!("[triggers.t]\n{bad}")
+            } else {
+                format!("[triggers.t]\ncommand = [\"/bin/true\"]\n{bad}")
+            };
+            let e = load(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 }

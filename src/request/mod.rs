@@ -23,9 +23,12 @@ pub enum Request {
     Daemon,
     /// One in-band request of a daemon session (the pre-xfer hook's).
     InBand(inband::InBand),
-    /// Something that is not an rsync invocation (only a trigger client may
-    /// send one).
-    Other { program: String },
+    /// Words that are not an rsync invocation (only a trigger client may
+    /// send them: they are the trigger's words).
+    Other { words: Vec<Word> },
+    /// No command at all (an interactive login, or a trigger with no
+    /// words).
+    NoCommand,
 }
 
 /// A checked-mode request.
@@ -141,10 +144,14 @@ impl From<SplitError> for ParseError {
     }
 }
 
-/// Parse `SSH_ORIGINAL_COMMAND`.
+/// Parse `SSH_ORIGINAL_COMMAND`. A command of blanks is no words (which
+/// only a trigger client may send).
 pub fn parse_command(command: &[u8]) -> Result<Request, ParseError> {
-    let words = split::split(command)?;
-    parse_words(&words)
+    match split::split(command) {
+        Ok(words) => parse_words(&words),
+        Err(SplitError::Empty) => Ok(Request::Other { words: Vec::new() }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn is_rsync_program(w: &Word) -> bool {
@@ -158,14 +165,14 @@ fn is_rsync_program(w: &Word) -> bool {
 /// Parse split words.
 pub fn parse_words(words: &[Word]) -> Result<Request, ParseError> {
     let Some((first, rest)) = words.split_first() else {
-        return Err(ParseError::Split(SplitError::Empty));
+        return Ok(Request::Other { words: Vec::new() });
     };
     if first.bytes == b"true" && first.glob.is_none() && rest.is_empty() {
         return Ok(Request::Probe);
     }
     if !is_rsync_program(first) {
         return Ok(Request::Other {
-            program: first.lossy(),
+            words: words.to_vec(),
         });
     }
     let Some((server, rest)) = rest.split_first() else {
@@ -744,30 +751,20 @@ mod tests {
     fn recognises_probe_daemon_and_others() {
         assert_eq!(parse("true"), Ok(Request::Probe));
         assert_eq!(parse("rsync --server --daemon ."), Ok(Request::Daemon));
-        assert_eq!(
-            parse("id"),
-            Ok(Request::Other {
-                program: "id".into()
-            })
-        );
-        assert_eq!(
-            parse("true x"),
-            Ok(Request::Other {
-                program: "true".into()
-            })
-        );
-        assert_eq!(
-            parse("sudo rsync --server . x"),
-            Ok(Request::Other {
-                program: "sudo".into()
-            })
-        );
-        assert_eq!(
-            parse("rsync* --server . x"),
-            Ok(Request::Other {
-                program: "rsync*".into()
-            })
-        );
+        let first = |cmd: &str| match parse(cmd) {
+            Ok(Request::Other { words }) => words[0].lossy(),
+            other => panic!("{cmd}: {other:?}"),
+        };
+        assert_eq!(first("id"), "id");
+        assert_eq!(first("true x"), "true");
+        assert_eq!(first("sudo rsync --server . x"), "sudo");
+        assert_eq!(first("rsync* --server . x"), "rsync*");
+        // Trigger words, as runmirrors sends them (a leading blank).
+        let Ok(Request::Other { words }) = parse(" sync:archive: sync:all") else {
+            panic!()
+        };
+        let words: Vec<String> = words.iter().map(Word::lossy).collect();
+        assert_eq!(words, ["sync:archive:", "sync:all"]);
     }
 
     #[test]

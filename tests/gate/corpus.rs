@@ -92,6 +92,8 @@ enum Expect {
     Deny,
     Allow,
     Probe,
+    /// A trigger client's request fires its trigger.
+    Trigger,
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +377,14 @@ fn validate(cases: &[Case]) -> Vec<String> {
                     bad("a probe runs nothing and has no reason");
                 }
             }
+            Expect::Trigger => {
+                if c.argv.is_none() {
+                    bad("a trigger case needs the job's exact `argv` (all of it)");
+                }
+                if c.code.is_some() || !c.env_exact.is_empty() || !c.env_absent.is_empty() {
+                    bad("a trigger case has no reason and no stand-in environment");
+                }
+            }
         }
         if c.in_process
             && (!c.env.is_empty()
@@ -428,7 +438,9 @@ fn validate(cases: &[Case]) -> Vec<String> {
 /// - `evil/`: a hostile PATH directory whose programs leave a marker.
 ///
 /// Clients: `c` (www, backup, up, drop, links), `fenced` (www, from
-/// 192.0.2.0/24), `trig` (a trigger only).
+/// 192.0.2.0/24), `trig` (trigger `t`: `/bin/true --fixed` taking the
+/// words `sync:all`, `sync:stage1`, `sync:archive:*`), `trig_any` (trigger
+/// `any`: `/bin/true`, words recorded and ignored).
 fn corpus_world() -> (common::World, PathBuf) {
     let mut w = common::World::new();
     let out = w.use_recorder();
@@ -540,10 +552,17 @@ modules = ["www"]
 from = ["192.0.2.0/24"]
 
 [triggers.t]
-command = ["/bin/true"]
+command = ["/bin/true", "--fixed"]
+args = ["sync:all", "sync:stage1", "sync:archive:*"]
 
 [clients.trig]
 trigger = "t"
+
+[triggers.any]
+command = ["/bin/true"]
+
+[clients.trig_any]
+trigger = "any"
 "#,
     );
     (w, out)
@@ -556,9 +575,18 @@ trigger = "t"
 /// What happened.
 #[derive(Debug)]
 enum Outcome {
-    Deny { code: String, message: String },
-    Allow { argv: Vec<Vec<u8>> },
+    Deny {
+        code: String,
+        message: String,
+    },
+    Allow {
+        argv: Vec<Vec<u8>>,
+    },
     Probe,
+    /// The trigger fired; the job's whole argv, as the audit log shows it.
+    Trigger {
+        argv: Vec<Vec<u8>>,
+    },
 }
 
 fn show(b: &[u8]) -> String {
@@ -777,6 +805,11 @@ fn check_binary(
         (Some(0), Some(r)) => Some(Outcome::Allow {
             argv: r.argv.iter().skip(1).cloned().collect(),
         }),
+        (Some(0), None) if record.as_ref().is_some_and(|r| r["mode"] == "trigger") => {
+            Some(Outcome::Trigger {
+                argv: json_strings(record.as_ref().map(|r| &r["argv"])),
+            })
+        }
         (Some(0), None) => Some(Outcome::Probe),
         (Some(n), None) if n != 0 => {
             let line = lines.first().copied().unwrap_or("");
@@ -823,6 +856,28 @@ fn check_binary(
                 bad.push(format!(
                     "the denial reveals a server path the client never named: {stderr:?}"
                 ));
+            }
+        }
+        Some(Outcome::Trigger { .. }) => {
+            let name = record
+                .as_ref()
+                .and_then(|r| r["trigger"]["name"].as_str())
+                .unwrap_or("<no trigger in the audit record>");
+            let started = format!("rsync-gate: trigger '{name}' started");
+            let queued = format!("rsync-gate: trigger '{name}' queued");
+            if lines != [started.as_str()] && lines != [queued.as_str()] {
+                bad.push(format!(
+                    "expected one line '{started}' or 'queued', got {stderr:?}"
+                ));
+            }
+            if let Some(r) = &record {
+                if r["decision"] != "allow" {
+                    bad.push(format!("audit decision is {}", r["decision"]));
+                }
+                let state = &r["trigger"]["state"];
+                if state != "started" && state != "queued" {
+                    bad.push(format!("audit trigger state is {state}"));
+                }
             }
         }
         Some(Outcome::Allow { .. }) | Some(Outcome::Probe) => {
@@ -923,6 +978,11 @@ fn explain(w: &common::World, c: &Case, p: &Prepared) -> Result<Option<Outcome>,
     if e["mode"] == "probe" {
         return Ok(Some(Outcome::Probe));
     }
+    if e["mode"] == "trigger" {
+        return Ok(Some(Outcome::Trigger {
+            argv: json_strings(Some(&e["argv"])),
+        }));
+    }
     let pins: BTreeMap<u32, Vec<u8>> = e["pins"]
         .as_array()
         .into_iter()
@@ -968,6 +1028,7 @@ fn agree(served: &Outcome, said: Result<Option<Outcome>, String>) -> Vec<String>
         (Outcome::Deny { code: a, .. }, Outcome::Deny { code: b, .. }) => a == b,
         (Outcome::Allow { argv: a }, Outcome::Allow { argv: b }) => escaped(a) == *b,
         (Outcome::Probe, Outcome::Probe) => true,
+        (Outcome::Trigger { argv: a }, Outcome::Trigger { argv: b }) => a == b,
         _ => false,
     };
     if same {
@@ -986,7 +1047,17 @@ fn outcome_line(o: &Outcome) -> String {
         Outcome::Deny { code, message } => format!("deny {code} ({message})"),
         Outcome::Allow { argv } => format!("allow {}", show_argv(argv)),
         Outcome::Probe => "probe".into(),
+        Outcome::Trigger { argv } => format!("trigger {}", show_argv(argv)),
     }
+}
+
+/// A JSON array of strings, as bytes.
+fn json_strings(v: Option<&serde_json::Value>) -> Vec<Vec<u8>> {
+    v.and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|a| a.as_str().unwrap_or("<not a string>").as_bytes().to_vec())
+        .collect()
 }
 
 /// The stand-in's environment: only what the gate builds, none of the
@@ -1079,6 +1150,13 @@ fn check_in_process(policy: &Policy, c: &Case, p: &Prepared) -> (Option<Outcome>
             message: r.reason.to_string(),
         },
         Evaluation::Probe => Outcome::Probe,
+        Evaluation::Trigger(plan) => Outcome::Trigger {
+            argv: plan
+                .argv_shown()
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+        },
         Evaluation::Run(run) if run.grant.is_some() => {
             // The plan still holds its descriptors: map them here.
             let target = |n: u32| {
@@ -1130,11 +1208,21 @@ fn compare(c: &Case, p: &Prepared, outcome: Option<&Outcome>, bad: &mut Vec<Stri
             }
         }
         (Expect::Probe, Some(Outcome::Probe)) => {}
+        (Expect::Trigger, Some(Outcome::Trigger { argv })) => {
+            if let Some(want) = p.argv.as_ref().filter(|w| argv != *w) {
+                bad.push(format!(
+                    "job argv {}\n      expected {}",
+                    show_argv(argv),
+                    show_argv(want)
+                ));
+            }
+        }
         (want, Some(got)) => {
             let got = match got {
                 Outcome::Deny { code, message } => format!("denied with {code} ({message})"),
                 Outcome::Allow { argv } => format!("allowed, argv {}", show_argv(argv)),
                 Outcome::Probe => "a probe".into(),
+                Outcome::Trigger { argv } => format!("a trigger, job argv {}", show_argv(argv)),
             };
             bad.push(format!("expected {want:?}, got {got}"));
         }
@@ -1246,6 +1334,7 @@ fn hostile_corpus() {
             }
             Expect::Allow => *by_expect.entry("allowed").or_default() += 1,
             Expect::Probe => *by_expect.entry("probes").or_default() += 1,
+            Expect::Trigger => *by_expect.entry("triggers").or_default() += 1,
         }
         match (&c.pending, not_built) {
             (Some(why), true) => pending.push(format!(

@@ -14,8 +14,10 @@ mod common;
 mod corpus;
 mod daemon;
 mod examples;
+mod ftpsync;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
 mod props;
 mod sshd;
+mod triggers;

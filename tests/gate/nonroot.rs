@@ -47,7 +47,7 @@ const DENIED: &str = "rsync-gate: denied: ";
 
 /// Root, the account tools, setpriv and rsync; outside CI a missing piece
 /// skips the test (false), in CI it fails it.
-fn prerequisites() -> bool {
+pub(crate) fn prerequisites() -> bool {
     let tools = [USERADD, USERDEL, GROUPDEL, SETPRIV, ENV]
         .iter()
         .all(|t| common::require(t).is_some());
@@ -66,7 +66,7 @@ fn prerequisites() -> bool {
 }
 
 /// And sshd, ssh and ssh-keygen for the test behind the real sshd.
-fn sshd_prerequisites() -> bool {
+pub(crate) fn sshd_prerequisites() -> bool {
     [sshd::SSHD, sshd::SSH, sshd::SSH_KEYGEN]
         .iter()
         .all(|t| common::require(t).is_some())
@@ -102,17 +102,17 @@ fn account_tool(prog: &str, args: &[&OsStr]) -> Output {
 /// A system account made for one test; removed (with its group, after
 /// killing what still runs as it) when dropped.
 #[derive(Debug)]
-struct TestAccount {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: PathBuf,
+pub(crate) struct TestAccount {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) home: PathBuf,
 }
 
 impl TestAccount {
     /// A new account whose home is `homes/NAME`, created root-owned 0755
     /// with a root-owned `.ssh` (README "Installation", step 2).
-    fn create(homes: &Path) -> TestAccount {
+    pub(crate) fn create(homes: &Path) -> TestAccount {
         let name = format!(
             "rsgt-{}-{}",
             std::process::id(),
@@ -161,7 +161,7 @@ impl TestAccount {
     }
 
     /// Give `p` to this account (owner and group).
-    fn chown(&self, p: &Path) {
+    pub(crate) fn chown(&self, p: &Path) {
         chown(p, self.uid, self.gid);
     }
 
@@ -230,7 +230,7 @@ fn owner(p: &Path) -> u32 {
 /// The gate binary as the account can run it: the build's own when every
 /// directory above it is searchable by others, else a root-owned copy in
 /// the world (as README "Installation" step 1 installs it).
-fn gate_for(world: &World) -> PathBuf {
+pub(crate) fn gate_for(world: &World) -> PathBuf {
     let bin = common::gate_bin();
     let searchable = bin
         .ancestors()

@@ -102,6 +102,7 @@ const CLIENTS: &[(u32, &str)] = &[
     (1, "rooty"),
     (1, "dropper"),
     (1, "trig"),
+    (1, "trig_any"),
     (1, "nobody"),
 ];
 const CONNS: &[Option<&str>] = &[
@@ -752,6 +753,17 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
         }
         let recorded = Recorded::read(&out);
         match code {
+            0 if w.last_decision()["mode"] == "trigger" => {
+                // A trigger answers in one line and runs no rsync.
+                if client != "trig"
+                    || (err != "rsync-gate: trigger 't' started\n"
+                        && err != "rsync-gate: trigger 't' queued\n")
+                    || recorded.is_some()
+                {
+                    return Err(fail(format!("{shown:?}: trigger for {client}: {err:?}")));
+                }
+                return Ok(());
+            }
             0 => {
                 if !err.is_empty() {
                     return Err(fail(format!("{shown:?}: allowed, yet stderr says {err:?}")));

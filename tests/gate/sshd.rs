@@ -158,7 +158,7 @@ fn ensure_privsep_dir() {
     }
 }
 
-fn keygen(path: &Path, comment: &str) {
+pub(crate) fn keygen(path: &Path, comment: &str) {
     let mut cmd = Command::new(SSH_KEYGEN);
     cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
         .arg(path);
@@ -173,7 +173,7 @@ fn keygen(path: &Path, comment: &str) {
 
 /// A free loopback port (it may be taken again before sshd binds it: the
 /// fixture retries).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
 }
@@ -249,7 +249,7 @@ pub(crate) struct Key {
 pub(crate) struct Sshd {
     // Field order matters: the daemon is stopped before its files go.
     _daemon: Daemon,
-    port: u16,
+    pub(crate) port: u16,
     pub(crate) dir: PathBuf,
     log: PathBuf,
     pub(crate) authorized_keys: PathBuf,

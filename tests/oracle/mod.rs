@@ -34,7 +34,7 @@ use rsync_gate::request::{ParseError, Request};
 /// Client names the selector picks from (both policies define the same
 /// names; "nobody" is in neither).
 pub const CLIENTS: [&str; 8] = [
-    "c", "fenced", "rooty", "trig", "nobody", "dropper", "c", "reader",
+    "c", "fenced", "rooty", "trig", "nobody", "dropper", "trig_any", "reader",
 ];
 
 /// Connections the selector picks from.
@@ -347,9 +347,17 @@ from = ["192.0.2.0/24", "127.0.0.0/8"]
 
 [triggers.t]
 command = ["/bin/true"]
+args = ["sync:all", "sync:stage1", "sync:archive:*"]
 
 [clients.trig]
 trigger = "t"
+
+[triggers.any]
+command = ["/bin/true"]
+
+[clients.trig_any]
+trigger = "any"
+from = ["192.0.2.0/24"]
 "#,
         www = p("www"),
         nested = p("nested"),
@@ -700,6 +708,7 @@ pub fn check_decision(
             Ok(())
         }
         Decision::InBand(_) => Err(format!("an in-band grant for {parsed:?}")),
+        Decision::Trigger(g) => check_trigger(policy, sel, parsed, g),
         Decision::Checked(g) => {
             let Some(c) = client else {
                 return Err("checked grant for an unknown client".into());
@@ -724,6 +733,87 @@ pub fn check_decision(
             }
             check_grant(policy, sel, g, c.modules.as_slice())
         }
+    }
+}
+
+/// Invariants of a trigger grant: the client's own trigger, from where it
+/// may connect, for a command that is not rsync's, every word plain and
+/// within bounds, and passed to the job only when the trigger lists it.
+fn check_trigger(
+    policy: &Policy,
+    sel: &Selector,
+    parsed: Result<&Request, &ParseError>,
+    g: &rsync_gate::decide::TriggerGrant,
+) -> Result<(), String> {
+    let Some(c) = policy.clients.get(sel.client) else {
+        return Err("trigger grant for an unknown client".into());
+    };
+    if c.trigger.as_deref() != Some(g.trigger.as_str()) {
+        return Err(format!(
+            "trigger {} is not client {}'s",
+            g.trigger, sel.client
+        ));
+    }
+    if !c.from.is_empty()
+        && !sel.conn.is_some_and(|conn| {
+            c.from
+                .iter()
+                .any(|n| cidr_contains(&n.to_string(), conn.addr))
+        })
+    {
+        return Err("trigger from outside the client's `from`".into());
+    }
+    let words: Vec<&[u8]> = match parsed {
+        Ok(Request::Other { words }) => {
+            if words.iter().any(|w| w.glob.is_some() || w.tilde) {
+                return Err(format!(
+                    "trigger with a word a shell would expand: {words:?}"
+                ));
+            }
+            words.iter().map(|w| w.bytes.as_slice()).collect()
+        }
+        Ok(Request::NoCommand) => Vec::new(),
+        other => return Err(format!("trigger for {other:?}")),
+    };
+    if g.words.iter().map(Vec::as_slice).ne(words.iter().copied()) {
+        return Err(format!("trigger words {:?} are not the client's", g.words));
+    }
+    if words.len() > 16 || words.iter().any(|w| w.len() > 256) {
+        return Err(format!(
+            "trigger with {} words, or a word too long",
+            words.len()
+        ));
+    }
+    let t = policy
+        .triggers
+        .get(&g.trigger)
+        .ok_or_else(|| format!("trigger {} is not in the policy", g.trigger))?;
+    if g.passed != t.args.is_some() {
+        return Err(format!(
+            "words passed: {}, trigger args {:?}",
+            g.passed, t.args
+        ));
+    }
+    if let Some(args) = &t.args {
+        for w in &words {
+            if !args.iter().any(|a| word_matches(a, w)) {
+                return Err(format!("trigger word {w:?} matches none of {args:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The product's trigger word pattern, read afresh: an entry ending in `*`
+/// matches its prefix followed by letters, digits and `._+-:`; any other
+/// entry matches itself.
+fn word_matches(entry: &str, word: &[u8]) -> bool {
+    const SAFE: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-:";
+    match entry.strip_suffix('*') {
+        Some(prefix) => word
+            .strip_prefix(prefix.as_bytes())
+            .is_some_and(|rest| rest.iter().all(|b| SAFE.as_bytes().contains(b))),
+        None => word == entry.as_bytes(),
     }
 }
 
