@@ -640,3 +640,133 @@ fn without_the_sandbox_the_hook_decides_alone() {
         assert_eq!(d.session()["sandbox"], "off");
     }
 }
+
+/// A client that speaks the daemon protocol itself (the greeting, the
+/// module line, then its arguments, NUL-terminated as protocol 30 and later
+/// send them) and so can put anything after the `.`: what a rewritten
+/// rsync client sends. It stops there (it does not speak the transfer
+/// protocol): the hook's decision is in the audit log. Returns what the
+/// server said and the gate's exit status.
+fn raw_inband(w: &World, module: &str, args: &[&str]) -> (String, Option<i32>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut gate = Command::new(gate_bin());
+    if w.no_landlock {
+        gate.arg("--test-no-landlock");
+    }
+    let mut child = gate
+        .args(["serve", "--policy"])
+        .arg(&w.policy)
+        .args(["--client", "c"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SSH_ORIGINAL_COMMAND", "rsync --server --daemon .")
+        .env("SSH_CONNECTION", "127.0.0.1 40000 127.0.0.1 22")
+        .current_dir(&w.client)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to = child.stdin.take().unwrap();
+    let mut from = BufReader::new(child.stdout.take().unwrap());
+    let mut said = String::new();
+    let mut line = String::new();
+    from.read_line(&mut line).unwrap();
+    assert!(line.starts_with("@RSYNCD: "), "no greeting: {line:?}");
+    said.push_str(&line);
+    to.write_all(b"@RSYNCD: 32.0 md5 md4\n").unwrap();
+    to.write_all(format!("{module}\n").as_bytes()).unwrap();
+    loop {
+        line.clear();
+        if from.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        said.push_str(&line);
+        if line.trim_end() == "@RSYNCD: OK" {
+            let mut words = Vec::new();
+            for a in args {
+                words.extend_from_slice(a.as_bytes());
+                words.push(0);
+            }
+            words.push(0);
+            to.write_all(&words).unwrap();
+            break;
+        }
+    }
+    drop(to);
+    let mut rest = Vec::new();
+    let _ = from.read_to_end(&mut rest);
+    said.push_str(&String::from_utf8_lossy(&rest));
+    let status = child.wait().unwrap();
+    (said, status.code())
+}
+
+/// The pre-xfer hook's decision records.
+fn hook_decisions(d: &Daemon) -> Vec<serde_json::Value> {
+    d.request_records()
+        .into_iter()
+        .filter(|r| r["event"] == "decision")
+        .collect()
+}
+
+/// rsync's option parser also takes options written after the `.` of an
+/// in-band request; the hook reads them the same way and refuses any that
+/// a `--` did not end, so a client that rewrites its arguments cannot slip
+/// an option past the checks that exist only in the hook (`--files-from`
+/// naming a server file on a drop box; `-D` without the sandbox).
+#[test]
+fn options_after_the_dot_of_a_rewritten_in_band_request_are_refused() {
+    let mut d = daemon_world(Account::Root);
+    d.w.no_landlock = true;
+    let drop = d.srv("drop");
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "drop",
+            &[
+                "--server",
+                "-logDtpre.iLsfxCIvu",
+                ".",
+                "--files-from=/etc/passwd",
+                "drop/",
+            ],
+        ),
+        ("up", &["--server", "-logtpre.iLsfxCIvu", ".", "-D", "up/"]),
+        (
+            "www",
+            &[
+                "--server",
+                "--sender",
+                "-logDtpre.iLsfxCIvu",
+                ".",
+                "www/",
+                "--copy-links",
+            ],
+        ),
+    ];
+    for (module, args) in cases {
+        let before = snapshot(&d.w.root.join("srv"));
+        let decisions = hook_decisions(&d).len();
+        let (said, status) = raw_inband(&d.w, module, args);
+        assert_ne!(status, Some(0), "{args:?}: {said}");
+        let records = hook_decisions(&d);
+        assert_eq!(records.len(), decisions + 1, "{args:?}: {said}");
+        let r = &records[decisions];
+        assert_eq!(r["decision"], "deny", "{r}");
+        assert_eq!(r["reason"]["code"], "option_after_paths", "{r}");
+        assert_eq!(
+            snapshot(&d.w.root.join("srv")),
+            before,
+            "{args:?} changed the server"
+        );
+    }
+    // After a `--`, a word that begins with `-` is a path, as for rsync.
+    let (said, _) = raw_inband(
+        &d.w,
+        "up",
+        &["--server", "-logtpre.iLsfxCIvu", ".", "--", "up/-D"],
+    );
+    let r = hook_decisions(&d).pop().unwrap();
+    assert_eq!(r["decision"], "allow", "{r} {said}");
+    assert_eq!(r["request"], "-- up/-D", "{r}");
+    assert!(drop.read_dir().unwrap().next().is_none());
+}

@@ -10,6 +10,8 @@
 //!    inside the granted module's real root once each `/proc/self/fd/N` is
 //!    mapped back to what it pins, has `--` before `.` and the paths, and
 //!    carries no option the table or the module refuses;
+//!    The same for `host::` in-band requests as the pre-xfer hook reads
+//!    them (options also after the `.`, as rsync's parser takes them);
 //! 3. the real binary, with a recording stand-in rsync, never dies by a
 //!    signal, never writes to stdout, and refuses with exactly one
 //!    `rsync-gate: denied: ` line on stderr.
@@ -626,6 +628,98 @@ fn rsync_looking_commands_never_panic() {
     assert!(
         granted.get() * 10 >= total.get(),
         "only {} of {} generated commands were granted",
+        granted.get(),
+        total.get()
+    );
+}
+
+/// In-band requests (what a `host::` client's daemon hands the pre-xfer
+/// hook): options from the table before the `.`, sometimes after it (as a
+/// client that rewrites its arguments sends them, and rsync's option parser
+/// reads them), sometimes after a `--`; module-relative paths, some of them
+/// beginning with `-`.
+#[test]
+fn inband_requests_are_read_as_rsync_reads_them() {
+    let p = oracle::lexical_policy();
+    let path_word = prop_oneof![
+        4 => prop::collection::vec(select(COMPONENTS), 0..3).prop_map(|c| c.join("/").into_bytes()),
+        1 => select(&["-D", "--files-from=list", "-x", "--", "-", "--delete"][..])
+            .prop_map(|w| w.as_bytes().to_vec()),
+    ];
+    let request = (
+        prop::bool::ANY,
+        0u8..16,
+        cluster(),
+        prop::collection::vec(
+            option(vec!["sub".into(), "../x".into(), "/etc".into()]),
+            0..3,
+        ),
+        prop::bool::weighted(0.2),
+        prop::collection::vec(option(vec!["list".into()]), 0..2),
+        prop::collection::vec(path_word, 1..3),
+    )
+        .prop_map(
+            |(sender, module, cluster, before, dashdash, after, paths)| {
+                let mut words: Vec<Vec<u8>> = cluster.into_iter().collect();
+                words.extend(before.into_iter().flatten());
+                words.push(b".".to_vec());
+                if dashdash {
+                    words.push(b"--".to_vec());
+                }
+                // Options after the `.` (one in three requests).
+                if module % 3 == 0 {
+                    words.extend(after.into_iter().flatten());
+                }
+                words.extend(paths);
+                (sender, module, words)
+            },
+        );
+    let granted = Cell::new(0u32);
+    let after_dot = Cell::new(0u32);
+    let total = Cell::new(0u32);
+    let (mut runner, seed) = runner("inband_requests_are_read_as_rsync_reads_them", 2048);
+    report(
+        seed,
+        runner.run(&(sel(), request), |(sel, (sender, m, words))| {
+            let module = oracle::inband_module(&p, m);
+            let mut argv = vec![b"rsyncd".to_vec(), b"--server".to_vec()];
+            if sender {
+                argv.push(b"--sender".to_vec());
+            }
+            let dot = argv.len() + words.iter().position(|w| w == b".").unwrap_or(0);
+            argv.extend(words);
+            let d = oracle::check_inband(&p, &sel, &module, &argv).map_err(fail)?;
+            total.set(total.get() + 1);
+            if matches!(d, Decision::InBand(_)) {
+                granted.set(granted.get() + 1);
+                // Granted with a word after the `.` that rsync's option
+                // parser reads as an option: only once a `--` (which it
+                // removes) has ended the options.
+                let tail = &argv[dot + 1..];
+                let mut ended = argv[..dot].iter().any(|w| w == b"--");
+                for w in tail {
+                    if !ended && w == b"--" {
+                        ended = true;
+                        after_dot.set(after_dot.get() + 1);
+                    } else if !ended && w.starts_with(b"-") {
+                        return Err(fail(format!(
+                            "granted with an option after the '.': {tail:?}"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }),
+    );
+    eprintln!(
+        "in-band: granted {} of {} ({} with '--')",
+        granted.get(),
+        total.get(),
+        after_dot.get()
+    );
+    assert!(
+        granted.get() * 20 >= total.get(),
+        "only {} of {} in-band requests were granted",
         granted.get(),
         total.get()
     );

@@ -824,8 +824,41 @@ pub fn check_grant(
     g: &Grant,
     client_modules: &[String],
 ) -> Result<(), String> {
-    let caps = sel.caps;
-    let sandbox = sandboxed(policy, sel);
+    let m = grant_common(policy, g, client_modules)?;
+    check_added(policy, sel, g, m)
+}
+
+/// Invariants of an in-band (`host::`) grant: as a checked grant's, except
+/// that the gate adds nothing (the generated daemon config does its part):
+/// a push into a module without overwrite must carry `--ignore-existing`,
+/// and without the sandbox the hook alone keeps device files out.
+pub fn check_inband_grant(
+    policy: &Policy,
+    sel: &Selector,
+    g: &Grant,
+    client_modules: &[String],
+) -> Result<(), String> {
+    let m = grant_common(policy, g, client_modules)?;
+    if !g.added.is_empty() {
+        return Err(format!("an in-band grant adds {:?}", g.added));
+    }
+    let receiver = g.mode == Mode::Receiver;
+    let has = |names: &[&str]| g.opts.iter().any(|o| names.contains(&o.spec.long));
+    if receiver && !m.overwrite && !has(&["ignore-existing"]) {
+        return Err("an in-band push without --ignore-existing into a no-overwrite module".into());
+    }
+    if receiver && !m.devices && !sandboxed(policy, sel) && has(&["D", "devices", "specials"]) {
+        return Err("an in-band device-creating push without the sandbox".into());
+    }
+    Ok(())
+}
+
+/// The invariants every grant keeps; the module it is for.
+fn grant_common<'p>(
+    policy: &'p Policy,
+    g: &Grant,
+    client_modules: &[String],
+) -> Result<&'p Module, String> {
     if !client_modules.contains(&g.module) {
         return Err(format!("module {} is not the client's", g.module));
     }
@@ -863,6 +896,13 @@ pub fn check_grant(
             _ => {}
         }
     }
+    Ok(m)
+}
+
+/// Invariants of what the gate adds to a checked-mode grant's argv.
+fn check_added(policy: &Policy, sel: &Selector, g: &Grant, m: &Module) -> Result<(), String> {
+    let caps = sel.caps;
+    let sandbox = sandboxed(policy, sel);
     let want = |cond: bool, what: Added| -> Result<(), String> {
         if cond != g.added.contains(&what) {
             return Err(format!("{what:?} added: {}, expected {cond}", !cond));
@@ -1453,4 +1493,153 @@ pub fn check_one(
 pub fn run_one(policy: &Policy, tree: Option<&Tree>, data: &[u8]) -> Result<(), String> {
     let (sel, cmd) = select(data);
     check_one(policy, tree, &sel, cmd).map(|_| ())
+}
+
+// ---------------------------------------------------------------------------
+// In-band (host::) requests: what the daemon hands the pre-xfer hook
+// ---------------------------------------------------------------------------
+
+/// The module an in-band fuzz input names: one of the policy's, or one it
+/// does not have.
+pub fn inband_module(policy: &Policy, b: u8) -> String {
+    let mut names: Vec<&str> = policy.modules.keys().map(String::as_str).collect();
+    names.push("nosuch");
+    let i = usize::from(b) % names.len();
+    names.get(i).copied().unwrap_or("nosuch").to_string()
+}
+
+/// The daemon's argument list for an in-band fuzz input: `rsyncd`,
+/// `--server`, `--sender` when `sender`, then `rest` split at NUL bytes.
+pub fn inband_argv(sender: bool, rest: &[u8]) -> Vec<Vec<u8>> {
+    let mut argv = vec![b"rsyncd".to_vec(), b"--server".to_vec()];
+    if sender {
+        argv.push(b"--sender".to_vec());
+    }
+    argv.extend(rest.split(|&b| b == 0).map(<[u8]>::to_vec));
+    argv
+}
+
+/// Parse an in-band request as the hook does, decide on it, and check:
+/// no panic, determinism, rsync's reading of the words (a path that begins
+/// with `-` only after a `--`: rsync's option parser takes options anywhere
+/// else), paths inside the named module, and the grant's invariants (the
+/// client's module, from an allowed address, in a direction the module
+/// allows, with no option it forbids).
+pub fn check_inband(
+    policy: &Policy,
+    sel: &Selector,
+    module: &str,
+    argv: &[Vec<u8>],
+) -> Result<Decision, String> {
+    use rsync_gate::request::inband;
+    let parsed = inband::parse(module, argv).map(Request::InBand);
+    if parsed != inband::parse(module, argv).map(Request::InBand) {
+        return Err("the in-band parse is not deterministic".into());
+    }
+    let after_server = argv.get(2..).unwrap_or_default();
+    if parsed.is_ok()
+        && let Some(w) = option_after_dot(after_server)
+    {
+        return Err(format!(
+            "accepted {:?} after the '.': rsync reads it as an option",
+            String::from_utf8_lossy(w)
+        ));
+    }
+    if let Ok(Request::InBand(ib)) = &parsed {
+        if ib.module != module {
+            return Err(format!("parsed module {} for {module}", ib.module));
+        }
+        let prefix = format!("{module}/");
+        if let Some(p) = ib
+            .args
+            .paths
+            .iter()
+            .find(|p| !p.bytes.starts_with(prefix.as_bytes()))
+        {
+            return Err(format!("path {:?} outside module {module}", p.lossy()));
+        }
+        if ib.args.secluded {
+            return Err("an in-band request is never secluded".into());
+        }
+    }
+    let account = lexical_account();
+    let conn = sel.connection();
+    let inputs = sel.inputs(policy, &account, conn.as_ref());
+    let decision = evaluate::decision(&inputs, parsed.as_ref());
+    if decision != evaluate::decision(&inputs, parsed.as_ref()) {
+        return Err("decide is not deterministic".into());
+    }
+    match &decision {
+        Decision::Deny(r) => {
+            if message_checked(r) {
+                check_message(r)?;
+            }
+        }
+        Decision::InBand(g) => {
+            let Some(c) = policy.clients.get(sel.client) else {
+                return Err("in-band grant for an unknown client".into());
+            };
+            if g.module != module {
+                return Err(format!("in-band grant for {} in module {module}", g.module));
+            }
+            if !c.from.is_empty()
+                && !sel.conn.is_some_and(|conn| {
+                    c.from
+                        .iter()
+                        .any(|n| cidr_contains(&n.to_string(), conn.addr))
+                })
+            {
+                return Err("in-band grant from outside the client's `from`".into());
+            }
+            let Ok(Request::InBand(ib)) = &parsed else {
+                return Err(format!("in-band grant for {parsed:?}"));
+            };
+            if ib.args.sender != (g.mode == Mode::Sender) {
+                return Err("in-band grant mode differs from --sender".into());
+            }
+            check_inband_grant(policy, sel, g, c.modules.as_slice())?;
+        }
+        other => return Err(format!("an in-band request decided as {other:?}")),
+    }
+    Ok(decision)
+}
+
+/// The first word after the `.` that rsync's option parser would read as
+/// an option (it takes options anywhere until a `--`, which it removes),
+/// or None. Only when the word before the first `.` cannot be an option
+/// waiting for its value (then that `.` might be the value, and the words
+/// after it options): `--name` without `=`, or a lone `-X` that is not a
+/// cluster letter.
+fn option_after_dot(words: &[Vec<u8>]) -> Option<&[u8]> {
+    let dot = words.iter().position(|w| w.as_slice() == b".")?;
+    if let Some(prev) = dot.checked_sub(1).and_then(|i| words.get(i)) {
+        let long_waiting = prev.starts_with(b"--") && prev.len() > 2 && !prev.contains(&b'=');
+        let short_waiting = prev.len() == 2
+            && prev.first() == Some(&b'-')
+            && prev.get(1).is_some_and(|l| letter_name(*l).is_none());
+        if long_waiting || short_waiting {
+            return None;
+        }
+    }
+    let mut ended = words.iter().take(dot).any(|w| w.as_slice() == b"--");
+    for w in words.iter().skip(dot + 1) {
+        if w.as_slice() == b"--" {
+            ended = true;
+        } else if !ended && w.first() == Some(&b'-') {
+            return Some(w);
+        }
+    }
+    None
+}
+
+/// One in-band fuzz input: the selector byte, a module byte, a flags byte
+/// (bit 0: `--sender`), then the arguments after `--server [--sender]`,
+/// separated by NUL bytes.
+pub fn run_inband(policy: &Policy, data: &[u8]) -> Result<(), String> {
+    let (sel, rest) = select(data);
+    let (m, rest) = rest.split_first().map_or((0, rest), |(m, r)| (*m, r));
+    let (flags, rest) = rest.split_first().map_or((0, rest), |(f, r)| (*f, r));
+    let module = inband_module(policy, m);
+    let argv = inband_argv(flags & 1 == 1, rest);
+    check_inband(policy, &sel, &module, &argv).map(|_| ())
 }
