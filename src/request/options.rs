@@ -890,6 +890,61 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn charsets_allow_exactly_their_characters() {
+        let alnum: String = ('0'..='9').chain('A'..='Z').chain('a'..='z').collect();
+        let printable: String = (0x20u8..0x7f).map(char::from).collect();
+        let table = [
+            (Charset::Names, format!("{alnum},_-")),
+            (Charset::InfoFlags, format!("{alnum},")),
+            (Charset::IdMap, format!("{alnum}*?:,-_.")),
+            (Charset::Iconv, format!("{alnum}-_.:,@")),
+            (Charset::Suffixes, format!("{alnum}/._-")),
+            (Charset::Printable, printable.clone()),
+            (Charset::BackupSuffix, printable.replace('/', "")),
+        ];
+        for (charset, want) in table {
+            let got: Vec<u8> = (0..=255u8).filter(|&b| charset.allows(b)).collect();
+            let mut want: Vec<u8> = want.into_bytes();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{charset:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_spell_options_as_clients_write_them() {
+        let shown = |long: &str| by_long(long).map(|s| s.display());
+        assert_eq!(shown("D").as_deref(), Some("-D"));
+        assert_eq!(shown("recursive").as_deref(), Some("--recursive (-r)"));
+        assert_eq!(shown("delete").as_deref(), Some("--delete"));
+    }
+
+    #[test]
+    fn value_bounds_are_exact() {
+        use crate::request::{ParseError, Request, parse_command};
+        let accepts = |opt: &str| -> bool {
+            match parse_command(format!("rsync --server -r {opt} . x").as_bytes()) {
+                Ok(Request::Server(_)) => true,
+                Err(ParseError::BadValue { .. }) => false,
+                other => panic!("{opt}: {other:?}"),
+            }
+        };
+        for (ok, bad) in [
+            ("--max-delete=-1", "--max-delete=-2"),
+            ("--timeout=2592000", "--timeout=2592001"),
+            ("--max-alloc=8589934592", "--max-alloc=8589934593"),
+            ("--block-size=131072", "--block-size=131073"),
+        ] {
+            assert!(accepts(ok), "{ok} is refused");
+            assert!(!accepts(bad), "{bad} is accepted");
+        }
+    }
+
     // One test per row: each row's rule is what the product promises.
     macro_rules! row {
         ($name:ident, $long:expr, $rule:pat) => {
