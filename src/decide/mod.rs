@@ -13,7 +13,7 @@ use crate::deny::{DenyReason, shown};
 use crate::policy::{Client, Module, Policy};
 pub use crate::request::conn::Conn;
 use crate::request::inband::InBand;
-use crate::request::options::{self, Meaning, PathRole, Rule, Spec, Takes, Value};
+use crate::request::options::{self, Meaning, PathRole, Rule, Spec, Takes, Value, WriteOnly};
 use crate::request::{Opt, OptValue, ParseError, Request, ServerArgs, Word};
 use locate::{locate, locate_rel, parse_path};
 
@@ -131,6 +131,9 @@ pub struct Grant {
 pub enum Added {
     /// `--ignore-existing` (`overwrite = false`).
     IgnoreExisting,
+    /// `--whole-file` (receivers, `write_only = true`): no checksums of
+    /// existing files go to the client.
+    WholeFile,
     /// `--drop-D` (receivers, `devices = false`).
     DropD,
     /// `--munge-links` (`munge_links = true`).
@@ -144,6 +147,7 @@ impl Added {
     pub fn long(self) -> &'static str {
         match self {
             Added::IgnoreExisting => options::IGNORE_EXISTING,
+            Added::WholeFile => options::WHOLE_FILE,
             Added::DropD => options::DROP_D,
             Added::MungeLinks => options::MUNGE_LINKS,
             Added::ConfineRoot => options::CONFINE_ROOT,
@@ -183,6 +187,38 @@ pub fn knob_refuses(m: &Module, rule: Rule) -> Option<&'static str> {
         Rule::Delete | Rule::Replaces if !m.overwrite => Some("overwrite = false"),
         Rule::FollowLinks if !m.follow_links => Some("follow_links = false"),
         Rule::Devices if !m.devices => Some("devices = false"),
+        _ => None,
+    }
+}
+
+/// Why the option row `spec` is refused in module `m` because the client
+/// may not read it (`write_only = true`), whatever its value, if it is. The
+/// decision and the generated daemon configs' `refuse options` both ask
+/// this; [`write_only_refuses`] also judges values.
+pub fn write_only_refuses_row(m: &Module, spec: &Spec) -> Option<&'static str> {
+    if m.readable() {
+        return None;
+    }
+    match spec.write_only {
+        WriteOnly::Reveals(why) => Some(why),
+        WriteOnly::Compares(why) if m.overwrite => Some(why),
+        WriteOnly::Harmless | WriteOnly::Compares(_) | WriteOnly::SkipDetail(_) => None,
+    }
+}
+
+/// Why the option use `o` is refused in module `m` because the client may
+/// not read it, if it is: its row ([`write_only_refuses_row`]), or its
+/// value (`--info` asking for `SKIP2`).
+pub fn write_only_refuses(m: &Module, o: &Opt) -> Option<&'static str> {
+    if let Some(why) = write_only_refuses_row(m, o.spec) {
+        return Some(why);
+    }
+    match (o.spec.write_only, &o.value) {
+        (WriteOnly::SkipDetail(why), Some(OptValue::Text(v)))
+            if !m.readable() && options::info_asks_skip_detail(v) =>
+        {
+            Some(why)
+        }
         _ => None,
     }
 }
@@ -328,7 +364,7 @@ fn check_refused(args: &ServerArgs) -> Result<(), DenyReason> {
 
 fn check_module_rules(m: &Module, args: &ServerArgs) -> Result<(), DenyReason> {
     for o in &args.opts {
-        if let Some(knob) = knob_refuses(m, o.spec.rule) {
+        if let Some(knob) = knob_refuses(m, o.spec.rule).or_else(|| write_only_refuses(m, o)) {
             return Err(DenyReason::OptionNotPermitted {
                 option: o.spec.display(),
                 module: m.name.clone(),
@@ -488,6 +524,9 @@ fn checked_added(
     if mode == Mode::Receiver && !m.overwrite {
         added.push(Added::IgnoreExisting);
     }
+    if mode == Mode::Receiver && !m.readable() {
+        added.push(Added::WholeFile);
+    }
     if mode == Mode::Receiver && !m.devices {
         if server.caps.drop_d {
             added.push(Added::DropD);
@@ -527,6 +566,16 @@ fn in_band_rules(
             option: "uploads without --ignore-existing".into(),
             module: m.name.clone(),
             knob: "overwrite = false",
+        });
+    }
+    if mode == Mode::Receiver
+        && !m.readable()
+        && !args.opts.iter().any(|o| o.spec.long == options::WHOLE_FILE)
+    {
+        return Err(DenyReason::OptionNotPermitted {
+            option: "uploads without --whole-file (-W)".into(),
+            module: m.name.clone(),
+            knob: options::WO_DELTA,
         });
     }
     if mode == Mode::Receiver
@@ -714,6 +763,7 @@ mod tests {
                     "nested".into(),
                     "backup".into(),
                     "drop".into(),
+                    "handin".into(),
                     "links".into()
                 ]
             })
@@ -1062,6 +1112,17 @@ mod tests {
             g.added,
             [
                 Added::IgnoreExisting,
+                Added::WholeFile,
+                Added::DropD,
+                Added::MungeLinks,
+                Added::ConfineRoot
+            ]
+        );
+        let g = grant("c", &format!("{PUSH} . handin/"));
+        assert_eq!(
+            g.added,
+            [
+                Added::WholeFile,
                 Added::DropD,
                 Added::MungeLinks,
                 Added::ConfineRoot
@@ -1074,6 +1135,141 @@ mod tests {
             g.added,
             [Added::DropD, Added::MungeLinks, Added::ConfineRoot]
         );
+    }
+
+    /// Write-only modules: options that would let the receiver tell the
+    /// client about existing files are refused (some only where uploads
+    /// may replace files), in both request forms alike.
+    #[test]
+    fn write_only_table() {
+        use crate::request::inband;
+        let p = policy();
+        let in_band = |module: &str, opts: &[&str]| {
+            let mut argv: Vec<Vec<u8>> = vec![b"rsyncd".to_vec(), b"--server".to_vec()];
+            argv.extend(opts.iter().map(|a| a.as_bytes().to_vec()));
+            argv.extend([b".".to_vec(), b"sub/".to_vec()]);
+            let req = inband::parse(module, &argv).map(Request::InBand);
+            let ctx = Context {
+                policy: &p,
+                client: "c",
+                conn: None,
+                server: SERVER,
+            };
+            match decide(&ctx, req.as_ref()) {
+                Decision::InBand(_) => None,
+                Decision::Deny(r) => Some(r),
+                other => panic!("{other:?}"),
+            }
+        };
+        let checked = |module: &str, opts: &[&str]| {
+            let cmd = format!("rsync --server {} . {module}/sub/", opts.join(" "));
+            match run("c", None, &cmd) {
+                Decision::Checked(_) => None,
+                Decision::Deny(r) => Some(r),
+                other => panic!("{other:?}"),
+            }
+        };
+        // (options, refused in drop (overwrite = false), in handin)
+        let table: &[(&[&str], bool, bool)] = &[
+            (&["-rlt"], false, false),
+            (&["-rltI"], false, false),
+            (&["-rltW"], false, false),
+            (&["-rlty"], true, true),
+            (&["-rlt", "--fuzzy"], true, true),
+            (&["-rlt", "--compare-dest=../x"], true, true),
+            (&["-rlt", "--copy-dest=../x"], true, true),
+            (&["-rlt", "--link-dest=../x"], true, true),
+            (&["-rlt", "--no-W"], true, true),
+            (&["-rlt", "--no-whole-file"], true, true),
+            (&["-rltn"], true, true),
+            (&["-rlt", "--dry-run"], true, true),
+            (&["-rlt", "--existing"], true, true),
+            (&["-rlt", "--ignore-non-existing"], true, true),
+            (&["-rlt", "--max-delete=0"], true, true),
+            (&["-rlt", "--info=skip2"], true, true),
+            (&["-rlt", "--info=NAME,ALL2"], true, true),
+            (&["-rlt", "--info=skip1,name2,progress2"], false, false),
+            (&["-rlt", "--append-verify"], true, true),
+            (&["-rlt", "--append"], true, true),
+            (&["-rlt", "--partial-dir=.p"], true, true),
+            (&["-rlt", "--delay-updates"], true, true),
+            // Comparisons with the existing file: only where uploads may
+            // replace it (with overwrite = false, existing names are
+            // skipped before any comparison).
+            (&["-rltc"], false, true),
+            (&["-rltu"], false, true),
+            (&["-rlt", "--size-only"], false, true),
+            (&["-rlt", "--modify-window=1"], false, true),
+            (&["-rlt", "-@-1"], false, true),
+            // Governed by overwrite alone.
+            (&["-rlt", "--inplace"], true, false),
+            (&["-rlt", "--partial"], true, false),
+            (&["-rltb"], true, false),
+            (&["-rlt", "--ignore-existing"], false, false),
+        ];
+        for (opts, in_drop, in_handin) in table {
+            for (module, want) in [("drop", *in_drop), ("handin", *in_handin)] {
+                let c = checked(module, opts);
+                assert_eq!(c.is_some(), want, "{module} {opts:?}: {c:?}");
+                if let Some(r) = &c {
+                    assert_eq!(r.code(), "option_not_permitted", "{r}");
+                }
+                // In-band: what checked mode adds must already be there.
+                let mut with: Vec<&str> = opts.to_vec();
+                with.push("--whole-file");
+                if module == "drop" {
+                    with.push("--ignore-existing");
+                }
+                let ib = in_band(module, &with);
+                assert_eq!(ib.is_some(), want, "in-band {module} {with:?}: {ib:?}");
+                assert_eq!(c, ib, "{module} {opts:?}: the forms disagree");
+            }
+        }
+        // The refusal names the option and why.
+        assert_eq!(
+            checked("drop", &["-rlty"]).map(|r| r.to_string()),
+            Some(
+                "option --fuzzy (-y) is not allowed in module 'drop' (write_only = true: a similarly \
+                 named existing file would be the basis, its name and checksums sent to the client)"
+                    .to_string()
+            )
+        );
+        assert!(checked("handin", &["-rltc"]).is_some_and(|r| {
+            r.to_string()
+                .contains("(write_only = true, overwrite = true: ")
+        }));
+        // Daemon mode cannot add --whole-file: uploads without it are
+        // refused (after a missing --ignore-existing, which is named first).
+        for (module, opts, why) in [
+            ("handin", &["-rlt"][..], "--whole-file"),
+            ("handin", &["-rltI"][..], "--whole-file"),
+            ("drop", &["-rlt", "--ignore-existing"][..], "--whole-file"),
+            ("drop", &["-rltW"][..], "--ignore-existing"),
+        ] {
+            let r = in_band(module, opts).expect("refused");
+            assert_eq!(r.code(), "option_not_permitted");
+            assert!(
+                r.to_string()
+                    .starts_with(&format!("option uploads without {why}")),
+                "{r}"
+            );
+        }
+        assert_eq!(in_band("handin", &["-rltW"]), None);
+        assert_eq!(in_band("handin", &["-rlt", "--whole-file"]), None);
+        // Pulls stay refused as such; readable modules are unaffected.
+        assert_eq!(
+            deny("c", &format!("{PULL} --fuzzy . handin/")).code(),
+            "write_only"
+        );
+        for cmd in [
+            format!("{PUSH} -y --info=skip2 --link-dest=../p . backup/x/"),
+            format!("{PULL} -nc --size-only --max-delete=0 . www/"),
+        ] {
+            assert!(
+                matches!(run("c", None, &cmd), Decision::Checked(_)),
+                "{cmd}"
+            );
+        }
     }
 
     fn with(server: Server, client: &str, cmd: &str) -> Decision {
@@ -1226,16 +1422,23 @@ mod tests {
                 false,
                 "allow",
             ),
-            // overwrite = false needs the client's own --ignore-existing.
+            // overwrite = false needs the client's own --ignore-existing,
+            // write_only = true its own --whole-file.
             (
                 "drop",
-                cat(&["--server", "-rlt"], &[".", ""]),
+                cat(&["--server", "-rltW"], &[".", ""]),
                 true,
                 "option_not_permitted",
             ),
             (
                 "drop",
                 cat(&["--server", "-rlt", "--ignore-existing"], &[".", ""]),
+                true,
+                "option_not_permitted",
+            ),
+            (
+                "drop",
+                cat(&["--server", "-rltW", "--ignore-existing"], &[".", ""]),
                 true,
                 "allow",
             ),

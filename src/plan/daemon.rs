@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::{ExecPlan, FileContent, PlannedFile, SandboxChoice, SandboxPlan, child_env, lock_file};
-use crate::decide::knob_refuses;
+use crate::decide::{knob_refuses, write_only_refuses_row};
 use crate::host::Account;
 use crate::policy::{Module, Policy, Sandbox};
 use crate::request::conn::Connection;
@@ -55,9 +55,11 @@ pub struct ConfigContext<'a> {
     pub account_gid: u32,
 }
 
-/// Would checked mode refuse this row in module `m`?
+/// Would checked mode refuse this row in module `m`, whatever its value?
 fn refused_in(spec: &Spec, m: &Module) -> bool {
-    matches!(spec.rule, Rule::Refuse(_)) || knob_refuses(m, spec.rule).is_some()
+    matches!(spec.rule, Rule::Refuse(_))
+        || knob_refuses(m, spec.rule).is_some()
+        || write_only_refuses_row(m, spec).is_some()
 }
 
 /// The module's `refuse options`: every table row checked mode refuses in
@@ -412,6 +414,10 @@ path = "/srv/strict"
 read_only = false
 write_only = true
 overwrite = false
+[modules.handin]
+path = "/srv/handin"
+read_only = false
+write_only = true
 [modules.open]
 path = "/srv/open"
 read_only = false
@@ -419,7 +425,7 @@ delete = true
 follow_links = true
 devices = true
 [clients.c]
-modules = ["ro", "strict", "open"]
+modules = ["ro", "strict", "handin", "open"]
 "#,
         )
         .unwrap();

@@ -386,6 +386,7 @@ pub static CAPABILITIES: Spec = Spec {
     takes: Takes::Value(Value::Capabilities),
     rule: options::Rule::Allow,
     meaning: Meaning::Plain,
+    write_only: options::WriteOnly::Harmless,
 };
 
 fn check_capabilities(caps: &[u8]) -> Result<(), ParseError> {

@@ -4,8 +4,9 @@
 //! rsync 3.0–3.5 client (or openrsync) sends to a server, and those only a
 //! client uses (refused, so that nothing rsync would understand is merely
 //! "unknown"). Each row says whether the option takes a value, how that
-//! value is validated, and which policy rule governs it. Anything not in
-//! this table is refused.
+//! value is validated, which policy rule governs it, and what it would make
+//! rsync's receiver tell a client about files already on the server (the
+//! rule for write-only modules). Anything not in this table is refused.
 //!
 //! It is the gate's only list of options: the checked-mode parser, the
 //! daemon hook's in-band parser and the generated daemon configs'
@@ -121,6 +122,32 @@ pub enum Rule {
     Secluded,
 }
 
+/// What an option makes rsync's receiver tell the client about files
+/// already on the server, and so how it fares in a module the client may
+/// not read (`write_only = true`), where nothing derived from existing files
+/// may reach the client. Each reason is the text a refusal shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOnly {
+    /// Tells the client nothing about existing files beyond what every
+    /// upload shows (README, "Drop boxes").
+    Harmless,
+    /// Makes an existing file the basis of an upload (its block checksums,
+    /// or its name, go back to the client), or answers for existing names
+    /// without transferring anything: refused in every write-only module.
+    Reveals(&'static str),
+    /// Decides whether to send a file by comparing it with the existing
+    /// file of that name: refused in write-only modules whose uploads may
+    /// replace files (`overwrite = true`). With `overwrite = false` the
+    /// `--ignore-existing` every such upload carries skips each existing
+    /// name before any comparison.
+    Compares(&'static str),
+    /// `--info`: refused in write-only modules when its value asks for
+    /// `SKIP2` (by name or through `ALL2` and up), which describes how each
+    /// skipped existing file compares with the upload
+    /// ([`info_asks_skip_detail`]).
+    SkipDetail(&'static str),
+}
+
 /// Options whose meaning the gate itself needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Meaning {
@@ -148,6 +175,8 @@ pub struct Spec {
     pub takes: Takes,
     pub rule: Rule,
     pub meaning: Meaning,
+    /// How it fares in a write-only module.
+    pub write_only: WriteOnly,
 }
 
 impl Spec {
@@ -174,6 +203,7 @@ const fn flag(long: &'static str, short: Option<u8>, rule: Rule) -> Spec {
         takes: Takes::Nothing,
         rule,
         meaning: Meaning::Plain,
+        write_only: WriteOnly::Harmless,
     }
 }
 
@@ -185,6 +215,7 @@ const fn valued(long: &'static str, short: Option<u8>, value: Value, rule: Rule)
         takes: Takes::Value(value),
         rule,
         meaning: Meaning::Plain,
+        write_only: WriteOnly::Harmless,
     }
 }
 
@@ -195,6 +226,11 @@ const fn with_aliases(mut s: Spec, aliases: &'static [&'static str]) -> Spec {
 
 const fn with_meaning(mut s: Spec, meaning: Meaning) -> Spec {
     s.meaning = meaning;
+    s
+}
+
+const fn in_write_only(mut s: Spec, write_only: WriteOnly) -> Spec {
+    s.write_only = write_only;
     s
 }
 
@@ -222,6 +258,30 @@ const CLIENT_ONLY: &str = "it is a client-side option; rsync clients never send 
 const FILTER_FILES: &str =
     "filter rules travel in the protocol; the server's rule files are not the client's to name";
 
+// Why options are refused in write-only modules (`WriteOnly`); each is the
+// "(KNOB: why)" part of the refusal the client sees.
+const WO_FUZZY: &str = "write_only = true: a similarly named existing file would be the basis, its name and checksums sent to the client";
+const WO_DEST: &str = "write_only = true: files in that directory would be compared with the upload and become its basis, whose checksums go to the client";
+const WO_PARTIAL: &str = "write_only = true: another upload's partial file would be the basis, and the client would learn of it";
+/// Why write-only modules refuse delta transfers (`--no-W`, and in daemon
+/// mode uploads without `--whole-file`).
+pub const WO_DELTA: &str =
+    "write_only = true: delta transfers send the client checksums of existing files";
+const WO_APPEND: &str =
+    "write_only = true: the existing file's length would decide what is sent, and go to the client";
+const WO_DRY_RUN: &str =
+    "write_only = true: a dry run would answer questions about existing files without a trace";
+const WO_EXISTING: &str =
+    "write_only = true: skipping the names that do not exist tells the client which do";
+const WO_MAX_DELETE: &str = "write_only = true: it would report how many files a deletion would remove, without removing them";
+const WO_CHECKSUM: &str = "write_only = true, overwrite = true: skipping files whose content matches would confirm guesses of their content";
+const WO_UPDATE: &str = "write_only = true, overwrite = true: skipping files that are newer on the server would reveal their times";
+const WO_SIZE_ONLY: &str =
+    "write_only = true, overwrite = true: skipping files of the same size would reveal their sizes";
+const WO_MODIFY_WINDOW: &str = "write_only = true, overwrite = true: a time window would turn the skip test into a range query on existing files' times";
+const WO_SKIP_DETAIL: &str =
+    "write_only = true: SKIP2 describes how each existing file compares with the upload";
+
 /// The letters an rsync client puts in the option cluster it sends a
 /// server (rsync 3.5's `server_options()`, in its order). The gate writes
 /// these as one cluster too, and every other option by its long name.
@@ -235,13 +295,23 @@ pub const DROP_D: &str = "drop-D";
 pub const MUNGE_LINKS: &str = "munge-links";
 /// `--confine-root=DIR`: added with the module's root (rsync 3.5).
 pub const CONFINE_ROOT: &str = "confine-root";
+/// `--whole-file`: added on pushes into write-only modules, so the receiver
+/// sends no checksums of existing files.
+pub const WHOLE_FILE: &str = "whole-file";
 
 /// Every option the gate may add to what a client asked for. Each is a row
-/// of the table (a test holds this); clients may send the first three
-/// themselves, never `--confine-root`.
-pub const GATE_ADDED: &[&str] = &[IGNORE_EXISTING, DROP_D, MUNGE_LINKS, CONFINE_ROOT];
+/// of the table (a test holds this); clients may send all of them
+/// themselves but `--confine-root`.
+pub const GATE_ADDED: &[&str] = &[
+    IGNORE_EXISTING,
+    WHOLE_FILE,
+    DROP_D,
+    MUNGE_LINKS,
+    CONFINE_ROOT,
+];
 
 use Rule::{Allow, Delete, Devices, FollowLinks, Refuse, Replaces};
+use WriteOnly::{Compares, Reveals, SkipDetail};
 
 /// The table. Short-letter rows first, then long-only rows, each group in
 /// alphabetical order (a test holds this).
@@ -283,7 +353,7 @@ pub static OPTIONS: &[Spec] = &[
     flag("xattrs", Some(b'X'), Allow),
     flag("archive", Some(b'a'), Refuse(CLIENT_ONLY)),
     flag("backup", Some(b'b'), Replaces),
-    flag("checksum", Some(b'c'), Allow),
+    in_write_only(flag("checksum", Some(b'c'), Allow), Compares(WO_CHECKSUM)),
     flag("dirs", Some(b'd'), Allow),
     valued(
         "filter",
@@ -297,7 +367,7 @@ pub static OPTIONS: &[Spec] = &[
     flag("copy-dirlinks", Some(b'k'), FollowLinks),
     flag("links", Some(b'l'), Allow),
     flag("prune-empty-dirs", Some(b'm'), Allow),
-    flag("dry-run", Some(b'n'), Allow),
+    in_write_only(flag("dry-run", Some(b'n'), Allow), Reveals(WO_DRY_RUN)),
     flag("owner", Some(b'o'), Allow),
     flag("perms", Some(b'p'), Allow),
     flag("quiet", Some(b'q'), Allow),
@@ -307,18 +377,21 @@ pub static OPTIONS: &[Spec] = &[
         &["protect-args"],
     ),
     flag("times", Some(b't'), Allow),
-    flag("update", Some(b'u'), Allow),
+    in_write_only(flag("update", Some(b'u'), Allow), Compares(WO_UPDATE)),
     flag("verbose", Some(b'v'), Allow),
     flag("one-file-system", Some(b'x'), Allow),
-    flag("fuzzy", Some(b'y'), Allow),
+    in_write_only(flag("fuzzy", Some(b'y'), Allow), Reveals(WO_FUZZY)),
     flag("compress", Some(b'z'), Allow),
     with_meaning(flag("from0", Some(b'0'), Allow), Meaning::From0),
     valued("block-size", Some(b'B'), int(0, MAX_BLOCK_SIZE), Allow),
-    valued(
-        "modify-window",
-        Some(b'@'),
-        int(-1_000_000_000, 1_000_000_000),
-        Allow,
+    in_write_only(
+        valued(
+            "modify-window",
+            Some(b'@'),
+            int(-1_000_000_000, 1_000_000_000),
+            Allow,
+        ),
+        Compares(WO_MODIFY_WINDOW),
     ),
     // ---- long-only options ----
     valued(
@@ -327,8 +400,8 @@ pub static OPTIONS: &[Spec] = &[
         text(Charset::Printable, 0),
         Refuse(CLIENT_ONLY),
     ),
-    flag("append", None, Replaces),
-    flag("append-verify", None, Replaces),
+    in_write_only(flag("append", None, Replaces), Reveals(WO_APPEND)),
+    in_write_only(flag("append-verify", None, Replaces), Reveals(WO_APPEND)),
     valued(
         "backup-dir",
         None,
@@ -362,7 +435,10 @@ pub static OPTIONS: &[Spec] = &[
         text(Charset::Printable, 0),
         Refuse(CLIENT_ONLY),
     ),
-    valued("compare-dest", None, Value::Path(PathRole::Basis), Allow),
+    in_write_only(
+        valued("compare-dest", None, Value::Path(PathRole::Basis), Allow),
+        Reveals(WO_DEST),
+    ),
     with_aliases(
         valued("compress-choice", None, text(Charset::Names, 32), Allow),
         &["zc"],
@@ -404,7 +480,10 @@ pub static OPTIONS: &[Spec] = &[
         text(Charset::Printable, 0),
         Refuse("switching the user is not allowed"),
     ),
-    valued("copy-dest", None, Value::Path(PathRole::Basis), Allow),
+    in_write_only(
+        valued("copy-dest", None, Value::Path(PathRole::Basis), Allow),
+        Reveals(WO_DEST),
+    ),
     flag("copy-devices", None, Devices),
     flag("copy-unsafe-links", None, FollowLinks),
     flag("daemon", None, Refuse(DAEMON_ONLY)),
@@ -414,7 +493,7 @@ pub static OPTIONS: &[Spec] = &[
         text(Charset::Printable, 0),
         Refuse("debug output can reveal server files"),
     ),
-    flag("delay-updates", None, Replaces),
+    in_write_only(flag("delay-updates", None, Replaces), Reveals(WO_PARTIAL)),
     flag("delete", None, Delete),
     flag("delete-after", None, Delete),
     flag("delete-before", None, Delete),
@@ -448,7 +527,10 @@ pub static OPTIONS: &[Spec] = &[
         text(Charset::Printable, 0),
         Refuse(FILTER_FILES),
     ),
-    with_aliases(flag("existing", None, Allow), &["ignore-non-existing"]),
+    in_write_only(
+        with_aliases(flag("existing", None, Allow), &["ignore-non-existing"]),
+        Reveals(WO_EXISTING),
+    ),
     flag("fake-super", None, Allow),
     valued("files-from", None, Value::Path(PathRole::FilesFrom), Allow),
     flag("force", None, Delete),
@@ -472,14 +554,20 @@ pub static OPTIONS: &[Spec] = &[
         text(Charset::Printable, 0),
         Refuse(FILTER_FILES),
     ),
-    valued("info", None, text(Charset::InfoFlags, 256), Allow),
+    in_write_only(
+        valued("info", None, text(Charset::InfoFlags, 256), Allow),
+        SkipDetail(WO_SKIP_DETAIL),
+    ),
     flag("inplace", None, Replaces),
     flag(
         "insecure-links",
         None,
         Refuse("following attacker-owned symlinks is not allowed"),
     ),
-    valued("link-dest", None, Value::Path(PathRole::Basis), Allow),
+    in_write_only(
+        valued("link-dest", None, Value::Path(PathRole::Basis), Allow),
+        Reveals(WO_DEST),
+    ),
     flag("list-only", None, Allow),
     valued(
         "log-file",
@@ -506,7 +594,10 @@ pub static OPTIONS: &[Spec] = &[
         },
         Allow,
     ),
-    valued("max-delete", None, int(-1, i32::MAX as i64), Allow),
+    in_write_only(
+        valued("max-delete", None, int(-1, i32::MAX as i64), Allow),
+        Reveals(WO_MAX_DELETE),
+    ),
     valued(
         "max-size",
         None,
@@ -547,7 +638,10 @@ pub static OPTIONS: &[Spec] = &[
         Meaning::NoRelative,
     ),
     flag("no-specials", None, Allow),
-    with_aliases(flag("no-W", None, Allow), &["no-whole-file"]),
+    in_write_only(
+        with_aliases(flag("no-W", None, Allow), &["no-whole-file"]),
+        Reveals(WO_DELTA),
+    ),
     flag("numeric-ids", None, Allow),
     flag("old-args", None, Refuse(CLIENT_ONLY)),
     flag("old-compress", None, Allow),
@@ -566,11 +660,14 @@ pub static OPTIONS: &[Spec] = &[
         Refuse(CLIENT_ONLY),
     ),
     flag("partial", None, Replaces),
-    valued(
-        "partial-dir",
-        None,
-        Value::Path(PathRole::PartialDir),
-        Replaces,
+    in_write_only(
+        valued(
+            "partial-dir",
+            None,
+            Value::Path(PathRole::PartialDir),
+            Replaces,
+        ),
+        Reveals(WO_PARTIAL),
     ),
     valued(
         "password-file",
@@ -614,7 +711,7 @@ pub static OPTIONS: &[Spec] = &[
         Refuse("the server runs its own rsync"),
     ),
     flag("safe-links", None, Allow),
-    flag("size-only", None, Allow),
+    in_write_only(flag("size-only", None, Allow), Compares(WO_SIZE_ONLY)),
     valued("skip-compress", None, text(Charset::Suffixes, 1024), Allow),
     valued(
         "sockopts",
@@ -666,6 +763,25 @@ pub fn by_long(name: &str) -> Option<&'static Spec> {
 /// Look up a short option letter.
 pub fn by_short(letter: u8) -> Option<&'static Spec> {
     OPTIONS.iter().find(|s| s.short == Some(letter))
+}
+
+/// Does an `--info` value ask for `SKIP` at level 2 or more, by name or
+/// through `ALL`? Read as rsync reads it: comma-separated words, each a
+/// name (compared without regard to case) and a level in trailing digits
+/// (none: 1; a word that starts with a digit is all name). Any level but
+/// a plain 0 or 1 counts as 2 or more (rsync caps levels at 4 and turns
+/// overflowing ones into 4), so every doubtful value is taken as asking.
+pub fn info_asks_skip_detail(value: &str) -> bool {
+    value.split(',').any(|word| {
+        if word.starts_with(|c: char| c.is_ascii_digit()) {
+            return false;
+        }
+        let name = word.trim_end_matches(|c: char| c.is_ascii_digit());
+        let level = word.get(name.len()..).unwrap_or_default();
+        let level = level.trim_start_matches('0');
+        let detailed = !level.is_empty() && level != "1";
+        detailed && (name.eq_ignore_ascii_case("skip") || name.eq_ignore_ascii_case("all"))
+    })
 }
 
 #[cfg(test)]
@@ -875,6 +991,112 @@ mod tests {
             .collect();
         assert_eq!(longs, want);
         assert_eq!(shorts, [(b'v', Some("verbose".to_string())), (b'D', None)]);
+    }
+
+    /// The rows a write-only module refuses, and why: exactly these
+    /// (README "Drop boxes" has the same list).
+    #[test]
+    fn write_only_rows_are_exactly_these() {
+        let mut reveals = BTreeSet::new();
+        let mut compares = BTreeSet::new();
+        let mut detail = BTreeSet::new();
+        for s in OPTIONS {
+            let why = match s.write_only {
+                WriteOnly::Harmless => continue,
+                WriteOnly::Reveals(why) => {
+                    reveals.insert(s.long);
+                    why
+                }
+                WriteOnly::Compares(why) => {
+                    compares.insert(s.long);
+                    assert!(
+                        why.starts_with("write_only = true, overwrite = true: "),
+                        "{why}"
+                    );
+                    why
+                }
+                WriteOnly::SkipDetail(why) => {
+                    detail.insert(s.long);
+                    why
+                }
+            };
+            assert!(why.starts_with("write_only = true"), "{}: {why}", s.long);
+            assert!(
+                why.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{}: {why}",
+                s.long
+            );
+            // A client-only option is refused everywhere anyway.
+            assert!(!matches!(s.rule, Rule::Refuse(_)), "{}", s.long);
+        }
+        let set = |names: &[&'static str]| names.iter().copied().collect::<BTreeSet<_>>();
+        assert_eq!(
+            reveals,
+            set(&[
+                "fuzzy",
+                "compare-dest",
+                "copy-dest",
+                "link-dest",
+                "partial-dir",
+                "delay-updates",
+                "no-W",
+                "append",
+                "append-verify",
+                "dry-run",
+                "existing",
+                "max-delete",
+            ])
+        );
+        assert_eq!(
+            compares,
+            set(&["checksum", "update", "size-only", "modify-window"])
+        );
+        assert_eq!(detail, set(&["info"]));
+        // The option that turns delta transfers back on is refused under
+        // both its names; the one the gate adds is a plain row.
+        assert_eq!(by_long("no-whole-file"), by_long("no-W"));
+        assert_eq!(
+            by_long(WHOLE_FILE).map(|s| s.write_only),
+            Some(WriteOnly::Harmless)
+        );
+    }
+
+    /// `--info` values as rsync reads them: SKIP (or ALL) at level 2 or
+    /// more, in any case, anywhere in the list.
+    #[test]
+    fn info_values_that_ask_for_skip_detail() {
+        for (value, asks) in [
+            ("skip2", true),
+            ("SKIP2", true),
+            ("Skip3", true),
+            ("skip4", true),
+            ("skip9", true),
+            ("skip02", true),
+            ("skip99999999999999999999", true),
+            ("all2", true),
+            ("ALL4", true),
+            ("name2,skip2", true),
+            ("progress2,skip2,name0", true),
+            ("skip2,skip0", true),
+            ("skip", false),
+            ("skip1", false),
+            ("skip0", false),
+            ("skip01", false),
+            ("skip00", false),
+            ("all", false),
+            ("all1", false),
+            ("none", false),
+            ("name2", false),
+            ("progress2", false),
+            ("stats3", false),
+            ("misc2,backup2,del2", false),
+            ("2skip", false),
+            ("skips2", false),
+            ("", false),
+            (",,", false),
+        ] {
+            assert_eq!(info_asks_skip_detail(value), asks, "--info={value}");
+        }
     }
 
     #[test]

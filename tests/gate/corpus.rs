@@ -431,13 +431,14 @@ fn validate(cases: &[Case]) -> Vec<String> {
 ///   `escape` -> outside/, `escape-file` -> outside/secret.txt, `inlink` ->
 ///   prev;
 /// - `up` writable without delete: `sub/`, `outlink` -> outside/;
-/// - `drop` write-only, no overwrite: `list`;
+/// - `drop` write-only, no overwrite: `list`, `alice/notes.txt`;
+/// - `handin` write-only, overwrite allowed: `notes.txt`, `.partial/`;
 /// - `links` read-only with follow_links and devices: `file.txt`, `inside`
 ///   -> file.txt, `out` -> outside/;
 /// - `secret` not granted to anyone; `outside` not a module;
 /// - `evil/`: a hostile PATH directory whose programs leave a marker.
 ///
-/// Clients: `c` (www, backup, up, drop, links), `fenced` (www, from
+/// Clients: `c` (www, backup, up, drop, handin, links), `fenced` (www, from
 /// 192.0.2.0/24), `trig` (trigger `t`: `/bin/true --fixed` taking the
 /// words `sync:all`, `sync:stage1`, `sync:archive:*`), `trig_any` (trigger
 /// `any`: `/bin/true`, words recorded and ignored).
@@ -495,6 +496,14 @@ fn corpus_world() -> (common::World, PathBuf) {
 
     let drop = w.module_dir("drop");
     std::fs::write(drop.join("list"), "x\n").expect("write");
+    std::fs::create_dir(drop.join("alice")).expect("mkdir");
+    common::set_mode(&drop.join("alice"), 0o755);
+    std::fs::write(drop.join("alice/notes.txt"), "alice's\n").expect("write");
+
+    let handin = w.module_dir("handin");
+    std::fs::write(handin.join("notes.txt"), "someone's\n").expect("write");
+    std::fs::create_dir(handin.join(".partial")).expect("mkdir");
+    common::set_mode(&handin.join(".partial"), 0o755);
 
     let links = w.module_dir("links");
     std::fs::write(links.join("file.txt"), "linked\n").expect("write");
@@ -536,6 +545,11 @@ read_only = false
 write_only = true
 overwrite = false
 
+[modules.handin]
+path = "{srv}/handin"
+read_only = false
+write_only = true
+
 [modules.links]
 path = "{srv}/links"
 follow_links = true
@@ -545,7 +559,7 @@ devices = true
 path = "{srv}/secret"
 
 [clients.c]
-modules = ["www", "backup", "up", "drop", "links"]
+modules = ["www", "backup", "up", "drop", "handin", "links"]
 
 [clients.fenced]
 modules = ["www"]

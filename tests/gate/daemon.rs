@@ -340,7 +340,11 @@ fn refusals_are_the_gates_and_change_nothing() {
             &["-r", &s, "h::drop/"],
             "rsync-gate: denied: option uploads without --ignore-existing is not allowed in module 'drop'",
         );
-        d.ok(&["-r", "--ignore-existing", &s, "h::drop/"]);
+        d.refused(
+            &["-r", "--ignore-existing", &s, "h::drop/"],
+            "rsync-gate: denied: option uploads without --whole-file (-W) is not allowed in module 'drop' (write_only = true: ",
+        );
+        d.ok(&["-rW", "--ignore-existing", &s, "h::drop/"]);
         d.refused(
             &["-a", "-M--max-alloc=0", "h::www/", &d.dst("x")],
             "rsync-gate: denied: bad value for --max-alloc",

@@ -13,6 +13,7 @@ mod checked;
 mod common;
 mod corpus;
 mod daemon;
+mod dropbox;
 mod examples;
 mod ftpsync;
 mod nonroot;

@@ -491,6 +491,7 @@ fn tree_names(base: &Path) -> Names {
             m("backup"),
             m("backup"),
             m("drop"),
+            m("handin"),
             m("nested"),
             m("links"),
             m("www"),
@@ -600,6 +601,7 @@ fn rsync_looking_commands_never_panic() {
         &[
             ("backup", "backup"),
             ("drop", "drop"),
+            ("handin", "handin"),
             ("nested", "www/sub"),
             ("links", "links"),
         ],

@@ -149,7 +149,7 @@ pub fn tree_base() -> PathBuf {
 }
 
 /// Bump when the tree's layout changes: an old tree is then rebuilt.
-const TREE_VERSION: &str = "4";
+const TREE_VERSION: &str = "5";
 
 /// The tree's module directories, named as on a real server (not after
 /// their modules): (module, directory below `srv/`).
@@ -158,6 +158,7 @@ pub const MODULE_DIRS: &[(&str, &str)] = &[
     ("nested", "public-tree/sub"),
     ("backup", "vault"),
     ("drop", "inbox"),
+    ("handin", "submissions"),
     ("links", "linkfarm"),
     ("via", "alias"),
     ("secret", "private"),
@@ -201,6 +202,7 @@ pub fn build_tree(base: &Path) {
     let sub = www.join("sub");
     let backup = srv.join("vault");
     let drop = srv.join("inbox");
+    let handin = srv.join("submissions");
     let links = srv.join("linkfarm");
     let real = srv.join("real");
     let outside = base.join("outside");
@@ -216,6 +218,7 @@ pub fn build_tree(base: &Path) {
         &backup.join("cur"),
         &backup.join("tmp"),
         &drop,
+        &handin,
         &links,
         &links.join("sub"),
         &real,
@@ -249,6 +252,7 @@ pub fn build_tree(base: &Path) {
     file(&backup.join("listb"), "x\n");
     file(&backup.join("prev/old"), "o");
     file(&drop.join("existing.txt"), "e");
+    file(&handin.join("existing.txt"), "e");
     file(&links.join("sub/f"), "f");
     file(&real.join("inner/r.txt"), "r");
     file(&srv.join("private/s"), "s");
@@ -314,6 +318,11 @@ read_only = false
 write_only = true
 overwrite = false
 
+[modules.handin]
+path = "{handin}"
+read_only = false
+write_only = true
+
 [modules.links]
 path = "{links}"
 read_only = false
@@ -329,7 +338,7 @@ path = "{via}"
 path = "{secret}"
 
 [clients.c]
-modules = ["www", "nested", "backup", "drop", "links", "via"]
+modules = ["www", "nested", "backup", "drop", "handin", "links", "via"]
 
 [clients.fenced]
 modules = ["www", "backup"]
@@ -339,7 +348,7 @@ from = ["192.0.2.10", "2001:db8::/32"]
 modules = ["via", "links"]
 
 [clients.dropper]
-modules = ["drop"]
+modules = ["drop", "handin"]
 
 [clients.reader]
 modules = ["www", "nested"]
@@ -363,6 +372,7 @@ from = ["192.0.2.0/24"]
         nested = p("nested"),
         backup = p("backup"),
         drop = p("drop"),
+        handin = p("handin"),
         links = p("links"),
         via = p("via"),
         secret = p("secret"),
@@ -491,6 +501,30 @@ pub mod rsync_doc {
     ];
     /// Read or write device contents.
     pub const DEVICE_CONTENTS: &[&str] = &["copy-devices", "write-devices"];
+    /// Make the receiver base an upload on an existing file (a similarly
+    /// named one, one in a basis directory, a partial one, the same name
+    /// in a delta transfer or an append), or tell the client about existing
+    /// names without transferring anything (a dry run, skipping the names
+    /// that do not exist, counting what a deletion would remove).
+    pub const USES_EXISTING: &[&str] = &[
+        "fuzzy",
+        "compare-dest",
+        "copy-dest",
+        "link-dest",
+        "partial-dir",
+        "delay-updates",
+        "no-W",
+        "no-whole-file",
+        "append",
+        "append-verify",
+        "dry-run",
+        "existing",
+        "ignore-non-existing",
+        "max-delete",
+    ];
+    /// Skip an upload when the existing file of its name compares a
+    /// certain way (content, time order, size, a time window).
+    pub const COMPARES_EXISTING: &[&str] = &["checksum", "update", "size-only", "modify-window"];
     /// Never a client's to choose: other programs, logs, batch files,
     /// daemon configuration, identity, the confinement itself, server-side
     /// rule files, trust in the sender's list, and what only clients use.
@@ -592,11 +626,30 @@ fn option_allowed(name: &str, m: &Module) -> Result<(), String> {
     } else {
         true
     };
+    // A write-only module sends its clients nothing derived from existing
+    // files (with overwrite = false, --ignore-existing skips existing names
+    // before any comparison).
+    let ok = ok
+        && (m.readable()
+            || !(has(rsync_doc::USES_EXISTING)
+                || (m.overwrite && has(rsync_doc::COMPARES_EXISTING))));
     if ok {
         Ok(())
     } else {
         Err(format!("option --{name} granted in module {}", m.name))
     }
+}
+
+/// Does an `--info` value set SKIP (itself or through ALL) to 2 or more?
+/// rsync's manual: words separated by commas, a level after the name,
+/// case does not matter.
+fn info_skip2(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|w| {
+        let w = String::from_utf8_lossy(w).to_ascii_lowercase();
+        let name = w.trim_end_matches(|c: char| c.is_ascii_digit());
+        let level: u64 = w[name.len()..].parse().unwrap_or(1);
+        (name == "skip" || name == "all") && level >= 2
+    })
 }
 
 /// The option a cluster letter stands for ([`rsync_doc::LETTERS`]).
@@ -879,6 +932,12 @@ fn grant_common<'p>(
     }
     for o in &g.opts {
         option_allowed(o.spec.long, m)?;
+        if let (false, "info", Some(rsync_gate::request::OptValue::Text(v))) =
+            (m.readable(), o.spec.long, &o.value)
+            && info_skip2(v.as_bytes())
+        {
+            return Err(format!("--info={v} granted in write-only {}", m.name));
+        }
     }
     for po in &g.path_opts {
         option_allowed(po.spec.long, m)?;
@@ -911,6 +970,7 @@ fn check_added(policy: &Policy, sel: &Selector, g: &Grant, m: &Module) -> Result
     };
     let receiver = g.mode == Mode::Receiver;
     want(receiver && !m.overwrite, Added::IgnoreExisting)?;
+    want(receiver && !m.readable(), Added::WholeFile)?;
     want(receiver && !m.devices && caps.drop_d, Added::DropD)?;
     want(m.munge_links, Added::MungeLinks)?;
     want(caps.confine_root, Added::ConfineRoot)?;
@@ -1119,6 +1179,9 @@ pub fn check_argv(
     }
     if receiver && !m.overwrite && !has("ignore-existing") {
         return Err("no --ignore-existing for an overwrite = false push".into());
+    }
+    if receiver && !m.readable() && !has("whole-file") {
+        return Err("no --whole-file for a push into a write-only module".into());
     }
     if receiver && !m.devices {
         let nodes = letters.contains(&b'D') || has("devices") || has("specials");

@@ -82,6 +82,7 @@ pub const MODULE_DIRS: &[(&str, &str)] = &[
     ("backup", "vault"),
     ("up", "incoming"),
     ("drop", "inbox"),
+    ("handin", "submissions"),
     ("secret", "private"),
     ("web", "htdocs"),
     ("everything", "whole-disk"),
