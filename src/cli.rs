@@ -121,6 +121,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a policy equivalent to an rsyncd.conf or to authorized_keys
+    /// lines running rrsync, rsync's daemon or ftpsync, saying what could
+    /// not be carried over (exit 0 all, 1 not all, 2 nothing).
+    Import {
+        /// The input's format (default: told from its content).
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// The SSH account's home directory, for paths relative to it
+        /// (default: above the .ssh directory FILE is in).
+        #[arg(long)]
+        home: Option<PathBuf>,
+        /// rsyncd.conf or authorized_keys file ('-': standard input).
+        file: PathBuf,
+    },
+}
+
+/// What `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// An rsync daemon configuration (rsyncd.conf(5)).
+    Rsyncd,
+    /// An OpenSSH authorized_keys file.
+    AuthorizedKeys,
 }
 
 /// The hidden supervisor command a trigger starts.

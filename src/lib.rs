@@ -16,7 +16,7 @@
 //!  pipeline::explain   the same evaluate, nothing prepared or run
 //!  pipeline::hook      a daemon session's in-band requests: request::inband,
 //!                      the same evaluate, an audit line, a veto on stdout
-//!  cmd::*              check, authorized-keys, audit review
+//!  cmd::*              check, authorized-keys, audit review, import
 //! ```
 //!
 //! Dependencies point down: `main` → `pipeline`, `cmd` → `exec`, `plan` →

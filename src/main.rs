@@ -183,6 +183,18 @@ fn run(command: Command) -> Result<u8> {
             &mut out,
             &mut std::io::stderr(),
         ),
+        Command::Import { format, home, file } => cmd::import::run(
+            &cmd::import::Options {
+                file,
+                format: format.map(|f| match f {
+                    cli::ImportFormat::Rsyncd => cmd::import::Format::Rsyncd,
+                    cli::ImportFormat::AuthorizedKeys => cmd::import::Format::AuthorizedKeys,
+                }),
+                home,
+            },
+            &mut out,
+            &mut std::io::stderr(),
+        ),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The administrator's commands and their rendering: `check`,
-//! `authorized-keys`, `audit`. They read the policy and the log; they never
-//! serve a client.
+//! `authorized-keys`, `audit`, `import`. They read the policy, the log, or
+//! (`import`) an rsyncd.conf or authorized_keys file; they never serve a
+//! client.
 
 pub mod audit;
 pub mod authorized_keys;
 pub mod check;
+pub mod import;

@@ -16,6 +16,7 @@ mod daemon;
 mod dropbox;
 mod examples;
 mod ftpsync;
+mod import;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
