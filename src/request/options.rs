@@ -235,11 +235,27 @@ pub const DROP_D: &str = "drop-D";
 pub const MUNGE_LINKS: &str = "munge-links";
 /// `--confine-root=DIR`: added with the module's root (rsync 3.5).
 pub const CONFINE_ROOT: &str = "confine-root";
+/// `--chmod=ug-s`: added on pushes into `setuid = false` modules (the
+/// receiving rsync applies it to every file it is sent).
+pub const CHMOD: &str = "chmod";
+/// The `--chmod` value that strips set-user-ID and set-group-ID bits.
+pub const STRIP_SETUID: &str = "ug-s";
+/// `--timeout=N`: added for modules with a `timeout` (the smaller of the
+/// module's and the client's own, which it replaces).
+pub const TIMEOUT: &str = "timeout";
 
 /// Every option the gate may add to what a client asked for. Each is a row
-/// of the table (a test holds this); clients may send the first three
-/// themselves, never `--confine-root`.
-pub const GATE_ADDED: &[&str] = &[IGNORE_EXISTING, DROP_D, MUNGE_LINKS, CONFINE_ROOT];
+/// of the table (a test holds this); clients may send `--ignore-existing`,
+/// `--drop-D`, `--munge-links` and `--timeout` themselves, never
+/// `--confine-root` or `--chmod`.
+pub const GATE_ADDED: &[&str] = &[
+    IGNORE_EXISTING,
+    DROP_D,
+    MUNGE_LINKS,
+    CONFINE_ROOT,
+    CHMOD,
+    TIMEOUT,
+];
 
 use Rule::{Allow, Delete, Devices, FollowLinks, Refuse, Replaces};
 
@@ -883,11 +899,14 @@ mod tests {
             let spec = by_long(name).unwrap_or_else(|| panic!("--{name} is not a row"));
             assert_eq!(spec.long, *name);
         }
-        // A client must not choose the confinement root.
-        assert!(matches!(
-            by_long(CONFINE_ROOT).map(|s| s.rule),
-            Some(Rule::Refuse(_))
-        ));
+        // A client must not choose the confinement root, nor file modes
+        // (a --chmod=u+s of its own would undo the gate's).
+        for name in [CONFINE_ROOT, CHMOD] {
+            assert!(matches!(
+                by_long(name).map(|s| s.rule),
+                Some(Rule::Refuse(_))
+            ));
+        }
     }
 
     // One test per row: each row's rule is what the product promises.

@@ -15,6 +15,7 @@ mod corpus;
 mod daemon;
 mod examples;
 mod ftpsync;
+mod hardening;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
