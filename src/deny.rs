@@ -101,6 +101,12 @@ pub enum DenyReason {
     AuditUnavailable(String),
     /// The sandbox is required but cannot be applied.
     SandboxUnavailable(String),
+    /// `lock_dir` could be changed by someone other than root and the
+    /// account (with the server-side detail).
+    LockDirUnsafe(String),
+    /// The arguments rsync would get exceed what the kernel passes to a
+    /// program (a large wildcard expansion): bytes needed, bytes allowed.
+    ArgumentsTooLong { bytes: usize, limit: usize },
     /// Anything else that stopped the gate before rsync ran.
     Internal(String),
 }
@@ -159,6 +165,8 @@ impl DenyReason {
             Busy(_) => "busy",
             AuditUnavailable(_) => "audit_unavailable",
             SandboxUnavailable(_) => "sandbox_unavailable",
+            LockDirUnsafe(_) => "lock_dir_unsafe",
+            ArgumentsTooLong { .. } => "arguments_too_long",
             Internal(_) => "internal",
         }
     }
@@ -231,6 +239,8 @@ impl DenyReason {
             AuditUnavailable(s()),
             SandboxUnavailable(s()),
             Internal(s()),
+            LockDirUnsafe(s()),
+            ArgumentsTooLong { bytes: 0, limit: 0 },
         ];
         for e in [
             ParseError::Split(crate::request::SplitError::Empty),
@@ -297,7 +307,9 @@ impl DenyReason {
             AuditUnavailable(_) => 37,
             SandboxUnavailable(_) => 38,
             Internal(_) => 39,
-            Parse(e) => 40 + parse_index(e),
+            LockDirUnsafe(_) => 40,
+            ArgumentsTooLong { .. } => 41,
+            Parse(e) => 42 + parse_index(e),
         }
     }
 
@@ -450,6 +462,14 @@ impl fmt::Display for DenyReason {
             ),
             AuditUnavailable(_) => write!(f, "the audit log cannot be written, so nothing may run"),
             SandboxUnavailable(m) => write!(f, "the required sandbox is unavailable: {m}"),
+            LockDirUnsafe(_) => write!(
+                f,
+                "the server's lock directory is not safe to use (its audit log says why)"
+            ),
+            ArgumentsTooLong { bytes, limit } => write!(
+                f,
+                "the request expands to {bytes} bytes of arguments, more than the server can pass to rsync (at most {limit}); name fewer paths, or send the list with --files-from=-"
+            ),
             Internal(_) => write!(
                 f,
                 "internal error on the server (its audit log has the details)"
@@ -479,7 +499,7 @@ mod tests {
         let idx: Vec<usize> = ex.iter().map(DenyReason::example_index).collect();
         let want: Vec<usize> = (0..ex.len()).collect();
         assert_eq!(idx, want, "examples() must list every variant, in order");
-        assert_eq!(ex.len(), 50);
+        assert_eq!(ex.len(), 52);
     }
 
     #[test]

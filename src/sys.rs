@@ -196,3 +196,18 @@ pub fn adopt_inherited_fd(n: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
     // start-up for the number the parent passed), so nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
 }
+
+/// The soft limit on this process's stack size (`RLIMIT_STACK`), in bytes
+/// (`u64::MAX` when unlimited).
+pub fn stack_limit() -> io::Result<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one `struct rlimit` through the pointer,
+    // which points to a live, properly aligned local of that type.
+    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r.rlim_cur)
+}

@@ -3,6 +3,11 @@
 //! be owned by root or the SSH account and must not be writable by group or
 //! others, except a root-owned sticky directory such as `/tmp` (others cannot
 //! replace entries in it).
+//!
+//! Inside an unprivileged user namespace (a rootless container), files owned
+//! by someone outside it show as the kernel's overflow uid; when no uid inside
+//! the namespace is that uid, nobody inside can act as their owner, and they
+//! count as root's ([`root_alias`]).
 
 use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,9 +16,76 @@ use std::path::{Component, Path, PathBuf};
 /// Most symlinks followed while walking one path.
 const MAX_LINKS: usize = 40;
 
-fn describe(path: &Path, md: &Metadata, account: u32) -> Option<String> {
+/// The identity map of the initial user namespace, as
+/// `/proc/self/uid_map` shows it (fields separated by blanks).
+const IDENTITY_UID_MAP: [&str; 3] = ["0", "0", "4294967295"];
+
+/// The uid that counts as root's besides 0, given this process's
+/// `/proc/self/uid_map` and `/proc/sys/kernel/overflowuid`: the overflow
+/// uid, when the process is in a user namespace other than the initial one
+/// and no uid inside it is the overflow uid (so every file showing it is
+/// owned by someone outside, whom nobody inside can act as). Otherwise none:
+/// in the initial namespace, or where the overflow uid is a real account
+/// inside (a container mapping 65536 ids maps `nobody`), the rule stays as
+/// it is. Unreadable or malformed input gives none.
+pub fn root_alias_from(uid_map: &str, overflow_uid: &str) -> Option<u32> {
+    let overflow: u32 = overflow_uid.trim().parse().ok()?;
+    let lines: Vec<Vec<&str>> = uid_map
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| !f.is_empty())
+        .collect();
+    if lines.is_empty() || lines.iter().any(|f| f.len() != 3) {
+        return None;
+    }
+    if lines.len() == 1
+        && lines
+            .first()
+            .is_some_and(|f| f.as_slice() == IDENTITY_UID_MAP)
+    {
+        return None;
+    }
+    for f in &lines {
+        let (Some(inside), Some(count)) = (
+            f.first().and_then(|v| v.parse::<u64>().ok()),
+            f.get(2).and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            return None;
+        };
+        if (inside..inside.saturating_add(count)).contains(&u64::from(overflow)) {
+            return None;
+        }
+    }
+    Some(overflow)
+}
+
+static ALIAS: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+
+/// [`root_alias_from`] for this process (read once).
+pub fn root_alias() -> Option<u32> {
+    *ALIAS.get_or_init(|| {
+        let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+        let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid").ok()?;
+        root_alias_from(&map, &overflow)
+    })
+}
+
+/// Take the session's [`root_alias`] instead of reading it: the daemon's
+/// hooks run inside the kernel sandbox, where `/proc` is out of reach, and
+/// the gate that started the daemon passes what it found. Only the hooks
+/// call this (before any trust check); nothing a client sends reaches it.
+pub fn adopt_root_alias(alias: Option<u32>) {
+    let _ = ALIAS.set(alias);
+}
+
+/// Is `owner` root (or [`root_alias`]) or `account`?
+pub fn root_or(owner: u32, account: u32) -> bool {
+    owner == 0 || owner == account || Some(owner) == root_alias()
+}
+
+fn describe(path: &Path, md: &Metadata, account: u32, alias: Option<u32>) -> Option<String> {
     let mode = md.permissions().mode();
-    let owner = md.uid();
+    let owner = if Some(md.uid()) == alias { 0 } else { md.uid() };
     if owner != 0 && owner != account {
         let who = if account == 0 {
             "root"
@@ -49,12 +121,17 @@ fn describe(path: &Path, md: &Metadata, account: u32) -> Option<String> {
 /// (pass 0 to allow root alone). Returns the real path on success, or a
 /// description of the first violation.
 pub fn check_path(path: &Path, account: u32) -> Result<PathBuf, String> {
+    check_path_with(path, account, root_alias())
+}
+
+/// [`check_path`], with `alias` (see [`root_alias`]) counting as root.
+fn check_path_with(path: &Path, account: u32, alias: Option<u32>) -> Result<PathBuf, String> {
     if !path.is_absolute() {
         return Err(format!("{} is not absolute", path.display()));
     }
     let mut cur = PathBuf::from("/");
     let root_md = std::fs::metadata(&cur).map_err(|e| format!("/: {e}"))?;
-    if let Some(why) = describe(&cur, &root_md, account) {
+    if let Some(why) = describe(&cur, &root_md, account, alias) {
         return Err(why);
     }
     let mut pending: Vec<PathBuf> = path
@@ -75,7 +152,7 @@ pub fn check_path(path: &Path, account: u32) -> Result<PathBuf, String> {
         let next = cur.join(&comp);
         let md =
             std::fs::symlink_metadata(&next).map_err(|e| format!("{}: {e}", next.display()))?;
-        if let Some(why) = describe(&next, &md, account) {
+        if let Some(why) = describe(&next, &md, account, alias) {
             return Err(why);
         }
         if md.file_type().is_symlink() {
@@ -102,30 +179,104 @@ pub fn check_path(path: &Path, account: u32) -> Result<PathBuf, String> {
     Ok(cur)
 }
 
-/// Is `path` (which need not exist yet) at or below the real directory
-/// `root`? The nearest existing ancestor is resolved.
-pub fn is_within(path: &Path, root: &Path) -> bool {
-    let mut probe = path.to_path_buf();
-    let mut tail = Vec::new();
-    loop {
-        if let Ok(real) = std::fs::canonicalize(&probe) {
-            let full = tail
-                .iter()
-                .rev()
-                .fold(real, |acc: PathBuf, c: &std::ffi::OsString| acc.join(c));
-            return full.starts_with(root);
-        }
-        match (
-            probe.file_name().map(ToOwned::to_owned),
-            probe.parent().map(Path::to_path_buf),
-        ) {
-            (Some(name), Some(parent)) => {
-                tail.push(name);
-                probe = parent;
-            }
-            _ => return path.starts_with(root),
+/// A directory the gate keeps its own files in (`lock_dir`, the audit log's
+/// directory): [`check_path`] for every component, and the directory itself
+/// writable by its owner alone. A sticky directory writable by others (such
+/// as `/tmp`) is fine above it, but not as it: anyone could create the names
+/// the gate is about to use (a link, a file of their own). Returns the real
+/// path.
+pub fn check_private_dir(path: &Path, account: u32) -> Result<PathBuf, String> {
+    let real = check_path(path, account)?;
+    let md = std::fs::symlink_metadata(&real).map_err(|e| format!("{}: {e}", real.display()))?;
+    if !md.is_dir() {
+        return Err(format!("{} is not a directory", path.display()));
+    }
+    let mode = md.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by {} (mode {:o}); it must be writable by its owner alone",
+            path.display(),
+            if mode & 0o002 != 0 {
+                "others"
+            } else {
+                "its group"
+            },
+            mode & 0o7777
+        ));
+    }
+    Ok(real)
+}
+
+/// [`check_private_dir`], creating the directory (and missing ones above
+/// it) with `mode` first when it does not exist.
+pub fn ensure_private_dir(path: &Path, account: u32, mode: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if std::fs::symlink_metadata(path).is_err() {
+        match std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
         }
     }
+    check_private_dir(path, account)
+}
+
+/// Could whoever writes in the real directory `root` change where `path`
+/// (which need not exist yet) leads? True when `path` resolves to `root` or
+/// below it, and also when resolving it passes through an entry strictly
+/// below `root` on the way: a symlink there (which the writer could
+/// replace) or a directory there. Symlinks are followed as the kernel
+/// follows them; missing components are taken as they are spelled. A loop
+/// counts as inside (fail closed).
+pub fn is_within(path: &Path, root: &Path) -> bool {
+    let mut cur = PathBuf::from("/");
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(comp) = pending.pop() {
+        if comp == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&comp);
+        if next.starts_with(root) && next != root {
+            return true;
+        }
+        match std::fs::symlink_metadata(&next) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                let Ok(target) = std::fs::read_link(&next) else {
+                    return true;
+                };
+                if links > MAX_LINKS {
+                    return true;
+                }
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push(n.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => cur = next,
+        }
+    }
+    cur.starts_with(root)
 }
 
 /// Does the directory `root` (a real path) contain `home`'s `.ssh` or dot
@@ -232,6 +383,127 @@ mod tests {
         assert!(!is_within(&root.join("other/x"), &root.join("m")));
         symlink(root.join("m"), root.join("alias")).unwrap();
         assert!(is_within(&root.join("alias/log"), &root.join("m")));
+    }
+
+    #[test]
+    fn within_follows_every_link_on_the_way() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let m = root.join("m");
+        let bin = root.join("usr/bin");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("gate"), "").unwrap();
+        // /opt/gate -> m/link -> usr/bin: the binary lies outside m, but a
+        // writer in m can replace m/link and so what /opt/gate names.
+        symlink(&bin, m.join("link")).unwrap();
+        std::fs::create_dir(root.join("opt")).unwrap();
+        symlink(m.join("link"), root.join("opt/bin")).unwrap();
+        assert!(is_within(&root.join("opt/bin/gate"), &m));
+        assert!(!is_within(&bin.join("gate"), &m));
+        // Passing through the module root itself (its name lives above it)
+        // and leaving by `..` is not inside.
+        symlink("../usr/bin", root.join("opt/up")).unwrap();
+        symlink(root.join("m/../usr/bin"), root.join("opt/via")).unwrap();
+        assert!(!is_within(&root.join("opt/via/gate"), &m));
+        // A directory below the root, left again by `..`, is inside: its
+        // name is the writer's.
+        std::fs::create_dir(m.join("d")).unwrap();
+        symlink(root.join("m/d/../../usr/bin"), root.join("opt/through")).unwrap();
+        assert!(is_within(&root.join("opt/through/gate"), &m));
+        // The root itself and everything below it.
+        assert!(is_within(&m, &m));
+        assert!(is_within(&m.join("missing/file"), &m));
+        // A loop fails closed.
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(is_within(&root.join("loop/x"), &m));
+    }
+
+    #[test]
+    fn private_directories_are_their_owners_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let dir = base.join("run");
+        assert!(check_private_dir(&dir, uid()).is_err(), "missing");
+        assert_eq!(ensure_private_dir(&dir, uid(), 0o755).unwrap(), dir);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o022,
+            0
+        );
+        assert_eq!(check_private_dir(&dir, uid()).unwrap(), dir);
+        // Sticky and writable by others: fine above, not as the directory.
+        set_mode(&dir, 0o1777);
+        let e = check_private_dir(&dir, uid()).unwrap_err();
+        assert!(e.contains("writable by others"), "{e}");
+        assert!(ensure_private_dir(&dir, uid(), 0o755).is_err());
+        set_mode(&dir, 0o775);
+        assert!(check_private_dir(&dir, uid()).is_err());
+        set_mode(&dir, 0o755);
+        std::fs::write(base.join("file"), "").unwrap();
+        set_mode(&base.join("file"), 0o644);
+        let e = check_private_dir(&base.join("file"), uid()).unwrap_err();
+        assert!(e.contains("not a directory"), "{e}");
+        // A link to a private directory is judged by where it leads.
+        symlink(&dir, base.join("alias")).unwrap();
+        assert_eq!(check_private_dir(&base.join("alias"), uid()).unwrap(), dir);
+    }
+
+    #[test]
+    fn the_overflow_uid_is_roots_only_where_nobody_inside_has_it() {
+        let identity = "         0          0 4294967295\n";
+        assert_eq!(root_alias_from(identity, "65534\n"), None);
+        // `unshare -U -r`: only root mapped; 65534 is nobody's inside.
+        assert_eq!(
+            root_alias_from("         0          0          1\n", "65534\n"),
+            Some(65534)
+        );
+        // A rootless container mapping 65536 ids maps 65534 (`nobody`): a
+        // real account inside, so nothing changes.
+        assert_eq!(root_alias_from("0 1000 1\n1 100000 65536\n", "65534"), None);
+        assert_eq!(
+            root_alias_from("0 1000 1\n1 100000 1000\n", "65534"),
+            Some(65534)
+        );
+        // The range ends before the overflow uid.
+        assert_eq!(root_alias_from("0 100000 65534\n", "65534"), Some(65534));
+        assert_eq!(root_alias_from("0 100000 65535\n", "65534"), None);
+        // Unreadable or odd input changes nothing.
+        for (map, ov) in [
+            ("", "65534"),
+            ("0 0\n", "65534"),
+            ("0 0 x\n", "65534"),
+            ("0 1000 1\n", ""),
+            ("0 1000 1\n", "-1"),
+        ] {
+            assert_eq!(root_alias_from(map, ov), None, "{map:?} {ov:?}");
+        }
+    }
+
+    #[test]
+    fn an_aliased_owner_counts_as_root() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("policy.toml");
+        std::fs::write(&f, "").unwrap();
+        set_mode(&f, 0o644);
+        let owner = std::fs::metadata(&f).unwrap().uid();
+        let dir_owner = std::fs::metadata(d.path()).unwrap().uid();
+        // As the test's own uid: the file's owner aliased to root passes
+        // the root-only rule wherever the rest of the path is root's.
+        let alias = Some(owner);
+        let walked = check_path_with(&f, 0, alias);
+        let above_ok = dir_owner == 0 || dir_owner == owner;
+        assert_eq!(walked.is_ok(), above_ok, "{walked:?}");
+        let md = std::fs::metadata(&f).unwrap();
+        assert_eq!(describe(&f, &md, 0, alias), None);
+        if owner != 0 {
+            assert!(describe(&f, &md, 0, None).is_some());
+            assert!(describe(&f, &md, 0, Some(owner + 1)).is_some());
+        }
+        // The alias never excuses a mode.
+        set_mode(&f, 0o666);
+        let md = std::fs::metadata(&f).unwrap();
+        assert!(describe(&f, &md, 0, alias).is_some());
     }
 
     #[test]

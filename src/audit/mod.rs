@@ -121,6 +121,7 @@ impl From<&DenyReason> for Reason {
         let detail = match reason {
             DenyReason::ModuleUnsafe { why, .. } => Some(why.clone()),
             DenyReason::AuditUnavailable(d)
+            | DenyReason::LockDirUnsafe(d)
             | DenyReason::Internal(d)
             | DenyReason::SandboxUnavailable(d) => Some(d.clone()),
             _ => None,
@@ -194,6 +195,10 @@ pub struct Record {
     pub modules: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
+    /// How many arguments at the end of `argv` the record leaves out (see
+    /// [`RECORD_ARGS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv_omitted: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +217,104 @@ pub struct Record {
     pub trigger: Option<TriggerInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+}
+
+/// Most arguments one record lists: the options and the first paths of a
+/// large wildcard expansion; `argv_omitted` counts the rest.
+pub const RECORD_ARGS: usize = 256;
+/// Most bytes of arguments one record lists.
+pub const RECORD_ARGV_BYTES: usize = 32 * 1024;
+/// Most notes one record lists (a last note counts the rest).
+pub const RECORD_NOTES: usize = 64;
+/// Most bytes of notes one record lists.
+pub const RECORD_NOTES_BYTES: usize = 16 * 1024;
+
+/// The leading entries of `list` within `max` entries and `bytes` bytes,
+/// and how many were left out.
+fn leading(list: &[String], max: usize, bytes: usize) -> (Vec<String>, usize) {
+    let mut used = 0usize;
+    let kept: Vec<String> = list
+        .iter()
+        .take(max)
+        .take_while(|a| {
+            used = used.saturating_add(a.len());
+            used <= bytes
+        })
+        .cloned()
+        .collect();
+    let omitted = list.len() - kept.len();
+    (kept, omitted)
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, marked `...`.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", s.get(..end).unwrap_or_default())
+}
+
+impl Record {
+    /// The record as it is written: whatever a client can make large (a
+    /// wildcard expansion's argv, one note per pinned directory, the
+    /// command with its `-s` arguments) within bounds, so one request
+    /// writes a line of at most about 100 KiB.
+    pub fn bounded(&self) -> std::borrow::Cow<'_, Record> {
+        let argv_bytes: usize = self.argv.iter().map(String::len).sum();
+        let notes_bytes: usize = self.notes.iter().map(String::len).sum();
+        let command_long = self
+            .command
+            .as_ref()
+            .is_some_and(|c| c.len() > crate::escape::FIELD_BYTES);
+        if self.argv.len() <= RECORD_ARGS
+            && argv_bytes <= RECORD_ARGV_BYTES
+            && self.notes.len() <= RECORD_NOTES
+            && notes_bytes <= RECORD_NOTES_BYTES
+            && !command_long
+        {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        let (argv, omitted) = leading(&self.argv, RECORD_ARGS, RECORD_ARGV_BYTES);
+        if omitted > 0 {
+            r.argv = argv;
+            r.argv_omitted = Some(self.argv_omitted.unwrap_or(0) + omitted as u64);
+        }
+        let (mut notes, omitted) = leading(&self.notes, RECORD_NOTES - 1, RECORD_NOTES_BYTES);
+        if omitted > 0 {
+            notes.push(format!("... and {omitted} more notes, not recorded"));
+            r.notes = notes;
+        }
+        r.command = self
+            .command
+            .as_ref()
+            .map(|c| cut(c, crate::escape::FIELD_BYTES));
+        std::borrow::Cow::Owned(r)
+    }
+}
+
+/// Is an existing audit log file one the gate may append to? A regular
+/// file (not a link), owned by root or the SSH account `account` (nobody
+/// else may have created it first), and not writable by others.
+pub fn check_log_file(md: &std::fs::Metadata, account: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !md.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if !crate::trust::root_or(md.uid(), account) {
+        return Err(format!(
+            "owned by uid {}, not root or the account (uid {account})",
+            md.uid()
+        ));
+    }
+    if md.mode() & 0o002 != 0 {
+        return Err("writable by others".into());
+    }
+    Ok(())
 }
 
 /// An open audit log.
@@ -237,27 +340,28 @@ impl AuditLog {
         Ok(AuditLog { file })
     }
 
-    /// Open the log for a session: its directory must be root's alone (the
-    /// SSH account must not be able to replace the file), and the file a
-    /// regular file nobody else can write.
+    /// Open the log for a session: its directory must be root's alone and
+    /// writable by root alone, not even sticky-writable by others (the SSH
+    /// account, or anyone else, must not be able to replace the file or
+    /// create it first), and the file, opened without following a link, a
+    /// regular file of root or the account that nobody else can write.
     pub fn open_checked(path: &Path) -> Result<AuditLog, String> {
-        use std::os::unix::fs::MetadataExt;
         let dir = path.parent().unwrap_or(Path::new("/"));
-        crate::trust::check_path(dir, 0).map_err(|e| format!("audit log directory unsafe: {e}"))?;
+        crate::trust::check_private_dir(dir, 0)
+            .map_err(|e| format!("audit log directory unsafe: {e}"))?;
         let log = AuditLog::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let md = log
             .file
             .metadata()
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        if md.mode() & 0o002 != 0 {
-            return Err(format!("{} is writable by others", path.display()));
-        }
+        let account = nix::unistd::geteuid().as_raw();
+        check_log_file(&md, account).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(log)
     }
 
     /// Append one record with a single write.
     pub fn write(&mut self, record: &Record) -> io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        let mut line = serde_json::to_vec(&*record.bounded()).map_err(io::Error::other)?;
         line.push(b'\n');
         let n = self.file.write(&line)?;
         if n != line.len() {
@@ -363,6 +467,79 @@ mod tests {
         assert_eq!(other.event, Event::Other);
         assert_eq!(other.mode, Some(Mode::Other));
         assert_eq!(other.sandbox, Some(SandboxStatus::Other));
+    }
+
+    #[test]
+    fn records_are_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        // A pull whose wildcard expanded to 20000 long names.
+        let mut argv: Vec<String> = ["rsync", "--server", "--sender", "-r", "--", "."]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.extend((0..20_000).map(|i| format!("/proc/self/fd/3/{i:0>200}")));
+        let r = Record {
+            argv: argv.clone(),
+            notes: (0..5000)
+                .map(|i| format!("pinned /proc/self/fd/{i} = /srv/x"))
+                .collect(),
+            command: Some("x".repeat(3 * crate::escape::FIELD_BYTES)),
+            ..Default::default()
+        };
+        log.write(&r).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() < 100 * 1024, "{} bytes", text.len());
+        let back: Record = serde_json::from_str(text.trim_end()).unwrap();
+        // The options and the first paths, and a count of the rest.
+        assert_eq!(back.argv[..6], argv[..6]);
+        assert_eq!(back.argv[6], argv[6]);
+        let kept = back.argv.len();
+        assert!(kept <= RECORD_ARGS && kept > 6, "{kept}");
+        assert_eq!(back.argv_omitted, Some((argv.len() - kept) as u64));
+        assert_eq!(back.notes.len(), RECORD_NOTES);
+        assert!(
+            back.notes[RECORD_NOTES - 1].starts_with("... and "),
+            "{:?}",
+            back.notes.last()
+        );
+        let c = back.command.unwrap();
+        assert_eq!(c.len(), crate::escape::FIELD_BYTES + 3);
+        assert!(c.ends_with("..."));
+        // A record within the bounds is written as it is.
+        let small = Record {
+            argv: argv[..8].to_vec(),
+            notes: vec!["n".into()],
+            ..Default::default()
+        };
+        assert!(matches!(small.bounded(), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(*small.bounded(), small);
+    }
+
+    #[test]
+    fn log_files_of_someone_else_are_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("audit.jsonl");
+        std::fs::write(&f, "").unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        let md = std::fs::symlink_metadata(&f).unwrap();
+        let me = md.uid();
+        assert_eq!(check_log_file(&md, me), Ok(()));
+        if me != 0 && Some(me) != crate::trust::root_alias() {
+            assert!(
+                check_log_file(&md, me + 1)
+                    .unwrap_err()
+                    .contains("owned by uid")
+            );
+        }
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o646)).unwrap();
+        let md = std::fs::symlink_metadata(&f).unwrap();
+        assert_eq!(check_log_file(&md, me), Err("writable by others".into()));
+        std::os::unix::fs::symlink(&f, d.path().join("link")).unwrap();
+        let md = std::fs::symlink_metadata(d.path().join("link")).unwrap();
+        assert_eq!(check_log_file(&md, me), Err("not a regular file".into()));
     }
 
     #[test]

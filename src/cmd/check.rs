@@ -72,8 +72,10 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
         Ok(md) if !md.is_dir() => out.push(err(format!("lock_dir {} is not a directory", lock_dir.display()))),
         Ok(md) => {
             use std::os::unix::fs::MetadataExt;
-            if let Err(e) = trust::check_path(lock_dir, account.uid) {
-                out.push(err(format!("lock_dir: {e}")));
+            if let Err(e) = trust::check_private_dir(lock_dir, account.uid) {
+                out.push(err(format!(
+                    "lock_dir: {e} (serve refuses every session: lock_dir_unsafe)"
+                )));
             } else if account.uid != 0 && md.uid() != account.uid {
                 out.push(err(format!(
                     "lock_dir {} belongs to uid {}, so the account (uid {}) cannot write its lock files and daemon configs there",
@@ -84,6 +86,8 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
             }
         }
     }
+    let gate = std::fs::canonicalize(host::gate_binary()).unwrap_or_else(|_| host::gate_binary());
+    let protected = policy.protected_paths(&gate);
     for m in policy.modules.values() {
         if m.follow_links && policy.gate.sandbox == policy::Sandbox::Off {
             out.push(warn(format!(
@@ -91,7 +95,7 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
                 m.origin, m.name
             )));
         }
-        if let Err(r) = confine::check_module(m, account, &policy.protected_paths()) {
+        if let Err(r) = confine::check_module(m, account, &protected) {
             let detail = match &r {
                 DenyReason::ModuleUnsafe { why, .. } => why.clone(),
                 other => other.to_string(),
@@ -126,7 +130,6 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
         ))),
     }
     // Daemon-mode configs must be expressible for every client.
-    let gate = std::fs::canonicalize(host::gate_binary()).unwrap_or_else(|_| host::gate_binary());
     for c in policy.clients.values().filter(|c| !c.modules.is_empty()) {
         let modules: Vec<(&policy::Module, PathBuf)> = policy
             .client_modules(c)
@@ -152,9 +155,16 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
             "audit_log: directory {} does not exist (every session would be refused)",
             log_dir.display()
         )));
-    } else if let Err(e) = trust::check_path(log_dir, 0) {
+    } else if let Err(e) = trust::check_private_dir(log_dir, 0) {
         out.push(err(format!(
             "audit_log: {e} (every session would be refused)"
+        )));
+    } else if let Ok(md) = std::fs::symlink_metadata(&policy.gate.audit_log)
+        && let Err(e) = crate::audit::check_log_file(&md, account.uid)
+    {
+        out.push(err(format!(
+            "audit_log: {}: {e} (every session would be refused)",
+            policy.gate.audit_log.display()
         )));
     }
     for t in policy.triggers.values() {

@@ -1420,4 +1420,46 @@ mod tests {
             "{e:?}"
         );
     }
+
+    /// The gate binary and the directories `include` names are the gate's
+    /// own files (as the policy lists them), and so is anything reached
+    /// through a symlink inside a writable module.
+    #[test]
+    fn writable_module_reaching_the_gate_binary_or_drop_ins_is_refused() {
+        let f = fixture();
+        let acct = account();
+        let backup = &f.policy.modules["backup"];
+        let www = &f.policy.modules["www"];
+        let unsafe_for = |m: &Module, gate: &Path| {
+            check_module(m, &acct, &f.policy.protected_paths(gate)).is_err()
+        };
+        // The binary inside the writable module; fine in a read-only one.
+        let inside = f.base.join("backup/bin/rsync-gate");
+        assert!(unsafe_for(backup, &inside));
+        assert!(!unsafe_for(www, &f.base.join("www/bin/rsync-gate")));
+        let elsewhere = f.base.join("outside/rsync-gate");
+        assert!(!unsafe_for(backup, &elsewhere));
+        // Outside, but named through a link the module's writers can
+        // replace: outside/bin -> backup/link -> outside/real.
+        let real = f.base.join("outside/real");
+        std::fs::create_dir(&real).unwrap();
+        symlink(&real, f.base.join("backup/link")).unwrap();
+        symlink(f.base.join("backup/link"), f.base.join("outside/bin")).unwrap();
+        assert!(unsafe_for(backup, &f.base.join("outside/bin/rsync-gate")));
+        assert!(!unsafe_for(backup, &real.join("rsync-gate")));
+        // An include pattern's directory.
+        let text = format!(
+            "[gate]\ninclude = [\"{}/backup/conf.d/*.toml\"]\n\
+             [modules.backup]\npath = \"{}/backup\"\nread_only = false\n",
+            f.base.display(),
+            f.base.display()
+        );
+        let p = policy::load_text(Path::new("/p.toml"), &text).unwrap();
+        let e =
+            check_module(&p.modules["backup"], &acct, &p.protected_paths(&elsewhere)).unwrap_err();
+        assert!(
+            matches!(e, DenyReason::ModuleUnsafe { ref why, .. } if why.contains("backup/conf.d")),
+            "{e:?}"
+        );
+    }
 }

@@ -140,6 +140,11 @@ pub enum Added {
     MungeLinks,
     /// `--confine-root=<module root>`.
     ConfineRoot,
+    /// `--chmod=ug-s` (pushes, `setuid = false`).
+    NoSetuid,
+    /// `--timeout=N` (the module's `timeout`, or the client's own when
+    /// that is shorter; it replaces the client's).
+    Timeout(u32),
 }
 
 impl Added {
@@ -151,6 +156,8 @@ impl Added {
             Added::DropD => options::DROP_D,
             Added::MungeLinks => options::MUNGE_LINKS,
             Added::ConfineRoot => options::CONFINE_ROOT,
+            Added::NoSetuid => options::CHMOD,
+            Added::Timeout(_) => options::TIMEOUT,
         }
     }
 }
@@ -541,6 +548,24 @@ fn checked_added(
     }
     if server.caps.confine_root {
         added.push(Added::ConfineRoot);
+    }
+    if mode == Mode::Receiver && !m.setuid {
+        added.push(Added::NoSetuid);
+    }
+    if m.timeout > 0 {
+        // A client cannot lengthen the module's timeout, only shorten it.
+        let asked = args
+            .opts
+            .iter()
+            .filter(|o| o.spec.long == options::TIMEOUT)
+            .filter_map(|o| match &o.value {
+                Some(OptValue::Text(v)) => v.parse::<u32>().ok(),
+                _ => None,
+            })
+            .min();
+        added.push(Added::Timeout(
+            asked.map_or(m.timeout, |a| a.min(m.timeout)),
+        ));
     }
     Ok(added)
 }
@@ -1115,7 +1140,8 @@ mod tests {
                 Added::WholeFile,
                 Added::DropD,
                 Added::MungeLinks,
-                Added::ConfineRoot
+                Added::ConfineRoot,
+                Added::NoSetuid
             ]
         );
         let g = grant("c", &format!("{PUSH} . handin/"));
@@ -1125,7 +1151,8 @@ mod tests {
                 Added::WholeFile,
                 Added::DropD,
                 Added::MungeLinks,
-                Added::ConfineRoot
+                Added::ConfineRoot,
+                Added::NoSetuid
             ]
         );
         let g = grant("c", &format!("{PULL} . www/"));
@@ -1133,7 +1160,12 @@ mod tests {
         let g = grant("c", &format!("{PUSH} . backup/"));
         assert_eq!(
             g.added,
-            [Added::DropD, Added::MungeLinks, Added::ConfineRoot]
+            [
+                Added::DropD,
+                Added::MungeLinks,
+                Added::ConfineRoot,
+                Added::NoSetuid
+            ]
         );
     }
 
@@ -1293,9 +1325,14 @@ mod tests {
             (
                 CAPS,
                 false,
-                Some(vec![Added::DropD, Added::MungeLinks, Added::ConfineRoot]),
+                Some(vec![
+                    Added::DropD,
+                    Added::MungeLinks,
+                    Added::ConfineRoot,
+                    Added::NoSetuid,
+                ]),
             ),
-            (old, true, Some(vec![Added::MungeLinks])),
+            (old, true, Some(vec![Added::MungeLinks, Added::NoSetuid])),
             (old, false, None),
         ];
         for (caps, sandbox, want) in table {
@@ -1319,7 +1356,7 @@ mod tests {
             "rsync --server -rlt . backup/",
         );
         assert!(
-            matches!(&d, Decision::Checked(g) if g.added == [Added::MungeLinks]),
+            matches!(&d, Decision::Checked(g) if g.added == [Added::MungeLinks, Added::NoSetuid]),
             "{d:?}"
         );
     }

@@ -1,9 +1,11 @@
 //! Files the exec stage writes before rsync starts: generated daemon
-//! configs (atomically, never through a link) and `max connections` lock
-//! files (created when missing, never truncated).
+//! configs (atomically, never through a link, and read back before rsync is
+//! pointed at them) and `max connections` lock files (created when missing,
+//! never truncated). Their directories under `lock_dir` are created when
+//! missing and must be the account's and root's alone.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::plan::{FileContent, PlannedFile};
@@ -18,20 +20,37 @@ pub fn write(f: &PlannedFile) -> std::io::Result<()> {
     }
 }
 
-/// Write `text` to `path` atomically (a new file beside it, renamed over
-/// it), unless it already holds exactly this text. The directory is
-/// created if missing.
+/// The text of the regular file `path`, opened without following a link,
+/// if it is the account's (or root's) and writable by its owner alone.
+fn read_own(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let md = f.metadata()?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if !md.is_file() || !crate::trust::root_or(md.uid(), uid) || md.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{}: not a regular file of this account's alone",
+            path.display()
+        )));
+    }
+    let mut text = Vec::new();
+    f.read_to_end(&mut text)?;
+    Ok(text)
+}
+
+/// Write `text` to `path` atomically (a new file beside it, created with
+/// `O_EXCL` and never through a link, renamed over it), unless it already
+/// holds exactly this text; then read it back by name, without following a
+/// link, and require exactly this text. The directory is created if
+/// missing and must be the account's and root's alone (so nobody else can
+/// swap what the name leads to before rsync opens it).
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    if !dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)?;
-    }
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
-        && std::fs::read(path).is_ok_and(|old| old == text.as_bytes())
-    {
+    let uid = nix::unistd::geteuid().as_raw();
+    crate::trust::ensure_private_dir(dir, uid, 0o755).map_err(std::io::Error::other)?;
+    if read_own(path).is_ok_and(|old| old == text.as_bytes()) {
         return Ok(());
     }
     let file_name = path
@@ -53,7 +72,15 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    result?;
+    match read_own(path) {
+        Ok(now) if now == text.as_bytes() => Ok(()),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "{}: changed after it was written",
+            path.display()
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -78,5 +105,39 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(litter, [std::ffi::OsString::from("c.conf")]);
+    }
+
+    /// A link planted where the config goes is replaced, never written
+    /// through; a directory others may write in is refused.
+    #[test]
+    fn never_writes_through_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let victim = base.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("c.conf"), "precious\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A directory writable by others is refused, and nothing is written.
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(write_atomic(&open.join("c.conf"), "x\n").is_err());
+        assert!(!open.join("c.conf").exists());
+        // A link as the file itself is replaced, never followed.
+        let priv_dir = base.join("priv");
+        std::fs::create_dir(&priv_dir).unwrap();
+        std::fs::set_permissions(&priv_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(victim.join("c.conf"), priv_dir.join("c.conf")).unwrap();
+        write_atomic(&priv_dir.join("c.conf"), "new\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(victim.join("c.conf")).unwrap(),
+            "precious\n"
+        );
+        assert!(
+            std::fs::symlink_metadata(priv_dir.join("c.conf"))
+                .unwrap()
+                .is_file()
+        );
     }
 }

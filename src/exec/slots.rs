@@ -8,7 +8,7 @@
 //! gate process and vanish when it exits, however it exits.
 
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,15 +41,13 @@ pub fn ensure_lock_file(path: &Path) -> Result<(), String> {
     })
 }
 
+/// Open (creating) a lock file, never through a link, in a directory that
+/// is the account's and root's alone (created when missing), so nobody else
+/// can plant the name rsync's daemon will open too.
 fn open_lock(path: &Path) -> Result<File, SlotError> {
-    if let Some(dir) = path.parent()
-        && !dir.is_dir()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(|e| SlotError::Io(format!("{}: {e}", dir.display())))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if let Some(dir) = path.parent() {
+        crate::trust::ensure_private_dir(dir, uid, 0o755).map_err(SlotError::Io)?;
     }
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -61,9 +59,9 @@ fn open_lock(path: &Path) -> Result<File, SlotError> {
         .open(path)
         .map_err(|e| SlotError::Io(format!("{}: {e}", path.display())))?;
     match f.metadata() {
-        Ok(md) if md.is_file() => Ok(f),
+        Ok(md) if md.is_file() && crate::trust::root_or(md.uid(), uid) => Ok(f),
         _ => Err(SlotError::Io(format!(
-            "{}: not a regular file",
+            "{}: not a regular file of this account's",
             path.display()
         ))),
     }

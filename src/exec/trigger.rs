@@ -24,7 +24,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -110,14 +110,13 @@ fn open_file(path: &Path) -> io::Result<File> {
 
 impl StateDir {
     /// The directory, created (0700) when missing; it must be a directory
-    /// of this process's user, not a link.
+    /// of this process's user, not a link, and every directory above it
+    /// (`lock_dir/triggers`, `lock_dir`, ...) the account's or root's and
+    /// writable by nobody else, as for every file under `lock_dir`.
     pub fn open(path: &Path) -> io::Result<StateDir> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)?;
-        let md = std::fs::symlink_metadata(path)?;
         let uid = nix::unistd::geteuid().as_raw();
+        crate::trust::ensure_private_dir(path, uid, 0o700).map_err(io::Error::other)?;
+        let md = std::fs::symlink_metadata(path)?;
         if !md.is_dir() || md.uid() != uid || md.mode() & 0o022 != 0 {
             return Err(io::Error::other(format!(
                 "{} is not a directory of this account's alone",

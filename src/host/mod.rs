@@ -56,6 +56,27 @@ pub fn gate_binary() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/rsync-gate"))
 }
 
+/// Most bytes of arguments and environment the gate hands a program, as
+/// execve(2) counts them (see [`exec_limit`]), whatever the kernel allows.
+pub const MAX_EXEC_BYTES: usize = 2 * 1024 * 1024;
+
+/// Longest single argument or environment string execve(2) accepts
+/// (`MAX_ARG_STRLEN`), with its NUL.
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// How many bytes of argument and environment strings (each with its NUL)
+/// and pointers to them a program can be started with: what execve(2)
+/// allows, a quarter of the stack limit but at most 6 MiB and at least
+/// 128 KiB (Linux's `bprm_stack_limits`), and at most [`MAX_EXEC_BYTES`].
+pub fn exec_limit() -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let stack = crate::sys::stack_limit().unwrap_or(8 * MIB);
+    let kernel = (stack / 4).clamp(128 * 1024, 6 * MIB);
+    usize::try_from(kernel)
+        .unwrap_or(MAX_EXEC_BYTES)
+        .min(MAX_EXEC_BYTES)
+}
+
 /// Set once at start-up by the test-only `--test-no-landlock` switch
 /// (debug builds only; a client or a policy cannot set it).
 static PRETEND_NO_LANDLOCK: std::sync::atomic::AtomicBool =

@@ -48,22 +48,38 @@ pub fn probe(rsync: &Path) -> Option<RsyncCaps> {
     Some(parse_help(&String::from_utf8_lossy(&out.stdout)))
 }
 
-fn trusted_cache(path: &Path) -> bool {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
+/// The cache's text, opened without following a link, if it is a regular
+/// file of root or this account that nobody else can write.
+fn read_cache(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let md = f.metadata().ok()?;
     let uid = nix::unistd::geteuid().as_raw();
-    md.is_file() && (md.uid() == 0 || md.uid() == uid) && md.mode() & 0o022 == 0
+    if !md.is_file() || !crate::trust::root_or(md.uid(), uid) || md.mode() & 0o022 != 0 {
+        return None;
+    }
+    let mut text = String::new();
+    f.take(4096).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// The capabilities of `rsync`, from the cache in `cache_dir` when it is
-/// current, otherwise probed (and the cache refreshed when possible).
+/// current, otherwise probed (and the cache refreshed when possible). The
+/// cache is used only in a directory that is the account's and root's
+/// alone (`lock_dir`, as `serve` requires it), and every file there is
+/// opened without following a link (the new one with `O_EXCL`).
 pub fn caps(rsync: &Path, cache_dir: &Path) -> RsyncCaps {
     let id = identity(rsync);
     let cache = cache_dir.join(CACHE_NAME);
-    if let Some(id) = &id
-        && trusted_cache(&cache)
-        && let Ok(text) = std::fs::read_to_string(&cache)
+    let usable =
+        crate::trust::check_private_dir(cache_dir, nix::unistd::geteuid().as_raw()).is_ok();
+    if usable
+        && let Some(id) = &id
+        && let Some(text) = read_cache(&cache)
         && let Some(rest) = text.trim_end().strip_prefix(id.as_str())
     {
         match rest {
@@ -90,7 +106,7 @@ pub fn caps(rsync: &Path, cache_dir: &Path) -> RsyncCaps {
         }
     }
     let caps = probe(rsync).unwrap_or_default();
-    if let Some(id) = id {
+    if usable && let Some(id) = id {
         let line = format!(
             "{id} {} {}\n",
             u8::from(caps.confine_root),
@@ -166,5 +182,54 @@ mod tests {
         let text = std::fs::read_to_string(cache_dir.join(CACHE_NAME)).unwrap();
         std::fs::write(cache_dir.join(CACHE_NAME), text.replace(" 0 1\n", " 0 0\n")).unwrap();
         assert_eq!(caps(&fake, &cache_dir), RsyncCaps::default());
+    }
+
+    /// The cache is read without following a link, and neither read nor
+    /// written in a directory others may write in.
+    #[test]
+    fn the_cache_trusts_no_link_and_no_shared_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let fake = d.path().join("rsync");
+        std::fs::write(&fake, "#!/bin/sh\necho '  --drop-D'\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let id = identity(&fake).unwrap();
+        let want = RsyncCaps {
+            confine_root: false,
+            drop_d: true,
+        };
+        // A planted link to a file claiming everything is not believed (and
+        // the refresh replaces the link rather than writing through it).
+        let cache_dir = d.path().join("run");
+        std::fs::create_dir(&cache_dir).unwrap();
+        std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let lie = d.path().join("lie");
+        std::fs::write(&lie, format!("{id} 1 1\n")).unwrap();
+        std::os::unix::fs::symlink(&lie, cache_dir.join(CACHE_NAME)).unwrap();
+        assert_eq!(caps(&fake, &cache_dir), want);
+        assert_eq!(
+            std::fs::read_to_string(&lie).unwrap(),
+            format!("{id} 1 1\n")
+        );
+        assert!(
+            std::fs::symlink_metadata(cache_dir.join(CACHE_NAME))
+                .unwrap()
+                .is_file()
+        );
+        // A shared directory: probed every time, nothing written there.
+        let shared = d.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::fs::write(shared.join(CACHE_NAME), format!("{id} 1 1\n")).unwrap();
+        std::fs::set_permissions(
+            shared.join(CACHE_NAME),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        assert_eq!(caps(&fake, &shared), want);
+        assert_eq!(
+            std::fs::read_to_string(shared.join(CACHE_NAME)).unwrap(),
+            format!("{id} 1 1\n")
+        );
     }
 }

@@ -262,8 +262,8 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths())?;
-    Ok(plan::checked::plan(plan::checked::Inputs {
+    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths(i.gate))?;
+    let plan = plan::checked::plan(plan::checked::Inputs {
         policy: i.policy,
         module,
         grant: g,
@@ -271,7 +271,15 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
         account: i.account,
         conn: i.conn,
         sandbox: i.sandbox(),
-    }))
+    });
+    // A large wildcard expansion must not get as far as execve(2) failing
+    // with E2BIG: refuse it, saying why.
+    let (bytes, longest) = plan.exec_size();
+    let limit = crate::host::exec_limit();
+    if bytes > limit || longest > crate::host::MAX_ARG_STRLEN {
+        return Err(DenyReason::ArgumentsTooLong { bytes, limit });
+    }
+    Ok(plan)
 }
 
 fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyReason> {
@@ -281,7 +289,7 @@ fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyRe
         i.policy,
         names,
         i.account,
-        &i.policy.protected_paths(),
+        &i.policy.protected_paths(i.gate),
         &mut notes,
     );
     if modules.is_empty() {
@@ -305,6 +313,12 @@ fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyRe
         sandbox: i.sandbox(),
     })
     .map_err(DenyReason::Internal)?;
+    if let Some(alias) = crate::trust::root_alias() {
+        plan.env.push((
+            plan::daemon::ROOT_ALIAS_ENV.into(),
+            alias.to_string().into(),
+        ));
+    }
     notes.append(&mut plan.notes);
     plan.notes = notes;
     Ok((plan, text))
@@ -318,6 +332,6 @@ fn in_band(i: &Inputs<'_>, g: &decide::Grant) -> Result<Vec<String>, DenyReason>
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths())?;
+    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths(i.gate))?;
     Ok(confined.notes)
 }

@@ -22,7 +22,7 @@ use crate::audit::{self, AuditLog, Event, Reason, Record, Verdict, syslog};
 use crate::decide::RsyncCaps;
 use crate::deny::DenyReason;
 use crate::host::{self, Account};
-use crate::plan::daemon::{SANDBOX_ENV, SESSION_ENV};
+use crate::plan::daemon::{ROOT_ALIAS_ENV, SANDBOX_ENV, SESSION_ENV};
 use crate::policy::{self, LoadError};
 use crate::request::conn::Connection;
 use crate::request::{self, Request, inband};
@@ -100,6 +100,8 @@ pub struct HookEnv {
     pub rsync_pid: Option<u32>,
     pub session: Option<String>,
     pub sandboxed: bool,
+    /// The session's [`crate::trust::root_alias`].
+    pub root_alias: Option<u32>,
     pub exit_status: Option<i32>,
     pub connection: Option<OsString>,
 }
@@ -124,6 +126,7 @@ impl HookEnv {
             rsync_pid: text("RSYNC_PID").and_then(|p| p.parse().ok()),
             session: text(SESSION_ENV),
             sandboxed: text(SANDBOX_ENV).as_deref() == Some("1"),
+            root_alias: text(ROOT_ALIAS_ENV).and_then(|v| v.parse().ok()),
             exit_status: text("RSYNC_EXIT_STATUS").and_then(|p| p.parse().ok()),
             connection: get("SSH_CONNECTION"),
         }
@@ -133,6 +136,8 @@ impl HookEnv {
 /// `rsync-gate hook pre-xfer|post-xfer`.
 pub fn hook(which: Hook, policy_path: &Path, client: &str) -> u8 {
     let env = HookEnv::from_process();
+    // Judge files as the session did (the sandbox keeps /proc from us).
+    crate::trust::adopt_root_alias(env.root_alias);
     let veto = |reason: &DenyReason| {
         // rsync shows the hook's stdout to the client.
         let _ = writeln!(std::io::stdout().lock(), "{}", reason.line());

@@ -49,6 +49,7 @@ fn stages(policy_path: &Path, client: &str, env: &SshEnv) -> Stage<u8> {
     let given = gather(policy_path, env)?;
     let mut session = Session::new(client, given.conn.as_ref(), given.command());
     let policy = load_policy(&mut session, &given.policy_path)?;
+    check_lock_dir(&mut session, &policy, &given.account)?;
     let id = session.id.clone();
     let inputs = given.inputs(&policy, client, &id);
     let request = read_request(&mut session, &inputs, given.command())?;
@@ -161,6 +162,26 @@ fn load_policy(session: &mut Session, path: &Path) -> Stage<Policy> {
             };
             Err(session.refuse(&Refusal::new(reason, None, vec![])))
         }
+    }
+}
+
+/// `lock_dir` (daemon configs, lock files, trigger state, the rsync
+/// capability cache) must be the account's and root's alone, as the audit
+/// log's directory must be root's: otherwise someone else could plant the
+/// names the gate writes there. A missing one is created, and checked the
+/// same way, when first needed.
+fn check_lock_dir(session: &mut Session, policy: &Policy, account: &Account) -> Stage<()> {
+    let dir = &policy.gate.lock_dir;
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    match crate::trust::check_private_dir(dir, account.uid) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(session.refuse(&Refusal::new(
+            DenyReason::LockDirUnsafe(format!("lock_dir: {e}")),
+            None,
+            vec![],
+        ))),
     }
 }
 

@@ -107,7 +107,12 @@ pub fn args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
             cluster.clear();
         }
     };
+    // The gate's --timeout replaces the client's (it is never longer).
+    let own_timeout = grant.added.iter().any(|a| matches!(a, Added::Timeout(_)));
     for o in &grant.opts {
+        if own_timeout && o.spec.long == options::TIMEOUT {
+            continue;
+        }
         let letter = o
             .spec
             .short
@@ -140,9 +145,14 @@ pub fn args(grant: &Grant, confined: &Confined) -> Vec<OsString> {
     }
     for added in &grant.added {
         let mut a = OsString::from(format!("--{}", added.long()));
-        if *added == Added::ConfineRoot {
-            a.push("=");
-            a.push(&confined.root);
+        match added {
+            Added::ConfineRoot => {
+                a.push("=");
+                a.push(&confined.root);
+            }
+            Added::NoSetuid => a.push(format!("={}", options::STRIP_SETUID)),
+            Added::Timeout(n) => a.push(format!("={n}")),
+            Added::IgnoreExisting | Added::WholeFile | Added::DropD | Added::MungeLinks => {}
         }
         args.push(a);
     }
@@ -161,11 +171,14 @@ mod tests {
     use std::path::Path;
 
     fn args_for(cmd: &str) -> Vec<String> {
-        let p = policy::load_text(
-            Path::new("/p.toml"),
+        args_in(
             "[modules.w]\npath = \"/srv/w\"\nread_only = false\n[clients.c]\nmodules = [\"w\"]\n",
+            cmd,
         )
-        .unwrap();
+    }
+
+    fn args_in(policy_text: &str, cmd: &str) -> Vec<String> {
+        let p = policy::load_text(Path::new("/p.toml"), policy_text).unwrap();
         let ctx = Context {
             policy: &p,
             client: "c",
@@ -205,6 +218,7 @@ mod tests {
                 "--drop-D",
                 "--munge-links",
                 "--confine-root=/srv/w",
+                "--chmod=ug-s",
                 "--",
                 ".",
                 "/proc/self/fd/3/",
@@ -234,5 +248,45 @@ mod tests {
                 "--compress-threads=2"
             ]
         );
+    }
+
+    #[test]
+    fn module_timeout_and_setuid() {
+        let text = "[modules.t]\npath = \"/srv/t\"\nread_only = false\nmax_connections = 1\n\
+                    [modules.s]\npath = \"/srv/s\"\nread_only = false\nsetuid = true\ntimeout = 60\n\
+                    [clients.c]\nmodules = [\"t\", \"s\"]\n";
+        let tail = |cmd: &str| {
+            let a = args_in(text, cmd);
+            let dd = a.iter().position(|x| x == "--").unwrap();
+            a[..dd].to_vec()
+        };
+        let count = |a: &[String], p: &str| a.iter().filter(|x| x.starts_with(p)).count();
+        // max_connections without a timeout: 600 s, and uploads lose their
+        // set-user/group-ID bits.
+        let a = tail("rsync --server -logDtpre.iLsfxCIvu . t/");
+        assert_eq!(
+            a[a.len() - 2..],
+            ["--chmod=ug-s".to_string(), "--timeout=600".to_string()]
+        );
+        // A client's shorter timeout is kept, a longer one is not: one
+        // --timeout either way.
+        let a = tail("rsync --server -logDtpre.iLsfxCIvu --timeout=30 . t/");
+        assert_eq!(count(&a, "--timeout="), 1);
+        assert!(a.contains(&"--timeout=30".to_string()), "{a:?}");
+        let a = tail("rsync --server -logDtpre.iLsfxCIvu --timeout=9999 --timeout=700 . t/");
+        assert_eq!(count(&a, "--timeout="), 1);
+        assert!(a.contains(&"--timeout=600".to_string()), "{a:?}");
+        // Pulls get the timeout, not the chmod.
+        let a = tail("rsync --server --sender -logDtpre.iLsfxCIvu . t/");
+        assert_eq!(count(&a, "--chmod"), 0);
+        assert!(a.contains(&"--timeout=600".to_string()), "{a:?}");
+        // setuid = true keeps the bits.
+        let a = tail("rsync --server -logDtpre.iLsfxCIvu . s/");
+        assert_eq!(count(&a, "--chmod"), 0);
+        assert!(a.contains(&"--timeout=60".to_string()), "{a:?}");
+        // No timeout, no --timeout of the gate's: the client's stays.
+        let a = args_for("rsync --server -logDtpre.iLsfxCIvu --timeout=9999 . w/");
+        assert_eq!(count(&a, "--timeout="), 1);
+        assert!(a.contains(&"--timeout=9999".to_string()), "{a:?}");
     }
 }

@@ -19,13 +19,16 @@ use crate::decide::{knob_refuses, write_only_refuses_row};
 use crate::host::Account;
 use crate::policy::{Module, Policy, Sandbox};
 use crate::request::conn::Connection;
-use crate::request::options::{OPTIONS, Rule, Spec};
+use crate::request::options::{self, OPTIONS, Rule, Spec};
 
 /// Environment variable carrying the gate's session id to the hooks. The
 /// gate builds rsync's environment from nothing, so only the gate sets it.
 pub const SESSION_ENV: &str = "RSYNC_GATE_SESSION";
 /// Whether the kernel sandbox is around the daemon (`1` or `0`).
 pub const SANDBOX_ENV: &str = "RSYNC_GATE_SANDBOXED";
+/// The uid that counts as root's in this user namespace, when one does
+/// ([`crate::trust::root_alias`]); the sandboxed hooks cannot read `/proc`.
+pub const ROOT_ALIAS_ENV: &str = "RSYNC_GATE_ROOT_ALIAS";
 
 /// Table rows a daemon's `refuse options` cannot name, and why. The hook
 /// refuses them anyway: it parses every in-band request with the table.
@@ -158,6 +161,13 @@ pub fn config_text(
                 "lock file = {}\n",
                 conf_value("lock file", &lock.to_string_lossy())?
             ));
+        }
+        if m.timeout > 0 {
+            // rsync keeps the client's own --timeout when it is shorter.
+            out.push_str(&format!("timeout = {}\n", m.timeout));
+        }
+        if m.writable() && !m.setuid {
+            out.push_str(&format!("incoming chmod = {}\n", options::STRIP_SETUID));
         }
         out.push_str(&format!("refuse options = {}\n", refuse_options(m)));
         out.push_str(&format!("pre-xfer exec = {pre}\n"));
@@ -343,10 +353,15 @@ modules = ["www", "backup", "drop"]
             .find(|s| s.starts_with("backup]"))
             .unwrap();
         assert!(backup.contains("max connections = 2\nlock file = /run/rsync-gate/backup.lock\n"));
+        // max_connections brings the default timeout; writable modules strip
+        // set-user/group-ID bits from uploads.
+        assert!(backup.contains("timeout = 600\nincoming chmod = ug-s\n"));
+        assert!(!www.contains("timeout =") && !www.contains("incoming chmod"));
         assert!(!backup.contains(" delete "));
         assert!(backup.contains("munge symlinks = yes\n"));
         let drop = text.split("\n[").find(|s| s.starts_with("drop]")).unwrap();
         assert!(drop.contains("write only = yes\nlist = no\n"));
+        assert!(drop.contains("incoming chmod = ug-s\n") && !drop.contains("timeout ="));
         assert!(drop.contains("backup-dir"));
         assert!(text.contains("reverse lookup = no\n"));
         // Deterministic.
@@ -354,6 +369,32 @@ modules = ["www", "backup", "drop"]
             text,
             config_text(&ctx, Path::new("/run/rsync-gate"), &mods).unwrap()
         );
+    }
+
+    #[test]
+    fn module_timeout_and_setuid_in_the_config() {
+        let p = policy::load_text(
+            Path::new("/p.toml"),
+            "[modules.keep]\npath = \"/srv/keep\"\nread_only = false\nsetuid = true\ntimeout = 30\n\
+             [modules.slow]\npath = \"/srv/slow\"\nmax_connections = 3\ntimeout = 0\n\
+             [clients.c]\nmodules = [\"keep\", \"slow\"]\n",
+        )
+        .unwrap();
+        let acct = account(0);
+        let ctx = ConfigContext {
+            gate: Path::new("/usr/local/bin/rsync-gate"),
+            policy_path: Path::new("/p.toml"),
+            client: "c",
+            account: &acct,
+            account_gid: 0,
+        };
+        let mods: Vec<(&Module, PathBuf)> =
+            p.modules.values().map(|m| (m, m.path.clone())).collect();
+        let text = config_text(&ctx, Path::new("/run/rsync-gate"), &mods).unwrap();
+        let keep = text.split("\n[").find(|s| s.starts_with("keep]")).unwrap();
+        assert!(keep.contains("\ntimeout = 30\n") && !keep.contains("incoming chmod"));
+        let slow = text.split("\n[").find(|s| s.starts_with("slow]")).unwrap();
+        assert!(!slow.contains("timeout =") && !slow.contains("incoming chmod"));
     }
 
     #[test]

@@ -55,6 +55,26 @@ impl ExecPlan {
             .map(|a| crate::escape::field(a.as_bytes()))
             .collect()
     }
+
+    /// What starting the program takes, as execve(2) counts it: the
+    /// program's path, every argument and environment string with its NUL,
+    /// and a pointer for each argument and variable; and the longest single
+    /// string.
+    pub fn exec_size(&self) -> (usize, usize) {
+        use std::os::unix::ffi::OsStrExt;
+        let strings = std::iter::once(self.program.as_os_str().len())
+            .chain(std::iter::once(self.arg0.len()))
+            .chain(self.args.iter().map(|a| a.as_bytes().len()))
+            .chain(self.env.iter().map(|(k, v)| k.len() + 1 + v.len()));
+        let mut total = 0usize;
+        let mut longest = 0usize;
+        for n in strings {
+            total = total.saturating_add(n + 1);
+            longest = longest.max(n + 1);
+        }
+        let pointers = (1 + self.args.len() + self.env.len()) * std::mem::size_of::<usize>();
+        (total.saturating_add(pointers), longest)
+    }
 }
 
 /// A file the exec stage writes before the child starts.
@@ -137,6 +157,26 @@ pub fn child_env(account: &Account, conn: Option<&Connection>) -> Vec<(OsString,
 mod tests {
     use super::*;
     use crate::request::conn::Conn;
+
+    #[test]
+    fn exec_size_counts_as_execve_does() {
+        let plan = ExecPlan {
+            program: PathBuf::from("/usr/bin/rsync"),
+            arg0: "rsync".into(),
+            args: vec!["--server".into(), "x".repeat(1000).into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: PathBuf::from("/"),
+            keep_fds: vec![],
+            mkdirs: vec![],
+            files: vec![],
+            slot: None,
+            sandbox: SandboxChoice::Off,
+            notes: vec![],
+        };
+        let strings = 15 + 6 + 9 + 1001 + "PATH=/usr/bin:/bin".len() + 1;
+        let pointers = 4 * std::mem::size_of::<usize>();
+        assert_eq!(plan.exec_size(), (strings + pointers, 1001));
+    }
 
     #[test]
     fn environment_is_built_from_nothing() {

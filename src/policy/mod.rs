@@ -100,6 +100,12 @@ pub struct Module {
     pub devices: bool,
     pub follow_links: bool,
     pub max_connections: u32,
+    /// Seconds of I/O inactivity after which rsync ends the session
+    /// (rsync's `--timeout`, a daemon module's `timeout`); 0: none.
+    pub timeout: u32,
+    /// Uploads keep set-user-ID and set-group-ID bits (otherwise rsync
+    /// strips them: `--chmod=ug-s`, a daemon module's `incoming chmod`).
+    pub setuid: bool,
     pub uid: Option<String>,
     pub gid: Option<String>,
     pub list: bool,
@@ -154,6 +160,13 @@ pub const MAX_TRIGGER_WORD: usize = 256;
 pub const MAX_TRIGGER_COMMAND: usize = 64;
 /// Longest word of a trigger's `command`.
 pub const MAX_TRIGGER_COMMAND_WORD: usize = 4096;
+/// Longest module `timeout` (seconds): the longest `--timeout` the option
+/// table accepts.
+pub const MAX_MODULE_TIMEOUT: u32 = 30 * 86_400;
+/// A module's `timeout` when it sets `max_connections` and no `timeout`:
+/// a stalled client frees its slot after this long.
+pub const DEFAULT_SLOT_TIMEOUT: u32 = 600;
+
 /// Most entries in a trigger's `args`, and most variables in its `env`.
 pub const MAX_TRIGGER_LIST: usize = 256;
 /// Longest trigger timeout.
@@ -278,6 +291,8 @@ struct RawModule {
     devices: Option<bool>,
     follow_links: Option<bool>,
     max_connections: Option<Spanned<i64>>,
+    timeout: Option<Spanned<i64>>,
+    setuid: Option<bool>,
     uid: Option<Spanned<IdValue>>,
     gid: Option<Spanned<IdValue>>,
     list: Option<bool>,
@@ -845,6 +860,16 @@ impl Builder {
         if !self.check_name(src, &name, "module", diags) {
             return;
         }
+        if name.get_ref().eq_ignore_ascii_case("global") {
+            diags.push(src.diag(
+                name.span(),
+                format!(
+                    "module name '{}' is reserved: it is rsyncd.conf's global section",
+                    name.get_ref()
+                ),
+            ));
+            return;
+        }
         let origin = src.origin(name.span());
         if let Some(prev) = self.modules.get(name.get_ref()) {
             diags.push(src.diag(
@@ -908,6 +933,20 @@ impl Builder {
             },
             None => 0,
         };
+        let timeout = match &r.timeout {
+            Some(v) => match u32::try_from(*v.get_ref()) {
+                Ok(n) if n <= MAX_MODULE_TIMEOUT => n,
+                _ => {
+                    diags.push(src.diag(
+                        v.span(),
+                        format!("timeout must be 0..={MAX_MODULE_TIMEOUT} seconds (0 = none)"),
+                    ));
+                    0
+                }
+            },
+            None if max_connections > 0 => DEFAULT_SLOT_TIMEOUT,
+            None => 0,
+        };
         let mut id = |v: &Option<Spanned<IdValue>>| match v {
             Some(v) => match id_value(v) {
                 Ok(s) => Some(s),
@@ -937,6 +976,8 @@ impl Builder {
                 devices: r.devices.unwrap_or(false),
                 follow_links: r.follow_links.unwrap_or(false),
                 max_connections,
+                timeout,
+                setuid: r.setuid.unwrap_or(false),
                 uid,
                 gid,
                 list: r.list.unwrap_or(true),
@@ -1194,12 +1235,22 @@ impl Builder {
 }
 
 impl Policy {
-    /// The gate's own files, which no writable module may contain.
-    pub fn protected_paths(&self) -> Vec<PathBuf> {
+    /// The gate's own files, which no writable module may contain: the
+    /// policy files and the directories `include` names, the audit log,
+    /// `lock_dir`, rsync, and the gate binary `gate` (a fact of the host,
+    /// passed in: the path in every `command=` line and daemon hook line).
+    /// [`crate::trust::is_within`] judges every link on the way to each.
+    pub fn protected_paths(&self, gate: &Path) -> Vec<PathBuf> {
         let mut v = self.files.clone();
+        for pattern in &self.gate.include {
+            if let Some(dir) = Path::new(pattern).parent() {
+                v.push(dir.to_path_buf());
+            }
+        }
         v.push(self.gate.audit_log.clone());
         v.push(self.gate.lock_dir.clone());
         v.push(self.gate.rsync.clone());
+        v.push(gate.to_path_buf());
         v
     }
 
@@ -1410,6 +1461,84 @@ trigger = "mirror"
                 got.starts_with(want),
                 "policy {text:?}\n got: {got}\nwant: {want}"
             );
+        }
+    }
+
+    #[test]
+    fn a_module_may_not_be_named_global() {
+        for name in ["global", "GLOBAL", "Global", "gLoBaL"] {
+            let e = first_error(&format!("[modules.{name}]\npath = \"/srv/a\"\n"));
+            assert!(
+                e.starts_with(&format!(
+                    "/p.toml:1:10: module name '{name}' is reserved: it is rsyncd.conf's global section"
+                )),
+                "{name}: {e}"
+            );
+        }
+        assert!(load_str("[modules.globals]\npath = \"/srv/a\"\n").is_ok());
+    }
+
+    #[test]
+    fn module_timeout_and_setuid() {
+        let p = load_str(
+            "[modules.a]\npath = \"/a\"\n\
+             [modules.b]\npath = \"/b\"\nmax_connections = 2\n\
+             [modules.c]\npath = \"/c\"\nmax_connections = 2\ntimeout = 30\n\
+             [modules.d]\npath = \"/d\"\nmax_connections = 2\ntimeout = 0\n\
+             [modules.e]\npath = \"/e\"\nread_only = false\nsetuid = true\ntimeout = 2592000\n",
+        )
+        .unwrap();
+        let t = |m: &str| p.modules[m].timeout;
+        assert_eq!(
+            (t("a"), t("b"), t("c"), t("d"), t("e")),
+            (0, DEFAULT_SLOT_TIMEOUT, 30, 0, MAX_MODULE_TIMEOUT)
+        );
+        assert!(!p.modules["a"].setuid && p.modules["e"].setuid);
+        for bad in ["-1", "2592001", "\"10m\""] {
+            let e = first_error(&format!("[modules.a]\npath = \"/a\"\ntimeout = {bad}\n"));
+            assert!(e.starts_with("/p.toml:3:11: "), "{bad}: {e}");
+        }
+        let e = first_error("[modules.a]\npath = \"/a\"\ntimeout = -1\n");
+        assert!(e.contains("timeout must be 0..=2592000 seconds"), "{e}");
+        let e = first_error("[modules.a]\npath = \"/a\"\nsetuid = \"no\"\n");
+        assert!(e.starts_with("/p.toml:3:10: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn protected_paths_hold_the_gate_binary_and_include_directories() {
+        let p = load_str(
+            "[gate]\ninclude = [\"/etc/rsync-gate/conf.d/*.toml\", \"/srv/extra/one.toml\"]\n",
+        );
+        // The drop-ins do not exist here: only the pattern without
+        // wildcards is an error; the list is what matters.
+        let p = match p {
+            Ok(p) => p,
+            Err(_) => Policy {
+                source: "/p.toml".into(),
+                files: vec!["/p.toml".into()],
+                gate: Gate {
+                    include: vec![
+                        "/etc/rsync-gate/conf.d/*.toml".into(),
+                        "/srv/extra/one.toml".into(),
+                    ],
+                    ..Gate::default()
+                },
+                modules: BTreeMap::new(),
+                clients: BTreeMap::new(),
+                triggers: BTreeMap::new(),
+            },
+        };
+        let v = p.protected_paths(Path::new("/usr/local/bin/rsync-gate"));
+        for want in [
+            "/p.toml",
+            "/etc/rsync-gate/conf.d",
+            "/srv/extra",
+            "/var/log/rsync-gate/audit.jsonl",
+            "/run/rsync-gate",
+            "/usr/bin/rsync",
+            "/usr/local/bin/rsync-gate",
+        ] {
+            assert!(v.contains(&PathBuf::from(want)), "{want} not in {v:?}");
         }
     }
 

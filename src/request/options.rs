@@ -298,16 +298,27 @@ pub const CONFINE_ROOT: &str = "confine-root";
 /// `--whole-file`: added on pushes into write-only modules, so the receiver
 /// sends no checksums of existing files.
 pub const WHOLE_FILE: &str = "whole-file";
+/// `--chmod=ug-s`: added on pushes into `setuid = false` modules (the
+/// receiving rsync applies it to every file it is sent).
+pub const CHMOD: &str = "chmod";
+/// The `--chmod` value that strips set-user-ID and set-group-ID bits.
+pub const STRIP_SETUID: &str = "ug-s";
+/// `--timeout=N`: added for modules with a `timeout` (the smaller of the
+/// module's and the client's own, which it replaces).
+pub const TIMEOUT: &str = "timeout";
 
 /// Every option the gate may add to what a client asked for. Each is a row
-/// of the table (a test holds this); clients may send all of them
-/// themselves but `--confine-root`.
+/// of the table (a test holds this); clients may send `--ignore-existing`,
+/// `--whole-file`, `--drop-D`, `--munge-links` and `--timeout` themselves,
+/// never `--confine-root` or `--chmod`.
 pub const GATE_ADDED: &[&str] = &[
     IGNORE_EXISTING,
     WHOLE_FILE,
     DROP_D,
     MUNGE_LINKS,
     CONFINE_ROOT,
+    CHMOD,
+    TIMEOUT,
 ];
 
 use Rule::{Allow, Delete, Devices, FollowLinks, Refuse, Replaces};
@@ -1105,11 +1116,14 @@ mod tests {
             let spec = by_long(name).unwrap_or_else(|| panic!("--{name} is not a row"));
             assert_eq!(spec.long, *name);
         }
-        // A client must not choose the confinement root.
-        assert!(matches!(
-            by_long(CONFINE_ROOT).map(|s| s.rule),
-            Some(Rule::Refuse(_))
-        ));
+        // A client must not choose the confinement root, nor file modes
+        // (a --chmod=u+s of its own would undo the gate's).
+        for name in [CONFINE_ROOT, CHMOD] {
+            assert!(matches!(
+                by_long(name).map(|s| s.rule),
+                Some(Rule::Refuse(_))
+            ));
+        }
     }
 
     #[test]

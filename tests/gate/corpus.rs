@@ -74,6 +74,7 @@ const GATE_ENV: &[&str] = &[
     "SSH_CONNECTION",
     "RSYNC_GATE_SESSION",
     "RSYNC_GATE_SANDBOXED",
+    "RSYNC_GATE_ROOT_ALIAS",
     "RSYNC_SHELL",
 ];
 
@@ -430,7 +431,9 @@ fn validate(cases: &[Case]) -> Vec<String> {
 /// - `backup` writable with delete: `prev/`, `tmp/`, `bk/`, `file.txt`,
 ///   `escape` -> outside/, `escape-file` -> outside/secret.txt, `inlink` ->
 ///   prev;
-/// - `up` writable without delete: `sub/`, `outlink` -> outside/;
+/// - `up` writable without delete: `sub/`, `outlink` -> outside/, and
+///   `huge/`: 900 files with 240-byte names (ten wildcards over them
+///   expand beyond what the gate passes to a program);
 /// - `drop` write-only, no overwrite: `list`, `alice/notes.txt`;
 /// - `handin` write-only, overwrite allowed: `notes.txt`, `.partial/`;
 /// - `links` read-only with follow_links and devices: `file.txt`, `inside`
@@ -493,6 +496,12 @@ fn corpus_world() -> (common::World, PathBuf) {
     std::fs::create_dir(up.join("sub")).expect("mkdir");
     common::set_mode(&up.join("sub"), 0o755);
     link(&outside_s, &up.join("outlink"));
+    let huge = up.join("huge");
+    std::fs::create_dir(&huge).expect("mkdir");
+    common::set_mode(&huge, 0o755);
+    for i in 0..900 {
+        std::fs::write(huge.join(format!("{i:0>240}")), "").expect("write");
+    }
 
     let drop = w.module_dir("drop");
     std::fs::write(drop.join("list"), "x\n").expect("write");
@@ -800,18 +809,33 @@ fn check_binary(
         ));
         None
     };
-    // The audit log keeps client bytes escaped: `rsync-gate audit` prints
-    // these fields as they are.
-    for field in ["command", "message"] {
-        let value = match field {
-            "command" => record.as_ref().and_then(|r| r["command"].as_str()),
-            _ => record
-                .as_ref()
-                .and_then(|r| r["reason"]["message"].as_str()),
-        };
-        if value.is_some_and(|v| v.chars().any(char::is_control)) {
-            let v = value.unwrap_or_default();
-            bad.push(format!("raw control characters in the audit {field} {v:?}"));
+    // The audit log keeps client bytes escaped (control characters, and
+    // format characters such as bidi overrides): `rsync-gate audit` prints
+    // these fields as they are. A record is bounded, too.
+    let raw = |v: &str| v.chars().any(rsync_gate::escape::needs_escape);
+    if let Some(r) = &record {
+        let mut fields: Vec<(&str, &str)> = Vec::new();
+        if let Some(v) = r["command"].as_str() {
+            fields.push(("command", v));
+        }
+        if let Some(v) = r["reason"]["message"].as_str() {
+            fields.push(("message", v));
+        }
+        for list in ["argv", "notes"] {
+            for v in r[list].as_array().into_iter().flatten() {
+                fields.push((list, v.as_str().unwrap_or_default()));
+            }
+        }
+        for (field, v) in fields {
+            if raw(v) {
+                bad.push(format!(
+                    "raw control or format characters in the audit {field} {v:?}"
+                ));
+            }
+        }
+        let size = r.to_string().len();
+        if size > 100 * 1024 {
+            bad.push(format!("an audit record of {size} bytes"));
         }
     }
     let status = o.status.code();
@@ -856,9 +880,9 @@ fn check_binary(
             if let Some(r) = record.as_ref().filter(|r| r["decision"] != "deny") {
                 bad.push(format!("audit decision is {}", r["decision"]));
             }
-            if lines.iter().any(|l| l.chars().any(char::is_control)) {
+            if lines.iter().any(|l| raw(l)) {
                 bad.push(format!(
-                    "raw control characters in the denial line {stderr:?}"
+                    "raw control or format characters in the denial line {stderr:?}"
                 ));
             }
             let root = w.root.to_string_lossy();

@@ -16,6 +16,7 @@ mod daemon;
 mod dropbox;
 mod examples;
 mod ftpsync;
+mod hardening;
 mod import;
 mod nonroot;
 #[path = "../oracle/mod.rs"]

@@ -930,7 +930,11 @@ fn serve_refuses_in_one_line_and_never_writes_stdout() {
                     let Some(spec) = options::by_long(name) else {
                         continue;
                     };
-                    if oracle::rsync_doc::NEVER.contains(&spec.long) && name != "confine-root" {
+                    // The gate's own: the module root, and stripping
+                    // set-user/group-ID bits from a push.
+                    let gates_own = name == "confine-root"
+                        || (name == "chmod" && value == "ug-s" && receiver);
+                    if oracle::rsync_doc::NEVER.contains(&spec.long) && !gates_own {
                         return Err(fail(format!("refused option --{a} in {argv:?}")));
                     }
                     if oracle::rsync_doc::PATH_VALUED.contains(&name) {

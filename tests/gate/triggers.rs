@@ -335,14 +335,17 @@ fn five_triggers_during_a_run_give_exactly_one_more_run_with_the_latest_words() 
 
 #[test]
 fn a_burst_loses_nothing_and_never_overlaps() {
-    let t = Trig::new("0.3", None);
+    let t = Trig::new("1", None);
     let mut sessions = Vec::new();
     for i in 1..=8 {
-        let (o, took) = t.fire("upstream", &format!("sync:archive:b{i}"));
+        let (o, _) = t.fire("upstream", &format!("sync:archive:b{i}"));
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        assert!(took < ANSWER, "answer took {took:?}");
         sessions.push(t.w.last_decision()["session"].clone());
     }
+    let burst_over = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     // However the burst fell, the last words run last, and every trigger
     // is answered by a run: its own, or the one that replaced it.
     let decisions = t.records("decision");
@@ -364,10 +367,18 @@ fn a_burst_loses_nothing_and_never_overlaps() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let runs = t.runs();
-    assert!(
-        (1..=2).contains(&runs.len()),
-        "a burst during one run gives at most two: {runs:?}"
-    );
+    // A burst that ended during the first run gives at most two runs (on a
+    // very busy machine it may outlast a run, and then give more).
+    if runs
+        .first()
+        .and_then(|r| r.end)
+        .is_some_and(|end| burst_over < end)
+    {
+        assert!(
+            runs.len() <= 2,
+            "a burst during one run gives at most two: {runs:?}"
+        );
+    }
     assert_eq!(runs.last().unwrap().words, "sync:archive:b8");
     for pair in runs.windows(2) {
         assert!(

@@ -330,6 +330,8 @@ delete = true
 follow_links = true
 devices = true
 munge_links = false
+setuid = true
+max_connections = 4
 
 [modules.via]
 path = "{via}"
@@ -974,6 +976,24 @@ fn check_added(policy: &Policy, sel: &Selector, g: &Grant, m: &Module) -> Result
     want(receiver && !m.devices && caps.drop_d, Added::DropD)?;
     want(m.munge_links, Added::MungeLinks)?;
     want(caps.confine_root, Added::ConfineRoot)?;
+    want(receiver && !m.setuid, Added::NoSetuid)?;
+    let timeouts: Vec<u32> = g
+        .added
+        .iter()
+        .filter_map(|a| match a {
+            Added::Timeout(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    match (m.timeout, timeouts.as_slice()) {
+        (0, []) => {}
+        (max, [n]) if max > 0 && *n >= 1 && *n <= max => {}
+        (max, got) => {
+            return Err(format!(
+                "--timeout added {got:?} for a module whose timeout is {max}"
+            ));
+        }
+    }
     if receiver
         && !m.devices
         && !caps.drop_d
@@ -1057,6 +1077,8 @@ pub fn check_argv(
     let mut longs: Vec<&str> = Vec::new();
     let mut letters: Vec<u8> = Vec::new();
     let mut confine_roots = 0;
+    let mut chmods = 0;
+    let mut timeouts = 0;
     for a in it.by_ref() {
         if a == b"--" {
             seen_dashdash = true;
@@ -1091,6 +1113,31 @@ pub fn check_argv(
                             ));
                         }
                         continue;
+                    }
+                    if spec.long == "chmod" {
+                        // Only the gate's own: stripping set-user/group-ID
+                        // bits from a push.
+                        chmods += 1;
+                        if v != b"ug-s" || g.mode != Mode::Receiver || m.setuid {
+                            return Err(format!(
+                                "--chmod={} in this argv",
+                                String::from_utf8_lossy(v)
+                            ));
+                        }
+                        continue;
+                    }
+                    if spec.long == "timeout" {
+                        timeouts += 1;
+                        let n: u32 = std::str::from_utf8(v)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| format!("--timeout={v:?} is not a number"))?;
+                        if m.timeout > 0 && (n == 0 || n > m.timeout) {
+                            return Err(format!(
+                                "--timeout={n} in a module whose timeout is {}",
+                                m.timeout
+                            ));
+                        }
                     }
                     match kind {
                         Value::Path(role) => path(ArgKind::Option(role), v)?,
@@ -1176,6 +1223,15 @@ pub fn check_argv(
     }
     if m.munge_links && !has("munge-links") {
         return Err("no --munge-links for a munging module".into());
+    }
+    if chmods != usize::from(receiver && !m.setuid) {
+        return Err(format!("{chmods} --chmod=ug-s for this push or pull"));
+    }
+    if m.timeout > 0 && timeouts != 1 {
+        return Err(format!(
+            "{timeouts} --timeout in a module whose timeout is {}",
+            m.timeout
+        ));
     }
     if receiver && !m.overwrite && !has("ignore-existing") {
         return Err("no --ignore-existing for an overwrite = false push".into());
