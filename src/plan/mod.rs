@@ -41,6 +41,10 @@ pub struct ExecPlan {
     pub slot: Option<SlotPlan>,
     /// Kernel confinement.
     pub sandbox: SandboxChoice,
+    /// The child gets the write end of a pipe as this descriptor, and the
+    /// gate keeps what arrives on it (rsync daemon's own log: what it
+    /// refused before any hook ran).
+    pub log_fd: Option<i32>,
     /// Human-readable remarks (explain, audit).
     pub notes: Vec<String>,
 }
