@@ -99,28 +99,7 @@ pub enum Command {
     #[command(hide = true)]
     TriggerRun(TriggerRun),
     /// Review the audit log.
-    Audit {
-        /// Audit log (default: the policy's audit_log).
-        #[arg(long)]
-        log: Option<PathBuf>,
-        #[arg(long, default_value = DEFAULT_POLICY)]
-        policy: PathBuf,
-        /// Only this client.
-        #[arg(long)]
-        client: Option<String>,
-        /// Only refusals.
-        #[arg(long)]
-        denied: bool,
-        /// Only records since (2026-11-23, 2026-11-23T06:00:00Z, 30m, 24h, 7d).
-        #[arg(long)]
-        since: Option<String>,
-        /// Per-client counts.
-        #[arg(long)]
-        summary: bool,
-        /// JSON lines.
-        #[arg(long)]
-        json: bool,
-    },
+    Audit(Audit),
     /// Print a policy equivalent to an rsyncd.conf or to authorized_keys
     /// lines running rrsync, rsync's daemon or ftpsync, saying what could
     /// not be carried over (exit 0 all, 1 not all, 2 nothing).
@@ -144,6 +123,61 @@ pub enum ImportFormat {
     Rsyncd,
     /// An OpenSSH authorized_keys file.
     AuthorizedKeys,
+}
+
+/// `rsync-gate audit`.
+#[derive(Debug, clap::Args)]
+pub struct Audit {
+    /// Audit log to read (default: the policy's audit_log). Repeat for
+    /// rotated logs (plain or gzip'ed, e.g. `--log audit.jsonl.2.gz --log
+    /// audit.jsonl.1 --log audit.jsonl`); records come out in time order.
+    /// With --follow the last one is followed.
+    #[arg(long = "log", value_name = "FILE")]
+    pub logs: Vec<PathBuf>,
+    #[arg(long, default_value = DEFAULT_POLICY)]
+    pub policy: PathBuf,
+    /// Only this client.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only records naming this module.
+    #[arg(long)]
+    pub module: Option<String>,
+    /// Only records of this mode.
+    #[arg(long, value_enum)]
+    pub mode: Option<AuditMode>,
+    /// Only this session's records.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Only refusals.
+    #[arg(long)]
+    pub denied: bool,
+    /// Only records at or after this time (2026-11-23, 2026-11-23T06:00:00Z,
+    /// 2026-11-23T08:00:00+02:00, or ago: 30s, 5m, 2h, 3d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records before this time (as for --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Per-client counts instead of records.
+    #[arg(long, conflicts_with = "follow")]
+    pub summary: bool,
+    /// JSON lines (with --summary: one object per client).
+    #[arg(long)]
+    pub json: bool,
+    /// After the records so far, print new ones as they are written (like
+    /// `tail -F`: rotation and truncation are followed); stop with Ctrl-C.
+    #[arg(long, short = 'f', conflicts_with = "until")]
+    pub follow: bool,
+}
+
+/// `audit --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditMode {
+    Sender,
+    Receiver,
+    Daemon,
+    Trigger,
+    Probe,
 }
 
 /// The hidden supervisor command a trigger starts.

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use rsync_gate::audit::Mode;
 use rsync_gate::cli::{self, Cli, Command};
 use rsync_gate::host::{self, Account};
 use rsync_gate::pipeline::{self, explain};
@@ -162,23 +163,28 @@ fn run(command: Command) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Audit {
-            log,
-            policy,
-            client,
-            denied,
-            since,
-            summary,
-            json,
-        } => cmd::audit::run(
+        Command::Audit(a) => cmd::audit::run(
             cmd::audit::Options {
-                log,
-                policy,
-                client,
-                denied,
-                since,
-                summary,
-                json,
+                logs: a.logs,
+                policy: a.policy,
+                filter: cmd::audit::FilterArgs {
+                    client: a.client,
+                    module: a.module,
+                    mode: a.mode.map(|m| match m {
+                        cli::AuditMode::Sender => Mode::Sender,
+                        cli::AuditMode::Receiver => Mode::Receiver,
+                        cli::AuditMode::Daemon => Mode::Daemon,
+                        cli::AuditMode::Trigger => Mode::Trigger,
+                        cli::AuditMode::Probe => Mode::Probe,
+                    }),
+                    session: a.session,
+                    denied: a.denied,
+                    since: a.since,
+                    until: a.until,
+                },
+                summary: a.summary,
+                json: a.json,
+                follow: a.follow,
             },
             &mut out,
             &mut std::io::stderr(),

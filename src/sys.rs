@@ -211,3 +211,62 @@ pub fn stack_limit() -> io::Result<u64> {
     }
     Ok(r.rlim_cur)
 }
+
+/// Have the child `cmd` starts get `fd` as descriptor `target`, open across
+/// exec, whatever number `fd` has in this process (which must keep `fd`
+/// open until the child has started).
+pub fn inherit_as(
+    cmd: &mut std::process::Command,
+    fd: std::os::fd::BorrowedFd<'_>,
+    target: libc::c_int,
+) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = fd.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls dup2(2) and fcntl(2) on integer descriptors, which are
+    // async-signal-safe, take no pointers, allocate nothing and touch no
+    // lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                // dup2 onto itself would keep close-on-exec.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, target) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// While this lives, the signals the gate forwards to rsync are held back
+/// (pending) in the thread that made it and in threads it starts; dropping
+/// it lets them through. Taken before rsync is spawned and dropped once
+/// [`forward_signals_to`] is in place, so a signal that arrives while rsync
+/// starts reaches rsync instead of ending the gate unrecorded. (rsync itself
+/// starts with no signal blocked: the standard library clears the mask in
+/// the child.)
+#[derive(Debug)]
+pub struct HeldSignals(nix::sys::signal::SigSet);
+
+pub fn hold_forwarded_signals() -> io::Result<HeldSignals> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut set = SigSet::empty();
+    for sig in FORWARDED {
+        set.add(Signal::try_from(sig).map_err(io::Error::from)?);
+    }
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(io::Error::from)?;
+    Ok(HeldSignals(old))
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        use nix::sys::signal::{SigmaskHow, pthread_sigmask};
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}

@@ -6,6 +6,7 @@
 //! `write(2)` on an `O_APPEND` descriptor, so parallel sessions never
 //! interleave, and a failed or short write refuses the request.
 
+pub mod follow;
 pub mod review;
 pub mod syslog;
 

@@ -132,13 +132,15 @@ pub fn check_module(
 }
 
 /// The modules of a daemon session, each checked as [`check_module`] does;
-/// unsafe ones are left out (with a note), as checked mode refuses them.
+/// unsafe ones are left out (with a note, and the refusal checked mode
+/// would give in `left_out`), as checked mode refuses them.
 pub fn check_modules<'p>(
     policy: &'p crate::policy::Policy,
     names: &[String],
     account: &Account,
     protected: &[PathBuf],
     notes: &mut Vec<String>,
+    left_out: &mut Vec<DenyReason>,
 ) -> Vec<(&'p Module, PathBuf)> {
     let mut out: Vec<(&Module, PathBuf)> = Vec::new();
     for name in names {
@@ -150,7 +152,10 @@ pub fn check_modules<'p>(
         }
         match check_module(m, account, protected) {
             Ok(root) => out.push((m, root)),
-            Err(r) => notes.push(format!("module '{name}' left out: {r}")),
+            Err(r) => {
+                notes.push(format!("module '{name}' left out: {r}"));
+                left_out.push(r);
+            }
         }
     }
     out

@@ -133,12 +133,24 @@ fn make_dir(m: MakeDir) -> Result<OwnedFd, PrepareError> {
 }
 
 /// How the child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub duration: Duration,
+    /// The child's process id.
+    pub pid: u32,
+    /// What the child wrote to the plan's log pipe (at most [`LOG_LIMIT`]
+    /// bytes; empty without one).
+    pub log: Vec<u8>,
 }
+
+/// How much of the log pipe is kept (the rest is read and dropped).
+pub const LOG_LIMIT: usize = 64 * 1024;
+
+/// After the child has ended, how long the log pipe may take to close (a
+/// descendant of the child may still hold it).
+const LOG_GRACE: Duration = Duration::from_secs(1);
 
 impl Outcome {
     /// The gate's own exit status: the child's, or 128 + signal.
@@ -174,20 +186,95 @@ pub fn run(ready: Ready) -> io::Result<Outcome> {
         confinement: _,
     } = ready;
     let mut cmd = command(&plan);
+    // Signals to forward wait until forwarding is in place (the log
+    // reader's thread, started meanwhile, never takes them).
+    let held = crate::sys::hold_forwarded_signals()?;
+    let log = match plan.log_fd {
+        Some(target) => {
+            if plan
+                .keep_fds
+                .iter()
+                .any(|fd| std::os::fd::AsRawFd::as_raw_fd(fd) == target)
+            {
+                return Err(io::Error::other(format!(
+                    "descriptor {target} is planned twice"
+                )));
+            }
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            crate::sys::inherit_as(&mut cmd, std::os::fd::AsFd::as_fd(&write), target);
+            Some((LogReader::start(read)?, write))
+        }
+        None => None,
+    };
     let start = Instant::now();
     let mut child = cmd.spawn()?;
-    // The child has its own copies of the pinned descriptors now.
+    // The child has its own copies of the pinned descriptors (and of the
+    // log pipe's write end) now.
     drop(plan.keep_fds);
+    let log = log.map(|(reader, write)| {
+        drop(write);
+        reader
+    });
     if let Err(e) = crate::sys::forward_signals_to(child.id()) {
         tracing::warn!("cannot forward signals to rsync: {e}");
     }
+    drop(held);
     let status = child.wait()?;
+    let duration = start.elapsed();
     drop(slot);
     Ok(Outcome {
         code: status.code(),
         signal: status.signal(),
-        duration: start.elapsed(),
+        duration,
+        pid: child.id(),
+        log: log.map(|r| r.finish(LOG_GRACE)).unwrap_or_default(),
     })
+}
+
+/// Reads a log pipe in a thread of its own (so a child that logs more than
+/// a pipe holds never blocks), keeping the first [`LOG_LIMIT`] bytes.
+struct LogReader {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl LogReader {
+    fn start(read: OwnedFd) -> io::Result<LogReader> {
+        use std::io::Read;
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, done) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&kept);
+        std::thread::Builder::new()
+            .name("daemon-log".into())
+            .spawn(move || {
+                let mut pipe = std::fs::File::from(read);
+                let mut buf = [0u8; 8192];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if let Ok(mut k) = sink.lock() {
+                                let room = LOG_LIMIT.saturating_sub(k.len());
+                                k.extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = tx.send(());
+            })?;
+        Ok(LogReader { kept, done })
+    }
+
+    /// What was read once the pipe closed, or after `grace` in any case.
+    fn finish(self, grace: Duration) -> Vec<u8> {
+        let _ = self.done.recv_timeout(grace);
+        self.kept
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +295,7 @@ mod tests {
             files: vec![],
             slot: None,
             sandbox: SandboxChoice::Off,
+            log_fd: None,
             notes: vec![],
         }
     }
@@ -268,6 +356,30 @@ mod tests {
         let e = prepare(plan_with(vec![m])).unwrap_err();
         assert_eq!(e, PrepareError::Race("x".into()));
         assert!(!outside.join("today").exists());
+    }
+
+    /// The log pipe: what the child writes to its descriptor is kept (the
+    /// first LOG_LIMIT bytes), a child that writes more than a pipe holds
+    /// does not block, and plans without one get nothing.
+    #[test]
+    fn the_log_pipe_keeps_what_the_child_writes() {
+        let run_sh = |script: &str, log_fd: Option<i32>| {
+            let mut plan = plan_with(vec![]);
+            plan.program = PathBuf::from("/bin/sh");
+            plan.arg0 = "sh".into();
+            plan.args = vec!["-c".into(), script.into()];
+            plan.log_fd = log_fd;
+            run(prepare(plan).unwrap()).unwrap()
+        };
+        let o = run_sh("echo one >&3; echo two >&3; exit 7", Some(3));
+        assert_eq!((o.code, o.log.as_slice()), (Some(7), &b"one\ntwo\n"[..]));
+        let o = run_sh("head -c 300000 /dev/zero >&3", Some(3));
+        assert_eq!((o.code, o.log.len()), (Some(0), LOG_LIMIT));
+        // Another number, and the pipe is the only thing open there.
+        let o = run_sh("readlink /proc/self/fd/9 >&9", Some(9));
+        assert!(o.log.starts_with(b"pipe:["), "{:?}", o.log);
+        let o = run_sh("echo x >&3 2>/dev/null; exit 0", None);
+        assert!(o.log.is_empty());
     }
 
     fn current_umask() -> u32 {

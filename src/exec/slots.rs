@@ -102,6 +102,32 @@ pub fn acquire(path: &Path, max: u32, wait: Duration) -> Result<Slot, SlotError>
     }
 }
 
+/// Are all `max` slots of the lock file at `path` held (by other
+/// processes) right now? Takes nothing; a lock file that cannot be opened
+/// is not full.
+pub fn is_full(path: &Path, max: u32) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
+        return false;
+    };
+    max > 0
+        && (0..max).all(|i| {
+            let mut lock = libc::flock {
+                l_type: libc::F_WRLCK as libc::c_short,
+                l_whence: libc::SEEK_SET as libc::c_short,
+                l_start: libc::off_t::from(i) * 4,
+                l_len: 4,
+                l_pid: 0,
+            };
+            fcntl(&file, FcntlArg::F_GETLK(&mut lock)).is_ok()
+                && lock.l_type != libc::F_UNLCK as libc::c_short
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +163,11 @@ mod tests {
     fn slots_are_byte_ranges_shared_with_other_processes() {
         let d = tempfile::tempdir().unwrap();
         let path = crate::plan::lock_file(d.path(), "www");
+        assert!(!is_full(&path, 1), "no lock file yet");
         let mut holder = hold_slot_in_child(&path, 0);
+        assert!(is_full(&path, 1));
+        assert!(!is_full(&path, 2));
+        assert!(!is_full(&path, 0));
         // Slot 0 is taken by the other process; with two slots we get slot 1.
         let s = acquire(&path, 2, Duration::ZERO).unwrap();
         assert_eq!(s.index, 1);

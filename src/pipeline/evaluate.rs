@@ -108,6 +108,9 @@ pub struct Run {
     pub grant: Option<decide::Grant>,
     /// The generated rsyncd.conf (daemon sessions).
     pub config: Option<String>,
+    /// Daemon sessions: the client's modules left out of the config as
+    /// unsafe to serve, with the refusal checked mode gives for each.
+    pub left_out: Vec<DenyReason>,
 }
 
 /// An in-band request the hook lets through.
@@ -217,17 +220,19 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
                     plan,
                     grant: Some(g),
                     config: None,
+                    left_out: Vec::new(),
                 })),
                 Err(reason) => refuse(reason, Some(mode), modules),
             }
         }
         Decision::Daemon(d) => match daemon(i, &d.modules) {
-            Ok((plan, text)) => Evaluation::Run(Box::new(Run {
+            Ok((plan, text, left_out)) => Evaluation::Run(Box::new(Run {
                 mode: Mode::Daemon,
                 modules: d.modules,
                 plan,
                 grant: None,
                 config: Some(text),
+                left_out,
             })),
             Err(reason) => refuse(reason, Some(Mode::Daemon), d.modules),
         },
@@ -282,15 +287,20 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
     Ok(plan)
 }
 
-fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyReason> {
+fn daemon(
+    i: &Inputs<'_>,
+    names: &[String],
+) -> Result<(ExecPlan, String, Vec<DenyReason>), DenyReason> {
     require_sandbox(i)?;
     let mut notes = Vec::new();
+    let mut left_out = Vec::new();
     let modules = confine::check_modules(
         i.policy,
         names,
         i.account,
         &i.policy.protected_paths(i.gate),
         &mut notes,
+        &mut left_out,
     );
     if modules.is_empty() {
         return Err(DenyReason::NoModules);
@@ -321,7 +331,7 @@ fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyRe
     }
     notes.append(&mut plan.notes);
     plan.notes = notes;
-    Ok((plan, text))
+    Ok((plan, text, left_out))
 }
 
 /// An in-band request: every path resolved physically as in checked mode

@@ -106,6 +106,13 @@ impl Explanation {
             path: escape::field(m.expect.as_os_str().as_bytes()),
             created: true,
         }));
+        if let Some(fd) = plan.log_fd {
+            pins.push(PinShown {
+                fd: format!("/proc/self/fd/{fd}"),
+                path: LOG_PIPE.into(),
+                created: true,
+            });
+        }
         match plan.sandbox {
             // The plan's own note says what it would allow.
             SandboxChoice::Apply(_) => {}
@@ -135,6 +142,9 @@ impl Explanation {
     }
 }
 
+/// What `pins` says the daemon's log descriptor holds: a pipe to the gate.
+pub const LOG_PIPE: &str = "pipe";
+
 /// A descriptor in the argv.
 #[derive(Debug, Serialize)]
 pub struct PinShown {
@@ -142,7 +152,8 @@ pub struct PinShown {
     pub fd: String,
     /// What it holds (escaped as the argv is).
     pub path: String,
-    /// The gate would create this directory before rsync starts.
+    /// The gate would create this before rsync starts (a directory, or
+    /// the pipe a daemon logs to, [`LOG_PIPE`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub created: bool,
 }

@@ -3,6 +3,7 @@
 //! daemon's hooks (each in-band request of a `host::module` session). All
 //! three go through [`evaluate`], the one front half.
 
+pub mod daemon_log;
 pub mod evaluate;
 pub mod explain;
 pub mod hook;

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::daemon_log;
 use super::evaluate::{self, Evaluation, Inputs, Refusal, Run};
 use super::session::{Session, deny_line};
 use crate::audit::Mode;
@@ -57,11 +58,48 @@ fn stages(policy_path: &Path, client: &str, env: &SshEnv) -> Stage<u8> {
         mode,
         modules,
         plan,
+        left_out,
         ..
     } = evaluate(&mut session, &inputs.with_caps_for(&request), &request)?;
     let ready = prepare(&mut session, plan, mode, &modules)?;
     audit(&mut session, mode, &modules, &ready)?;
-    Ok(session.end(mode, modules, exec::run(ready)))
+    let outcome = exec::run(ready);
+    if let Ok(o) = &outcome {
+        daemon_refusal(&mut session, &policy, &modules, &left_out, o);
+    }
+    Ok(session.end(mode, modules, outcome))
+}
+
+/// A `host::` session whose daemon refused the module the client named (no
+/// hook ran): its `deny` record, with the reason checked mode gives.
+fn daemon_refusal(
+    session: &mut Session,
+    policy: &Policy,
+    modules: &[String],
+    left_out: &[DenyReason],
+    outcome: &exec::Outcome,
+) {
+    let Some(said) = daemon_log::parse(&outcome.log, outcome.pid) else {
+        return;
+    };
+    let offered: Vec<daemon_log::Offered<'_>> = modules
+        .iter()
+        .filter(|m| !left_out.iter().any(|r| r.module() == Some(m.as_str())))
+        .filter_map(|m| policy.modules.get(m))
+        .map(|m| daemon_log::Offered {
+            name: &m.name,
+            max_connections: m.max_connections,
+        })
+        .collect();
+    let full = |m: &daemon_log::Offered<'_>| {
+        exec::slots::is_full(
+            &crate::plan::lock_file(&policy.gate.lock_dir, m.name),
+            m.max_connections,
+        )
+    };
+    if let Some(r) = daemon_log::refusal(&said, left_out, &offered, &full) {
+        session.refused_by_daemon(&r);
+    }
 }
 
 /// What the session starts from, before the policy is read.

@@ -128,6 +128,28 @@ impl Session {
         1
     }
 
+    /// A refusal rsync's daemon made in this `host::` session (it told the
+    /// client itself): the `deny` record checked mode writes for the same
+    /// module, with what the daemon said in its detail.
+    pub fn refused_by_daemon(&mut self, refusal: &super::daemon_log::DaemonRefusal) {
+        let mut r = self.record(Event::Decision);
+        r.command = None;
+        r.decision = Some(Verdict::Deny);
+        let mut reason = Reason::from(&refusal.reason);
+        let said = format!("refused by rsync's daemon: {}", refusal.said);
+        reason.detail = Some(match reason.detail.take() {
+            Some(d) => format!("{d}; {said}"),
+            None => said,
+        });
+        r.reason = Some(reason);
+        r.mode = Some(Mode::Daemon);
+        r.modules = refusal.modules.clone();
+        r.request = refusal.request.clone();
+        if let Err(e) = self.write(&r) {
+            tracing::warn!("cannot write the daemon's refusal: {e}");
+        }
+    }
+
     /// The original command, escaped (what the records show).
     pub fn command(&self) -> Option<String> {
         self.command.clone()

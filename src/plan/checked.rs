@@ -88,6 +88,7 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
         files: Vec::new(),
         slot,
         sandbox,
+        log_fd: None,
         notes,
     }
 }

@@ -30,6 +30,16 @@ pub const SANDBOX_ENV: &str = "RSYNC_GATE_SANDBOXED";
 /// ([`crate::trust::root_alias`]); the sandboxed hooks cannot read `/proc`.
 pub const ROOT_ALIAS_ENV: &str = "RSYNC_GATE_ROOT_ALIAS";
 
+/// The descriptor on which the daemon gets a pipe to the gate for its log
+/// (`--log-file=/proc/self/fd/3`). rsync logs there what happens before a
+/// module is chosen, which no hook sees: an unknown module, `max
+/// connections` reached, a module listing. Once a module is chosen rsync
+/// switches to that module's log setting (none: syslog, as a daemon without
+/// `log file` always did), so transfers log nothing to the gate. The gate
+/// reads the pipe and records the daemon's refusals as its own
+/// ([`crate::audit`] `deny` decisions).
+pub const DAEMON_LOG_FD: i32 = 3;
+
 /// Table rows a daemon's `refuse options` cannot name, and why. The hook
 /// refuses them anyway: it parses every in-band request with the table.
 pub const NOT_IN_REFUSE_OPTIONS: &[(&str, &str)] = &[
@@ -263,10 +273,19 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
     };
     let mut config_arg = OsString::from("--config=");
     config_arg.push(&config);
+    notes.push(format!(
+        "the daemon logs to the gate through /proc/self/fd/{DAEMON_LOG_FD}"
+    ));
     let plan = ExecPlan {
         program: policy.gate.rsync.clone(),
         arg0: "rsync".into(),
-        args: vec!["--server".into(), "--daemon".into(), config_arg, ".".into()],
+        args: vec![
+            "--server".into(),
+            "--daemon".into(),
+            config_arg,
+            format!("--log-file=/proc/self/fd/{DAEMON_LOG_FD}").into(),
+            ".".into(),
+        ],
         env,
         cwd: PathBuf::from("/"),
         keep_fds: Vec::new(),
@@ -274,6 +293,7 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
         files,
         slot: None,
         sandbox,
+        log_fd: Some(DAEMON_LOG_FD),
         notes,
     };
     Ok((plan, text))

@@ -41,6 +41,10 @@ pub struct ExecPlan {
     pub slot: Option<SlotPlan>,
     /// Kernel confinement.
     pub sandbox: SandboxChoice,
+    /// The child gets the write end of a pipe as this descriptor, and the
+    /// gate keeps what arrives on it (rsync daemon's own log: what it
+    /// refused before any hook ran).
+    pub log_fd: Option<i32>,
     /// Human-readable remarks (explain, audit).
     pub notes: Vec<String>,
 }
@@ -172,6 +176,7 @@ mod tests {
             slot: None,
             sandbox: SandboxChoice::Off,
             notes: vec![],
+            log_fd: None,
         };
         let strings = 15 + 6 + 9 + 1001 + "PATH=/usr/bin:/bin".len() + 1;
         let pointers = 4 * std::mem::size_of::<usize>();

@@ -680,7 +680,16 @@ fn recorded(out: &Path) -> Option<Ran> {
         .filter_map(|l| {
             let sp = l.iter().position(|&b| b == b' ')?;
             let n = std::str::from_utf8(&l[..sp]).ok()?.parse().ok()?;
-            Some((n, l[sp + 1..].to_vec()))
+            let target = &l[sp + 1..];
+            // A pipe (the daemon's log) is "pipe:[INODE]"; explain says
+            // only that it is one.
+            if target.starts_with(b"pipe:[") {
+                return Some((
+                    n,
+                    rsync_gate::pipeline::explain::LOG_PIPE.as_bytes().to_vec(),
+                ));
+            }
+            Some((n, target.to_vec()))
         })
         .collect();
     let argv = argv

@@ -15,19 +15,19 @@ use crate::common::{
 
 /// Who the gate runs as.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Account {
+pub(crate) enum Account {
     Root,
     Nobody,
 }
 
-const NOBODY: u32 = 65534;
+pub(crate) const NOBODY: u32 = 65534;
 
-struct Daemon {
-    w: World,
-    account: Account,
+pub(crate) struct Daemon {
+    pub(crate) w: World,
+    pub(crate) account: Account,
 }
 
-fn chown(p: &std::path::Path, uid: u32) {
+pub(crate) fn chown(p: &std::path::Path, uid: u32) {
     nix::unistd::chown(
         p,
         Some(nix::unistd::Uid::from_raw(uid)),
@@ -36,7 +36,7 @@ fn chown(p: &std::path::Path, uid: u32) {
     .unwrap();
 }
 
-fn daemon_world(account: Account) -> Daemon {
+pub(crate) fn daemon_world(account: Account) -> Daemon {
     let w = World::new();
     let www = w.module_dir("www");
     sample_tree(&www);
@@ -142,11 +142,11 @@ impl Daemon {
         cmd.output().unwrap()
     }
 
-    fn rsync(&self, args: &[&str]) -> Output {
+    pub(crate) fn rsync(&self, args: &[&str]) -> Output {
         self.rsync_env(&[], args)
     }
 
-    fn ok(&self, args: &[&str]) -> Output {
+    pub(crate) fn ok(&self, args: &[&str]) -> Output {
         let o = self.rsync(args);
         assert!(
             o.status.success(),
@@ -157,7 +157,7 @@ impl Daemon {
         o
     }
 
-    fn refused(&self, args: &[&str], message: &str) {
+    pub(crate) fn refused(&self, args: &[&str], message: &str) {
         assert!(!message.is_empty(), "a refusal test names the reason");
         let before = (
             snapshot(&self.w.root.join("srv")),
@@ -182,19 +182,19 @@ impl Daemon {
         assert!(before == after, "rsync {args:?} changed the server");
     }
 
-    fn srv(&self, m: &str) -> PathBuf {
+    pub(crate) fn srv(&self, m: &str) -> PathBuf {
         self.w
             .root
             .join("srv")
             .join(crate::common::module_dir_name(m))
     }
 
-    fn dst(&self, name: &str) -> String {
+    pub(crate) fn dst(&self, name: &str) -> String {
         let p = self.w.client.join(name);
         format!("{}/", p.display())
     }
 
-    fn src(&self) -> PathBuf {
+    pub(crate) fn src(&self) -> PathBuf {
         let src = self.w.client.join("src");
         std::fs::create_dir_all(&src).unwrap();
         set_mode(&src, 0o755);
@@ -233,7 +233,7 @@ impl Daemon {
     }
 }
 
-fn both() -> Vec<Daemon> {
+pub(crate) fn both() -> Vec<Daemon> {
     vec![daemon_world(Account::Root), daemon_world(Account::Nobody)]
 }
 
@@ -651,7 +651,7 @@ fn without_the_sandbox_the_hook_decides_alone() {
 /// rsync client sends. It stops there (it does not speak the transfer
 /// protocol): the hook's decision is in the audit log. Returns what the
 /// server said and the gate's exit status.
-fn raw_inband(w: &World, module: &str, args: &[&str]) -> (String, Option<i32>) {
+pub(crate) fn raw_inband(w: &World, module: &str, args: &[&str]) -> (String, Option<i32>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut gate = Command::new(gate_bin());
     if w.no_landlock {

@@ -9,6 +9,7 @@
     clippy::string_slice
 )]
 
+mod audit;
 mod checked;
 mod common;
 mod corpus;

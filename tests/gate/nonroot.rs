@@ -746,10 +746,20 @@ fn drop_ins_must_be_roots() {
     assert_ok(&out, "drop-in in root's sticky directory");
 }
 
+/// The start record (the `daemon` decision) of a record's session.
+fn session_start(s: &Setup, r: &serde_json::Value) -> serde_json::Value {
+    s.world
+        .audit_records()
+        .into_iter()
+        .find(|x| x["session"] == r["session"] && x["mode"] == "daemon" && x["decision"] == "allow")
+        .expect("the session's daemon decision")
+}
+
 /// What a pull from `www` looks like in both forms when `www` is not safe
 /// to serve: checked mode refuses `module_unsafe` (the detail naming
 /// `why` goes to the audit log only); daemon mode leaves the module out of
-/// the generated config.
+/// the generated config, and the daemon's refusal is recorded as checked
+/// mode's.
 fn assert_www_unsafe(s: &Setup, why: &str, what: &str) {
     let before = common::snapshot(&s.world.root.join("srv"));
     let out = s.rsync(&["-a", "h:www/", &s.dst("x")]);
@@ -774,23 +784,31 @@ fn assert_www_unsafe(s: &Setup, why: &str, what: &str) {
     );
 
     // host:: with another, safe, module: `www` is not in the config, so
-    // rsync knows no such module; the session record says it was left out.
-    // (As the gate stands, that note ends "the server's audit log says why"
-    // but no record carries `why`: the detail is in checked mode only.)
+    // rsync knows no such module; the gate records that refusal as checked
+    // mode does (`module_unsafe`, with `why` in the detail), and the
+    // session's start record says the module was left out.
     let out = s.rsync(&["-a", "h::www/", &s.dst("x")]);
     sshd::assert_denied(&out, &format!("{what} (h::)"), "Unknown module 'www'");
     let conf = std::fs::read_to_string(s.world.run.join("daemon/c.conf")).expect("config");
     assert!(!conf.contains("[www]"), "{conf}");
     let r = s.world.last_decision();
     assert_eq!(
-        (&r["mode"], &r["decision"]),
-        (&"daemon".into(), &"allow".into())
+        (&r["mode"], &r["decision"], &r["reason"]["code"]),
+        (&"daemon".into(), &"deny".into(), &"module_unsafe".into()),
+        "{r}"
     );
+    assert_eq!(r["modules"], serde_json::json!(["www"]), "{r}");
+    let detail = r["reason"]["detail"].as_str().unwrap_or_default();
     assert!(
-        r["notes"].as_array().is_some_and(|n| n.iter().any(|n| n
+        detail.contains(why) && detail.contains("refused by rsync's daemon"),
+        "{what}: detail {detail:?}"
+    );
+    let start = session_start(s, &r);
+    assert!(
+        start["notes"].as_array().is_some_and(|n| n.iter().any(|n| n
             .as_str()
             .is_some_and(|n| n.starts_with("module 'www' left out: module 'www' is not safe")))),
-        "{r}"
+        "{start}"
     );
     // host:: when it was the client's only module: refused, but as the gate
     // stands with `no_modules` ("no modules are granted to this key"), not
@@ -1003,15 +1021,26 @@ fn writable_module_containing_the_home() {
         "module_contains_home"
     );
 
-    // host:: leaves it out of the config.
+    // host:: leaves it out of the config; the daemon's refusal is recorded
+    // as checked mode's.
     let out = s.rsync(&["-rlpt", &sshd::slash(&src), "h::homes/"]);
     sshd::assert_denied(&out, "push into homes (h::)", "Unknown module 'homes'");
     let r = s.world.last_decision();
+    assert_eq!(
+        (&r["mode"], &r["reason"]["code"], &r["reason"]["message"]),
+        (
+            &"daemon".into(),
+            &"module_contains_home".into(),
+            &message.into()
+        ),
+        "{r}"
+    );
+    let start = session_start(&s, &r);
     assert!(
-        r["notes"].as_array().is_some_and(|n| n.iter().any(|n| n
+        start["notes"].as_array().is_some_and(|n| n.iter().any(|n| n
             .as_str()
             .is_some_and(|n| n.starts_with(&format!("module 'homes' left out: {message}"))))),
-        "{r}"
+        "{start}"
     );
     assert_eq!(before, common::snapshot(&homes), "the homes changed");
 
