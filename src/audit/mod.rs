@@ -119,7 +119,9 @@ impl From<&DenyReason> for Reason {
     /// client does not see.
     fn from(reason: &DenyReason) -> Reason {
         let detail = match reason {
-            DenyReason::ModuleUnsafe { why, .. } => Some(why.clone()),
+            DenyReason::ModuleUnsafe { why, .. } | DenyReason::Swappable { why, .. } => {
+                Some(why.clone())
+            }
             DenyReason::AuditUnavailable(d)
             | DenyReason::Internal(d)
             | DenyReason::SandboxUnavailable(d) => Some(d.clone()),

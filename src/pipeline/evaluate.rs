@@ -262,7 +262,13 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths())?;
+    let confined = confine::confine(
+        g,
+        module,
+        i.account,
+        &i.policy.protected_paths(),
+        &confine::link_writable_roots(i.policy),
+    )?;
     Ok(plan::checked::plan(plan::checked::Inputs {
         policy: i.policy,
         module,
@@ -318,6 +324,12 @@ fn in_band(i: &Inputs<'_>, g: &decide::Grant) -> Result<Vec<String>, DenyReason>
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths())?;
+    let confined = confine::confine(
+        g,
+        module,
+        i.account,
+        &i.policy.protected_paths(),
+        &confine::link_writable_roots(i.policy),
+    )?;
     Ok(confined.notes)
 }

@@ -20,4 +20,5 @@ mod nonroot;
 mod oracle;
 mod props;
 mod sshd;
+mod swap;
 mod triggers;
