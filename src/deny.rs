@@ -98,9 +98,10 @@ pub enum DenyReason {
     ModuleUnsafe { module: String, why: String },
     /// A writable module contains the account's `~/.ssh` or dotfiles.
     ModuleContainsHome(String),
-    /// A `--files-from` list names files rsync alone resolves, and neither
-    /// the installed rsync (`--confine-root`) nor the kernel sandbox keeps
-    /// them inside the module.
+    /// A `--files-from` list names files rsync alone resolves, and the
+    /// installed rsync cannot keep them inside the module (no
+    /// `--confine-root`; the kernel sandbox would keep their contents in,
+    /// not their metadata).
     FilesFromUnconfined { option: String },
     /// A push could create device or special files the policy forbids, and
     /// nothing here can stop it (no `--drop-D` to hand rsync, no sandbox).
@@ -460,7 +461,7 @@ impl fmt::Display for DenyReason {
             ),
             FilesFromUnconfined { option } => write!(
                 f,
-                "{option} is not allowed here: the server's rsync has no --confine-root and no kernel sandbox is active, so the listed names could lead outside the module"
+                "{option} is not allowed here: the server's rsync has no --confine-root, so the listed names could lead outside the module"
             ),
             NodesUnconfined { why } => write!(
                 f,

@@ -536,3 +536,60 @@ fn daemon_mode_swaps_stay_inside_the_module() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// --files-from without --confine-root
+// ---------------------------------------------------------------------------
+
+/// The names of a `--files-from` list are rsync's alone to resolve, and
+/// they follow links in the module: no race is needed for `sub2/x` to
+/// reach outside/ through a link `sub2`. rsync 3.5's `--confine-root`
+/// refuses that; the kernel sandbox does not stop rsync listing the file
+/// (only reading it), so an rsync without `--confine-root` is refused even
+/// with the sandbox.
+#[test]
+fn files_from_needs_confine_root_even_with_the_sandbox() {
+    if real_rsync().is_none() || !require_landlock() {
+        return;
+    }
+    let mut w = World::new();
+    let outside = w.root.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    set_mode(&outside, 0o755);
+    std::fs::write(outside.join("secret.txt"), outside_secret()).unwrap();
+    let www = w.module_dir("www");
+    std::os::unix::fs::symlink(&outside, www.join("sub2")).unwrap();
+    // An rsync older than 3.5, as the gate's probe sees it.
+    let old = w.root.join("bin/rsync-without-confine-root");
+    install_exec(
+        &old,
+        "#!/bin/sh\nif [ \"$1\" = --help ]; then /usr/bin/rsync --help | grep -v confine-root; exit 0; fi\n\
+         exec /usr/bin/rsync \"$@\"\n",
+    );
+    w.rsync = old;
+    w.sandbox = Some("required");
+    w.write_policy("[modules.www]\npath = \"{srv}/www\"\n[clients.c]\nmodules = [\"www\"]\n");
+    let list = w.client.join("list");
+    std::fs::write(&list, "sub2/secret.txt\n").unwrap();
+    let got = format!("{}/", w.client.join("got").display());
+    let out = w.rsync_as(
+        "c",
+        &[
+            "-av",
+            &format!("--files-from={}", list.display()),
+            "h:www/",
+            &got,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("total size is 777"),
+        "the outside file was listed:\n{text}"
+    );
+    assert_eq!(
+        w.last_decision()["reason"]["code"],
+        "files_from_unconfined",
+        "{}",
+        stderr(&out)
+    );
+}

@@ -884,8 +884,8 @@ pub fn check_grant(
     {
         return Err("a device-creating push with neither --drop-D nor the sandbox".into());
     }
-    if !caps.confine_root && !sandbox && g.path_opts.iter().any(|p| p.role == PathRole::FilesFrom) {
-        return Err("a --files-from list with neither --confine-root nor the sandbox".into());
+    if !caps.confine_root && g.path_opts.iter().any(|p| p.role == PathRole::FilesFrom) {
+        return Err("a --files-from list without --confine-root".into());
     }
     let files_from = g.path_opts.iter().any(|p| p.role == PathRole::FilesFrom);
     if files_from != (g.sources == Sources::FilesFromBase) {
