@@ -84,13 +84,24 @@ pub enum DenyReason {
     TooComplex(String),
     /// A path changed between check and pinning.
     Race(String),
+    /// rsync would look a name of the path up again after the check (it
+    /// cannot be handed over by descriptor), in a directory where someone
+    /// other than root and the account, or a client able to store working
+    /// symlinks, could replace it with a symlink. `why` names the server
+    /// directory (audit log only).
+    Swappable {
+        path: String,
+        hint: &'static str,
+        why: String,
+    },
     /// The module root is missing, not a directory, or unsafely owned.
     ModuleUnsafe { module: String, why: String },
     /// A writable module contains the account's `~/.ssh` or dotfiles.
     ModuleContainsHome(String),
-    /// A `--files-from` list names files rsync alone resolves, and neither
-    /// the installed rsync (`--confine-root`) nor the kernel sandbox keeps
-    /// them inside the module.
+    /// A `--files-from` list names files rsync alone resolves, and the
+    /// installed rsync cannot keep them inside the module (no
+    /// `--confine-root`; the kernel sandbox would keep their contents in,
+    /// not their metadata).
     FilesFromUnconfined { option: String },
     /// A push could create device or special files the policy forbids, and
     /// nothing here can stop it (no `--drop-D` to hand rsync, no sandbox).
@@ -158,6 +169,7 @@ impl DenyReason {
             DanglingSymlink(_) => "dangling_symlink",
             TooComplex(_) => "too_complex",
             Race(_) => "race",
+            Swappable { .. } => "swappable_path",
             ModuleUnsafe { .. } => "module_unsafe",
             ModuleContainsHome(_) => "module_contains_home",
             FilesFromUnconfined { .. } => "files_from_unconfined",
@@ -228,6 +240,11 @@ impl DenyReason {
             DanglingSymlink(s()),
             TooComplex(s()),
             Race(s()),
+            Swappable {
+                path: s(),
+                hint: "x",
+                why: s(),
+            },
             ModuleUnsafe {
                 module: s(),
                 why: s(),
@@ -299,17 +316,18 @@ impl DenyReason {
             DanglingSymlink(_) => 29,
             TooComplex(_) => 30,
             Race(_) => 31,
-            ModuleUnsafe { .. } => 32,
-            ModuleContainsHome(_) => 33,
-            FilesFromUnconfined { .. } => 34,
-            NodesUnconfined { .. } => 35,
-            Busy(_) => 36,
-            AuditUnavailable(_) => 37,
-            SandboxUnavailable(_) => 38,
-            Internal(_) => 39,
-            LockDirUnsafe(_) => 40,
-            ArgumentsTooLong { .. } => 41,
-            Parse(e) => 42 + parse_index(e),
+            Swappable { .. } => 32,
+            ModuleUnsafe { .. } => 33,
+            ModuleContainsHome(_) => 34,
+            FilesFromUnconfined { .. } => 35,
+            NodesUnconfined { .. } => 36,
+            Busy(_) => 37,
+            AuditUnavailable(_) => 38,
+            SandboxUnavailable(_) => 39,
+            Internal(_) => 40,
+            LockDirUnsafe(_) => 41,
+            ArgumentsTooLong { .. } => 42,
+            Parse(e) => 43 + parse_index(e),
         }
     }
 
@@ -439,6 +457,11 @@ impl fmt::Display for DenyReason {
                 "path '{p}' is too complex (too many symlinks, matches or components)"
             ),
             Race(p) => write!(f, "path '{p}' changed while it was being checked"),
+            // Where the link could come from names server paths: audit only.
+            Swappable { path, hint, .. } => write!(
+                f,
+                "path '{path}' could be swapped for a symlink after the check (the server's audit log says why); {hint}"
+            ),
             // The details name server paths: they go to the audit log only.
             ModuleUnsafe { module, .. } => write!(
                 f,
@@ -450,7 +473,7 @@ impl fmt::Display for DenyReason {
             ),
             FilesFromUnconfined { option } => write!(
                 f,
-                "{option} is not allowed here: the server's rsync has no --confine-root and no kernel sandbox is active, so the listed names could lead outside the module"
+                "{option} is not allowed here: the server's rsync has no --confine-root, so the listed names could lead outside the module"
             ),
             NodesUnconfined { why } => write!(
                 f,
@@ -499,7 +522,7 @@ mod tests {
         let idx: Vec<usize> = ex.iter().map(DenyReason::example_index).collect();
         let want: Vec<usize> = (0..ex.len()).collect();
         assert_eq!(idx, want, "examples() must list every variant, in order");
-        assert_eq!(ex.len(), 52);
+        assert_eq!(ex.len(), 53);
     }
 
     #[test]

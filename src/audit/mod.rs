@@ -120,7 +120,9 @@ impl From<&DenyReason> for Reason {
     /// client does not see.
     fn from(reason: &DenyReason) -> Reason {
         let detail = match reason {
-            DenyReason::ModuleUnsafe { why, .. } => Some(why.clone()),
+            DenyReason::ModuleUnsafe { why, .. } | DenyReason::Swappable { why, .. } => {
+                Some(why.clone())
+            }
             DenyReason::AuditUnavailable(d)
             | DenyReason::LockDirUnsafe(d)
             | DenyReason::Internal(d)

@@ -108,7 +108,7 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
             Some(caps) => {
                 if !caps.confine_root {
                     out.push(warn(format!(
-                        "{}: has no --confine-root (rsync < 3.5): served without it, relying on the gate's own checks",
+                        "{}: has no --confine-root (rsync < 3.5): served without it, relying on the gate's own checks; --files-from is refused",
                         policy.gate.rsync.display()
                     )));
                 }

@@ -7,7 +7,12 @@
 //! handed `/proc/self/fd/N/...` names for them, so a path cannot be swapped
 //! between the check and rsync's use of it. After opening, the descriptor's
 //! real path is read back and must be the one the check saw (otherwise the
-//! request is refused as a race).
+//! request is refused as a race). Directories a push needs that do not
+//! exist yet are planned ([`MakeDir`]) for the exec stage to create and
+//! hold. What rsync is still given by name after a held directory (a last
+//! name it does not follow, one a push makes a file or a directory, the
+//! directories `-R` transmits) must exist where rsync only reads, and lie
+//! where no one but root and the account can replace it with a symlink.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -34,6 +39,13 @@ const MAX_LINKS: usize = 40;
 const MODULE_NAME_HINT: &str = "add a trailing slash to transfer the module's contents";
 const MODULE_NAME_HINT_RELATIVE: &str =
     "with -R, mark where the transferred path starts with /./ (e.g. MODULE/./dir)";
+/// Advice when a push destination's last component would be looked up
+/// again by rsync where a link could be planted.
+const DEST_HINT: &str = "end the destination with '/' to push into a directory the gate creates and holds, or push into an existing directory";
+/// Advice when the directories a -R pull transmits would be walked again
+/// where a link could be planted.
+const RELATIVE_HINT: &str =
+    "with -R, put the /./ marker just before the last component (MODULE/dir/./name)";
 
 /// Most paths a request's wildcards may expand to.
 pub const MAX_MATCHES: usize = 10_000;
@@ -207,6 +219,37 @@ fn with_trailing(mut s: OsString, t: Trailing) -> OsString {
     s
 }
 
+/// Where clients can store symlinks that work: the real roots of the
+/// policy's writable modules with `munge_links = false` (any client's), by
+/// module name. A directory inside one can have an entry replaced by such a
+/// link at any time.
+pub fn link_writable_roots(policy: &crate::policy::Policy) -> Vec<(String, PathBuf)> {
+    policy
+        .modules
+        .values()
+        .filter(|m| m.writable() && !m.munge_links)
+        // A root that does not resolve holds nothing.
+        .filter_map(|m| {
+            std::fs::canonicalize(&m.path)
+                .ok()
+                .map(|r| (m.name.clone(), r))
+        })
+        .collect()
+}
+
+/// Options that make rsync skip (or delete on the client) a source that
+/// does not exist, instead of failing.
+const MISSING_ARGS: &[&str] = &["ignore-missing-args", "delete-missing-args"];
+/// The option that makes rsync create a push destination's missing parents.
+const MKPATH: &str = "mkpath";
+
+/// One step of a path as the kernel walks it.
+#[derive(Debug, Clone)]
+enum Step {
+    Name(Vec<u8>),
+    Parent,
+}
+
 /// The confinement walker for one request.
 struct Walker<'a> {
     root: PathBuf,
@@ -216,6 +259,14 @@ struct Walker<'a> {
     by_path: HashMap<PathBuf, usize>,
     mkdirs: Vec<MakeDir>,
     notes: &'a mut Vec<String>,
+    /// The account rsync runs as (its own links are trusted, as root's).
+    uid: u32,
+    /// [`link_writable_roots`].
+    link_roots: &'a [(String, PathBuf)],
+    /// The client asked rsync to tolerate missing sources.
+    missing_ok: bool,
+    /// `--mkpath`: rsync creates a push destination's missing parents.
+    mkpath: bool,
 }
 
 impl Walker<'_> {
@@ -368,6 +419,135 @@ impl Walker<'_> {
         Ok(())
     }
 
+    /// Every lookup of a name in a directory that resolving `comps` from the
+    /// real directory `start` makes, as the kernel makes them (symlinks
+    /// followed by their text, each component looked up in turn). The last
+    /// component's own lookup is left out unless `follow_last`: rsync does
+    /// not follow a link there, so replacing it changes nothing. Stops at a
+    /// missing last component; anything else missing is `not_found`.
+    fn lookups(
+        &self,
+        start: &Path,
+        comps: &[Vec<u8>],
+        follow_last: bool,
+    ) -> Result<Vec<(PathBuf, Vec<u8>)>, DenyReason> {
+        let mut cur = start.to_path_buf();
+        let mut pending: Vec<(Step, bool)> = comps
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, n)| (Step::Name(n.clone()), i == 0))
+            .collect();
+        let mut out = Vec::new();
+        let mut links = 0usize;
+        while let Some((step, last)) = pending.pop() {
+            let name = match step {
+                Step::Parent => {
+                    cur.pop();
+                    continue;
+                }
+                Step::Name(n) => n,
+            };
+            let follow = !last || follow_last;
+            if follow {
+                out.push((cur.clone(), name.clone()));
+            }
+            let next = cur.join(std::ffi::OsStr::from_bytes(&name));
+            let md = match std::fs::symlink_metadata(&next) {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && last => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(DenyReason::NotFound(self.spelled.clone()));
+                }
+                Err(e) => return Err(DenyReason::Internal(format!("{}: {e}", self.spelled))),
+            };
+            if md.file_type().is_symlink() && follow {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(DenyReason::TooComplex(self.spelled.clone()));
+                }
+                let target = std::fs::read_link(&next)
+                    .map_err(|e| DenyReason::Internal(format!("{}: {e}", self.spelled)))?;
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                let steps: Vec<Step> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        std::path::Component::Normal(n) => Some(Step::Name(n.as_bytes().to_vec())),
+                        std::path::Component::ParentDir => Some(Step::Parent),
+                        _ => None,
+                    })
+                    .collect();
+                let n = steps.len();
+                for (i, st) in steps.into_iter().enumerate().rev() {
+                    pending.push((st, last && i + 1 == n));
+                }
+            } else if md.is_dir() {
+                cur = next;
+            } else if !last {
+                return Err(DenyReason::NotADirectory(self.spelled.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Could the entry `name` of the real directory `dir` be replaced (or,
+    /// missing, be created) as a symlink by someone but root and the
+    /// account? Says why (a server-side detail) if so.
+    fn swappable(&self, dir: &Path, name: &[u8]) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let md = match std::fs::symlink_metadata(dir) {
+            Ok(md) => md,
+            Err(e) => return Some(format!("{}: {e}", dir.display())),
+        };
+        let trusted = |uid: u32| uid == 0 || uid == self.uid;
+        if !trusted(md.uid()) {
+            return Some(format!("{} is owned by uid {}", dir.display(), md.uid()));
+        }
+        let mode = md.mode();
+        if mode & 0o022 != 0 {
+            // In a root-owned sticky directory (/tmp) others cannot replace
+            // an entry that is not theirs; they can create a missing one.
+            let held = mode & 0o1000 != 0
+                && md.uid() == 0
+                && std::fs::symlink_metadata(dir.join(std::ffi::OsStr::from_bytes(name)))
+                    .is_ok_and(|e| trusted(e.uid()));
+            if !held {
+                return Some(format!(
+                    "{} is writable by its group or others (mode {:o})",
+                    dir.display(),
+                    mode & 0o7777
+                ));
+            }
+        }
+        if let Some((m, _)) = self.link_roots.iter().find(|(_, r)| dir.starts_with(r)) {
+            return Some(format!(
+                "{} is in writable module '{m}', whose clients can store symlinks (munge_links = false)",
+                dir.display()
+            ));
+        }
+        None
+    }
+
+    /// Refuse unless no lookup in `lookups` could be redirected.
+    fn hold_still(
+        &self,
+        lookups: &[(PathBuf, Vec<u8>)],
+        hint: &'static str,
+    ) -> Result<(), DenyReason> {
+        for (dir, name) in lookups {
+            if let Some(why) = self.swappable(dir, name) {
+                return Err(DenyReason::Swappable {
+                    path: self.spelled.clone(),
+                    hint,
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn proc(&self, i: usize) -> OsString {
         self.pins
             .get(i)
@@ -505,8 +685,16 @@ impl Walker<'_> {
             if a.leaf.is_some() {
                 return Err(DenyReason::NotADirectory(self.spelled.clone()));
             }
-            // The part rsync will transmit must stay inside too.
-            self.resolve(&a.dir, suffix, t.trailing != Trailing::None)?;
+            // The part rsync will transmit must stay inside too, and exist:
+            // rsync walks it by name, and a missing component could appear
+            // as a link later (a missing last one is rsync's to skip when
+            // the client asked it to, as a file it does not follow).
+            let follow_last = t.trailing != Trailing::None;
+            let found = self.resolve(&a.dir, suffix, follow_last)?;
+            let skipped = self.missing_ok && found.missing.len() == 1 && !follow_last;
+            if !found.missing.is_empty() && !skipped {
+                return Err(DenyReason::NotFound(self.spelled.clone()));
+            }
             let pin = match (t.marker, &t.prefix) {
                 (Some(_), _) => self.pin(&a.dir)?,
                 // An absolute path under -R transmits its full name: anchor at
@@ -518,6 +706,17 @@ impl Walker<'_> {
                     self.pin_root_parent()?
                 }
             };
+            // Only the anchor can be held: rsync looks up every transmitted
+            // directory by name again (it sends them as directories even
+            // where they are links). That is safe only where no one but
+            // root and the account can replace one of them with a link.
+            let start = self
+                .pins
+                .get(pin)
+                .map(|p| p.real.clone())
+                .ok_or_else(|| DenyReason::Internal("lost a pin".into()))?;
+            let walked = self.lookups(&start, &names, follow_last)?;
+            self.hold_still(&walked, RELATIVE_HINT)?;
             let mut s = self.proc(pin);
             s.push("/.");
             for n in &names {
@@ -542,10 +741,11 @@ impl Walker<'_> {
             if f.leaf.is_some() {
                 return Err(DenyReason::NotADirectory(self.spelled.clone()));
             }
-            let i = self.pin(&f.dir)?;
+            // A missing directory would be looked up by name, and followed.
             if !f.missing.is_empty() {
-                return Ok(with_trailing(self.below(i, &f.missing), t.trailing));
+                return Err(DenyReason::NotFound(self.spelled.clone()));
             }
+            let i = self.pin(&f.dir)?;
             // The module root, and "dir/..", mean the directory's contents.
             let trailing = match t.trailing {
                 Trailing::None => Trailing::SlashDot,
@@ -561,10 +761,24 @@ impl Walker<'_> {
         if f.leaf.is_some() {
             return Err(DenyReason::NotADirectory(self.spelled.clone()));
         }
+        // The parent is held; rsync looks up only the last name, without
+        // following a link there. A missing parent would be walked by name.
+        if !f.missing.is_empty() {
+            return Err(DenyReason::NotFound(self.spelled.clone()));
+        }
+        match std::fs::symlink_metadata(f.dir.join(std::ffi::OsStr::from_bytes(leaf))) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.missing_ok => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(DenyReason::NotFound(self.spelled.clone()));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                return Err(DenyReason::TooComplex(self.spelled.clone()));
+            }
+            Err(e) => return Err(DenyReason::Internal(format!("{}: {e}", self.spelled))),
+        }
         let i = self.pin(&f.dir)?;
-        let mut names = f.missing;
-        names.push(leaf.clone());
-        Ok(self.below(i, &names))
+        Ok(self.below(i, std::slice::from_ref(leaf)))
     }
 
     /// Hold the directory above the module root (root-owned and not
@@ -629,43 +843,71 @@ impl Walker<'_> {
     }
 
     /// The destination of a push, and where relative options start from.
+    ///
+    /// rsync is handed a held directory whenever the destination is (or is
+    /// to be) one: missing directories are created by the exec stage and
+    /// held. Only a last component that is not a directory (a file, a link
+    /// to one, or a name the transfer decides about) is passed by name,
+    /// below its held parent; rsync looks that name up again (and follows
+    /// a link there), so the parent must be one where no one else can put
+    /// a link.
     fn receiver_arg(&mut self, t: &Target) -> Result<(OsString, DestBase), DenyReason> {
         let root = self.root.clone();
         let f = self.resolve(&root, &t.comps, false)?;
+        let base = DestBase {
+            dir: f.dir.clone(),
+            missing: f.missing.clone(),
+        };
         if !f.missing.is_empty() {
-            let i = self.pin(&f.dir)?;
-            let arg = with_trailing(self.below(i, &f.missing), t.trailing);
-            return Ok((
-                arg,
-                DestBase {
-                    dir: f.dir,
-                    missing: f.missing,
-                },
+            // What rsync would create: with a trailing slash the whole
+            // chain is directories; without one, the last name becomes a
+            // file or a directory as the transfer decides. Without
+            // --mkpath rsync creates the destination alone, its parent must
+            // exist.
+            if f.missing.len() > 1 && !self.mkpath {
+                return Err(DenyReason::NotFound(self.spelled.clone()));
+            }
+            let (dirs, leaf) = match (t.trailing, f.missing.split_last()) {
+                (Trailing::None, Some((leaf, dirs))) => (dirs, Some(leaf.clone())),
+                _ => (f.missing.as_slice(), None),
+            };
+            let Some(leaf) = leaf else {
+                let slot = self.plan_mkdir(&f.dir, dirs, 0o777)?;
+                self.notes.push(format!(
+                    "destination {}: created by the gate before rsync starts",
+                    self.spelled
+                ));
+                return Ok((with_trailing(slot, t.trailing), base));
+            };
+            // The last name is looked up in its parent (created and held
+            // by the gate when missing: it is then as the existing
+            // directory it is made in).
+            self.hold_still(&[(f.dir.clone(), leaf.clone())], DEST_HINT)?;
+            if dirs.is_empty() {
+                let i = self.pin(&f.dir)?;
+                return Ok((self.below(i, &[leaf]), base));
+            }
+            let mut slot = self.plan_mkdir(&f.dir, dirs, 0o777)?;
+            self.notes.push(format!(
+                "destination {}: its directories created by the gate before rsync starts",
+                self.spelled
             ));
+            slot.push("/");
+            slot.push(std::ffi::OsStr::from_bytes(&leaf));
+            return Ok((slot, base));
         }
         match f.leaf {
             None => {
                 let i = self.pin(&f.dir)?;
-                Ok((
-                    with_trailing(self.proc(i), t.trailing),
-                    DestBase {
-                        dir: f.dir,
-                        missing: vec![],
-                    },
-                ))
+                Ok((with_trailing(self.proc(i), t.trailing), base))
             }
             Some((_, Kind::File)) if t.trailing != Trailing::None => {
                 Err(DenyReason::NotADirectory(self.spelled.clone()))
             }
             Some((name, Kind::File)) => {
+                self.hold_still(&[(f.dir.clone(), name.clone())], DEST_HINT)?;
                 let i = self.pin(&f.dir)?;
-                Ok((
-                    self.below(i, &[name]),
-                    DestBase {
-                        dir: f.dir,
-                        missing: vec![],
-                    },
-                ))
+                Ok((self.below(i, &[name]), base))
             }
             Some((name, Kind::Symlink)) => {
                 let link = f.dir.join(std::ffi::OsStr::from_bytes(&name));
@@ -686,15 +928,12 @@ impl Walker<'_> {
                         },
                     ))
                 } else {
-                    // rsync replaces the link itself with the new file.
+                    // rsync follows the link to see what is there, then
+                    // replaces the link itself with the new file.
+                    let walked = self.lookups(&f.dir, std::slice::from_ref(&name), true)?;
+                    self.hold_still(&walked, DEST_HINT)?;
                     let i = self.pin(&f.dir)?;
-                    Ok((
-                        self.below(i, &[name]),
-                        DestBase {
-                            dir: f.dir,
-                            missing: vec![],
-                        },
-                    ))
+                    Ok((self.below(i, &[name]), base))
                 }
             }
         }
@@ -889,16 +1128,19 @@ fn unescape(p: &[u8]) -> Vec<u8> {
 }
 
 /// Resolve, check and pin every path of a grant. Nothing is created here:
-/// a missing `--backup-dir` or absolute `--partial-dir` becomes a planned
-/// [`MakeDir`].
+/// a missing push destination, `--backup-dir` or absolute `--partial-dir`
+/// becomes a planned [`MakeDir`]. `link_roots` is
+/// [`link_writable_roots`] of the policy.
 pub fn confine(
     grant: &Grant,
     module: &Module,
     account: &Account,
     protected: &[PathBuf],
+    link_roots: &[(String, PathBuf)],
 ) -> Result<Confined, DenyReason> {
     let root = check_module(module, account, protected)?;
     let mut notes = Vec::new();
+    let has = |names: &[&str]| grant.opts.iter().any(|o| names.contains(&o.spec.long));
     let mut w = Walker {
         root: root.clone(),
         module: module.name.clone(),
@@ -907,6 +1149,10 @@ pub fn confine(
         by_path: HashMap::new(),
         mkdirs: Vec::new(),
         notes: &mut notes,
+        uid: account.uid,
+        link_roots,
+        missing_ok: has(MISSING_ARGS),
+        mkpath: has(&[MKPATH]),
     };
     // Hold the root first: every other check hangs off it.
     w.pin(&root)?;
@@ -985,11 +1231,24 @@ mod tests {
         std::fs::create_dir_all(bk.join("prev")).unwrap();
         symlink(&outside, bk.join("evil")).unwrap();
         std::fs::write(www.join("list"), "a.txt\n").unwrap();
+        // A directory anyone may write to, and a module whose clients can
+        // store working symlinks: links can appear in both at any time.
+        std::fs::create_dir(bk.join("shared")).unwrap();
+        std::fs::set_permissions(
+            bk.join("shared"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let open = base.join("open");
+        std::fs::create_dir_all(open.join("sub/deeper")).unwrap();
+        std::fs::write(open.join("sub/deeper/f"), "f").unwrap();
         let text = format!(
             "[modules.www]\npath = \"{}\"\n[modules.backup]\npath = \"{}\"\nread_only = false\ndelete = true\n\
-             [clients.c]\nmodules = [\"www\", \"backup\"]\n",
+             [modules.open]\npath = \"{}\"\nread_only = false\nmunge_links = false\n\
+             [clients.c]\nmodules = [\"www\", \"backup\", \"open\"]\n",
             www.display(),
-            bk.display()
+            bk.display(),
+            open.display()
         );
         let policy = policy::load_text(Path::new("/p.toml"), &text).unwrap();
         Fixture {
@@ -1025,7 +1284,7 @@ mod tests {
             panic!("not granted: {cmd}");
         };
         let m = &f.policy.modules[&g.module];
-        confine(&g, m, &account(), &[])
+        confine(&g, m, &account(), &[], &link_writable_roots(&f.policy))
     }
 
     /// Each argument as `<PINNED-DIR>rest`: `/proc/self/fd/N` shown as the
@@ -1045,6 +1304,15 @@ mod tests {
                         // The descriptor really holds that directory.
                         assert_eq!(std::fs::read_link(&pp).unwrap(), p.real);
                         return format!("<{}>{rest}", p.real.display());
+                    }
+                }
+                // A directory the exec stage creates, shown `<+DIR>`.
+                for m in &c.mkdirs {
+                    let pp = format!("/proc/self/fd/{}", m.slot.as_raw_fd());
+                    if let Some(rest) = s.strip_prefix(&pp)
+                        && (rest.is_empty() || rest.starts_with('/'))
+                    {
+                        return format!("<+{}>{rest}", m.expect.display());
                     }
                 }
                 panic!("{s} is not a held descriptor")
@@ -1076,14 +1344,12 @@ mod tests {
             // The link itself is sent (as a link), from its directory.
             ("www/insub", vec![format!("<{w}>/insub")]),
             ("www/leak", vec![format!("<{w}>/leak")]),
-            ("www/missing", vec![format!("<{w}>/missing")]),
             (
                 "www/*.txt",
                 vec![format!("<{w}>/a.txt"), format!("<{w}>/b.txt")],
             ),
             ("www/.*.txt", vec![format!("<{w}>/.hidden.txt")]),
             ("www/s*/f*", vec![format!("<{w}/sub>/file.txt")]),
-            ("www/*.nomatch", vec![format!("<{w}>/*.nomatch")]),
             // A wildcard in a parent yields only existing paths.
             // (insub is a link to sub: its real directory is what is held.)
             ("www/s*/file.txt", vec![format!("<{w}/sub>/file.txt")]),
@@ -1091,7 +1357,6 @@ mod tests {
                 "www/*sub/file.txt",
                 vec![format!("<{w}/sub>/file.txt"), format!("<{w}/sub>/file.txt")],
             ),
-            ("www/a\\*", vec![format!("<{w}>/a*")]),
             // With a trailing slash, as in the shell, only directories
             // (and links to them) match.
             ("www/[bs]*/", vec![format!("<{w}/sub>/")]),
@@ -1118,6 +1383,14 @@ mod tests {
             ("www/out/", "escapes_module"),
             ("www/leak/", "escapes_module"),
             ("www/dangling/", "dangling_symlink"),
+            // What does not exist is refused: rsync would look it up by
+            // name, and a link could be there by then.
+            ("www/missing", "not_found"),
+            ("www/missing/", "not_found"),
+            ("www/missing/x", "not_found"),
+            ("www/sub/missing/x", "not_found"),
+            ("www/*.nomatch", "not_found"),
+            ("www/a\\*", "not_found"),
             ("www/a.txt/x", "not_a_directory"),
             ("www/a.txt/", "not_a_directory"),
             // A wildcard walking into a link that leads out (www/out).
@@ -1170,41 +1443,184 @@ mod tests {
         );
     }
 
+    /// Under -R rsync looks up every transmitted directory by name again:
+    /// all of it must exist, and no one but root and the account may be
+    /// able to replace one of them with a link.
+    #[test]
+    fn relative_walks_only_what_cannot_be_swapped() {
+        let f = fixture();
+        let bk = f.base.join("backup");
+        std::fs::create_dir_all(bk.join("shared/d")).unwrap();
+        std::fs::write(bk.join("shared/d/f"), "f").unwrap();
+        let o = f.base.join("open");
+        for (path, want) in [
+            // Only the last name below the held anchor: nothing to walk.
+            (
+                "open/sub/deeper/./f",
+                format!("<{}>/./f", o.join("sub/deeper").display()),
+            ),
+            (
+                "backup/shared/d/./f",
+                format!("<{}>/./f", bk.join("shared/d").display()),
+            ),
+            // Walked directories no one else can touch.
+            ("backup/./prev/", format!("<{}>/./prev/", bk.display())),
+        ] {
+            let c = confine_cmd(&f, &format!("{PULLR}{path}")).unwrap();
+            assert_eq!(real_args(&c)[0], want, "{path}");
+        }
+        for (path, code) in [
+            ("www/./missing", "not_found"),
+            ("www/./missing/x", "not_found"),
+            ("www/./sub/missing/", "not_found"),
+            ("www/sub/missing", "not_found"),
+            // A directory of a module whose clients store working links.
+            ("open/./sub/deeper/f", "swappable_path"),
+            ("open/sub/./deeper/f", "swappable_path"),
+            ("open/./sub/", "swappable_path"),
+            ("open/sub/deeper/f", "swappable_path"),
+            // A directory anyone may write to.
+            ("backup/./shared/d/f", "swappable_path"),
+            ("backup/shared/./d/f", "swappable_path"),
+            ("backup/shared/./d/", "swappable_path"),
+        ] {
+            let e = confine_cmd(&f, &format!("{PULLR}{path}")).unwrap_err();
+            assert_eq!(e.code(), code, "{path}: {e}");
+        }
+        let e = confine_cmd(&f, &format!("{PULLR}open/./sub/deeper/f")).unwrap_err();
+        assert!(
+            e.to_string().contains("put the /./ marker just before"),
+            "{e}"
+        );
+        // The same pulls without -R hold the parent: nothing is walked.
+        for path in ["open/sub/deeper/f", "backup/shared/d/f", "open/sub/"] {
+            confine_cmd(&f, &format!("{PULL}{path}")).unwrap();
+        }
+    }
+
+    /// `--ignore-missing-args` and `--delete-missing-args` ask rsync to
+    /// skip a missing source: a missing last name (looked up without
+    /// following a link) is passed on; a missing directory never is.
+    #[test]
+    fn missing_sources_only_where_rsync_skips_them() {
+        let f = fixture();
+        // (--delete-missing-args is a delete option: a writable module.)
+        for (opt, m) in [
+            ("--ignore-missing-args", "www"),
+            ("--delete-missing-args", "backup"),
+        ] {
+            let dir = f.base.join(m);
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+            let pull = |p: &str| {
+                confine_cmd(
+                    &f,
+                    &format!("rsync --server --sender -logDtpre.iLsfxCIvu {opt} . {m}/{p}"),
+                )
+            };
+            let c = pull("missing").unwrap();
+            assert_eq!(real_args(&c), [format!("<{}>/missing", dir.display())]);
+            for p in ["missing/", "missing/x"] {
+                assert_eq!(pull(p).unwrap_err().code(), "not_found", "{opt} {p}");
+            }
+            let pull_r = |p: &str| {
+                confine_cmd(
+                    &f,
+                    &format!("rsync --server --sender -logDtpRe.iLsfxCIvu {opt} . {m}/{p}"),
+                )
+            };
+            let c = pull_r("./sub/missing").unwrap();
+            assert_eq!(
+                real_args(&c),
+                [format!("<{}>/./sub/missing", dir.display())]
+            );
+            assert_eq!(
+                pull_r("./missing/x").unwrap_err().code(),
+                "not_found",
+                "{opt}"
+            );
+        }
+    }
+
     #[test]
     fn receiver_forms() {
         let f = fixture();
         let b = f.base.join("backup");
+        std::fs::write(b.join("file.txt"), "x").unwrap();
+        symlink("file.txt", b.join("to-file")).unwrap();
         let b = b.display();
-        let table: &[(&str, String)] = &[
-            ("backup", format!("<{b}>")),
-            ("backup/", format!("<{b}>/")),
-            ("backup/prev/", format!("<{b}/prev>/")),
-            // Missing directories below the deepest existing one.
-            ("backup/new/", format!("<{b}>/new/")),
-            ("backup/new/deeper/", format!("<{b}>/new/deeper/")),
-            ("backup/prev/../cur", format!("<{b}>/cur")),
+        let o = f.base.join("open");
+        let o = o.display();
+        const MKPATH: &str = "rsync --server -logDtpre.iLsfxCIvu --mkpath . ";
+        let table: &[(&str, &str, String)] = &[
+            (PUSH, "backup", format!("<{b}>")),
+            (PUSH, "backup/", format!("<{b}>/")),
+            (PUSH, "backup/prev/", format!("<{b}/prev>/")),
+            // A missing destination directory is created and held.
+            (PUSH, "backup/new/", format!("<+{b}/new>/")),
+            (PUSH, "backup/new/.", format!("<+{b}/new>/.")),
+            (MKPATH, "backup/new/deeper/", format!("<+{b}/new/deeper>/")),
+            // A name the transfer makes a file or a directory: rsync looks
+            // it up in the held parent, where no one else can put a link.
+            (PUSH, "backup/new", format!("<{b}>/new")),
+            (PUSH, "backup/file.txt", format!("<{b}>/file.txt")),
+            (PUSH, "backup/to-file", format!("<{b}>/to-file")),
+            (MKPATH, "backup/new/deeper", format!("<+{b}/new>/deeper")),
+            (PUSH, "backup/prev/../cur", format!("<{b}>/cur")),
+            // Where links can appear, only held directories are handed on.
+            (PUSH, "backup/shared/new/", format!("<+{b}/shared/new>/")),
+            (PUSH, "open/new/", format!("<+{o}/new>/")),
+            (PUSH, "open/sub/", format!("<{o}/sub>/")),
         ];
-        for (path, want) in table {
-            let c = confine_cmd(&f, &format!("{PUSH}{path}")).unwrap();
+        for (cmd, path, want) in table {
+            let c = confine_cmd(&f, &format!("{cmd}{path}")).unwrap();
             assert_eq!(&real_args(&c)[0], want, "{path}");
         }
-        std::fs::write(f.base.join("backup/file.txt"), "x").unwrap();
-        for (path, code) in [
-            ("backup/file.txt/", "not_a_directory"),
-            ("backup/file.txt/.", "not_a_directory"),
-            ("backup/evil/", "escapes_module"),
-            ("backup/evil/x", "escapes_module"),
-            ("backup/..", "escapes_module"),
-            ("backup/new/../../x", "not_found"),
+        // The planned directory: its names below the held parent.
+        let c = confine_cmd(&f, &format!("{MKPATH}backup/new/deeper/")).unwrap();
+        assert_eq!(c.mkdirs.len(), 1);
+        assert_eq!(c.mkdirs[0].names, [b"new".to_vec(), b"deeper".to_vec()]);
+        assert_eq!(c.mkdirs[0].mode, 0o777);
+        assert!(
+            !f.base.join("backup/new").exists(),
+            "nothing is created here"
+        );
+        for (cmd, path, code) in [
+            (PUSH, "backup/file.txt/", "not_a_directory"),
+            (PUSH, "backup/file.txt/.", "not_a_directory"),
+            (PUSH, "backup/evil/", "escapes_module"),
+            (PUSH, "backup/evil/x", "escapes_module"),
+            (PUSH, "backup/..", "escapes_module"),
+            (PUSH, "backup/new/../../x", "not_found"),
+            // rsync creates no missing parents without --mkpath.
+            (PUSH, "backup/new/deeper/", "not_found"),
+            (PUSH, "backup/new/deeper", "not_found"),
+            // A name looked up again where others can plant a link.
+            (PUSH, "backup/shared/new", "swappable_path"),
+            (PUSH, "open/new", "swappable_path"),
+            (PUSH, "open/sub/deeper/f", "swappable_path"),
+            (MKPATH, "open/new/deeper", "swappable_path"),
         ] {
-            assert_eq!(
-                confine_cmd(&f, &format!("{PUSH}{path}"))
-                    .unwrap_err()
-                    .code(),
-                code,
-                "{path}"
-            );
+            let e = confine_cmd(&f, &format!("{cmd}{path}")).unwrap_err();
+            assert_eq!(e.code(), code, "{path}: {e}");
         }
+        // The client is told what to do; the audit log where and why.
+        let e = confine_cmd(&f, &format!("{PUSH}backup/shared/new")).unwrap_err();
+        assert!(
+            e.to_string().contains("end the destination with '/'"),
+            "{e}"
+        );
+        assert!(
+            !e.to_string().contains(&f.base.display().to_string()),
+            "{e}"
+        );
+        let detail = crate::audit::Reason::from(&e).detail.unwrap();
+        assert!(
+            detail.contains("writable by its group or others"),
+            "{detail}"
+        );
+        let e = confine_cmd(&f, &format!("{PUSH}open/new")).unwrap_err();
+        let detail = crate::audit::Reason::from(&e).detail.unwrap();
+        assert!(detail.contains("writable module 'open'"), "{detail}");
     }
 
     #[test]
@@ -1229,7 +1645,11 @@ mod tests {
         )
         .unwrap();
         assert!(c.path_opts.is_empty());
-        assert!(c.notes[0].contains("does not exist yet"), "{:?}", c.notes);
+        assert!(
+            c.notes.iter().any(|n| n.contains("does not exist yet")),
+            "{:?}",
+            c.notes
+        );
         // Escapes.
         for opt in [
             "--link-dest ../../outside",
@@ -1252,8 +1672,10 @@ mod tests {
         )
         .unwrap();
         assert!(!b.join("bk").exists());
-        assert_eq!(c.mkdirs.len(), 1);
-        let m = &c.mkdirs[0];
+        // The destination cur/ is planned first, then the backup dir.
+        assert_eq!(c.mkdirs.len(), 2);
+        assert_eq!(c.mkdirs[0].expect, b.join("cur"));
+        let m = &c.mkdirs[1];
         assert_eq!(m.expect, b.join("bk/today"));
         assert_eq!(m.names, [b"bk".to_vec(), b"today".to_vec()]);
         assert_eq!(m.mode, 0o777);
@@ -1330,6 +1752,10 @@ mod tests {
             by_path: HashMap::new(),
             mkdirs: Vec::new(),
             notes,
+            uid: 0,
+            link_roots: &[],
+            missing_ok: false,
+            mkpath: false,
         }
     }
 

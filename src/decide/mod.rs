@@ -517,10 +517,11 @@ fn checked_added(
     path_opts: &[PathOpt],
 ) -> Result<Vec<Added>, DenyReason> {
     let server = ctx.server;
-    // The names a --files-from list selects are resolved by rsync alone:
-    // only its --confine-root or the kernel sandbox keeps them inside.
+    // The names a --files-from list selects are resolved by rsync alone,
+    // following links in the module: only its --confine-root keeps them
+    // inside. (The kernel sandbox keeps their contents in, not their
+    // metadata: rsync would still list an outside file a link leads to.)
     if !server.caps.confine_root
-        && !server.sandbox
         && let Some(po) = path_opts.iter().find(|p| p.role == PathRole::FilesFrom)
     {
         return Err(DenyReason::FilesFromUnconfined {
@@ -1362,16 +1363,18 @@ mod tests {
     }
 
     #[test]
-    fn files_from_needs_confine_root_or_the_sandbox() {
+    fn files_from_needs_confine_root() {
         let cmd = format!("{PULL} --files-from=- --from0 . www/");
         let no_confine_root = RsyncCaps {
             confine_root: false,
             drop_d: true,
         };
         for (caps, sandbox, allowed) in [
-            (no_confine_root, true, true),
+            // The sandbox does not stop rsync listing what a link leads to.
+            (no_confine_root, true, false),
             (no_confine_root, false, false),
             (CAPS, false, true),
+            (CAPS, true, true),
         ] {
             match with(Server { caps, sandbox }, "c", &cmd) {
                 Decision::Checked(g) => assert!(allowed, "{caps:?} {sandbox}: {g:?}"),

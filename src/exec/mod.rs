@@ -95,9 +95,12 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
 
 /// Create the planned directories one component at a time below the held
 /// parent, never following a link, and move the result onto the slot the
-/// argv names. Returns the slot, now holding the new directory.
+/// argv names. Returns the slot, now holding the new directory. A directory
+/// someone else made there in the meantime (not root's, not ours) is a
+/// race: its owner could put links in it while rsync works there.
 fn make_dir(m: MakeDir) -> Result<OwnedFd, PrepareError> {
     let race = || PrepareError::Race(m.spelled.clone());
+    let us = nix::unistd::geteuid().as_raw();
     let mut fd = m.parent;
     for n in &m.names {
         let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n);
@@ -117,6 +120,10 @@ fn make_dir(m: MakeDir) -> Result<OwnedFd, PrepareError> {
             FileMode::empty(),
         )
         .map_err(|_| race())?;
+        let owner = nix::sys::stat::fstat(&fd).map_err(|_| race())?.st_uid;
+        if owner != 0 && owner != us {
+            return Err(race());
+        }
     }
     let real = std::fs::read_link(format!(
         "/proc/self/fd/{}",
@@ -380,6 +387,26 @@ mod tests {
         assert!(o.log.starts_with(b"pipe:["), "{:?}", o.log);
         let o = run_sh("echo x >&3 2>/dev/null; exit 0", None);
         assert!(o.log.is_empty());
+    }
+
+    #[test]
+    fn a_directory_someone_else_made_where_one_is_planned_is_a_race() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(base.join("m")).unwrap();
+        let m = make_dir(&base.join("m"), &["bk", "today"]);
+        // After the plan, before exec: another user makes bk.
+        std::fs::create_dir(base.join("m/bk")).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(base.join("m/bk"), Some(65534), Some(65534)).unwrap();
+            let e = prepare(plan_with(vec![m])).unwrap_err();
+            assert_eq!(e, PrepareError::Race("x".into()));
+            assert!(!base.join("m/bk/today").exists());
+        } else {
+            // Our own directory is taken as it is.
+            prepare(plan_with(vec![m])).unwrap();
+            assert!(base.join("m/bk/today").is_dir());
+        }
     }
 
     fn current_umask() -> u32 {

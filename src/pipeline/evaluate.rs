@@ -267,7 +267,13 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths(i.gate))?;
+    let confined = confine::confine(
+        g,
+        module,
+        i.account,
+        &i.policy.protected_paths(i.gate),
+        &confine::link_writable_roots(i.policy),
+    )?;
     let plan = plan::checked::plan(plan::checked::Inputs {
         policy: i.policy,
         module,
@@ -342,6 +348,12 @@ fn in_band(i: &Inputs<'_>, g: &decide::Grant) -> Result<Vec<String>, DenyReason>
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(g, module, i.account, &i.policy.protected_paths(i.gate))?;
+    let confined = confine::confine(
+        g,
+        module,
+        i.account,
+        &i.policy.protected_paths(i.gate),
+        &confine::link_writable_roots(i.policy),
+    )?;
     Ok(confined.notes)
 }

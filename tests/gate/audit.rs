@@ -181,7 +181,9 @@ fn daemon_refusals_are_recorded_as_checked_mode_records_them() {
 #[test]
 fn summary_of_a_mixed_run_counts_each_request_once() {
     let Some(_) = real_rsync() else { return };
-    let d = daemon_world(Account::Root);
+    // As an account that cannot read everything: a pull of what it cannot
+    // read is allowed and fails.
+    let d = daemon_world(Account::Nobody);
     limits_and_an_unsafe_module(&d);
     let _slot = hold_slot(&d.w.run.join("backup.lock"), d.account);
     let src = format!("{}/", d.src().display());
@@ -189,8 +191,13 @@ fn summary_of_a_mixed_run_counts_each_request_once() {
     d.ok(&["-a", "h:www/", &d.dst("p1")]);
     d.ok(&["-a", "h::www/", &d.dst("p2")]);
     d.ok(&["h::"]);
-    // Allowed, and failed (rsync: no such file, exit 23).
-    for from in ["h:www/nonexistent", "h::www/nonexistent"] {
+    let locked = d.srv("www").join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::write(locked.join("secret"), "s").unwrap();
+    set_mode(&locked.join("secret"), 0o000);
+    set_mode(&locked, 0o755);
+    // Allowed, and failed (rsync cannot open a file: exit 23).
+    for from in ["h:www/locked/", "h::www/locked/"] {
         let o = d.rsync(&["-a", from, &d.dst("p3")]);
         assert_eq!(o.status.code(), Some(23), "{from}: {}", stderr(&o));
     }

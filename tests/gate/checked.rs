@@ -887,9 +887,13 @@ fn passes_only_the_pinned_descriptors() {
         !targets.contains(&"/etc/hostname"),
         "stray descriptor leaked: {fds:?}"
     );
-    // 0, 1, 2 and the pinned module root.
-    assert_eq!(fds.len(), 4, "{fds:?}");
+    // 0, 1, 2, the pinned module root and the destination the gate made.
+    assert_eq!(fds.len(), 5, "{fds:?}");
     assert!(targets.contains(&bk.to_str().unwrap()), "{fds:?}");
+    assert!(
+        targets.contains(&bk.join("cur").to_str().unwrap()),
+        "{fds:?}"
+    );
 }
 
 #[test]
@@ -918,7 +922,11 @@ fn link_dest_is_pinned_and_missing_basis_is_dropped() {
         r.argv
     );
     assert!(!argv.iter().any(|a| a.contains("older")), "{argv:?}");
-    assert_eq!(argv.last().unwrap(), &format!("<fd:{}>/cur/", bk.display()));
+    // The missing destination is created and held before rsync starts.
+    assert_eq!(
+        argv.last().unwrap(),
+        &format!("<fd:{}>/", bk.join("cur").display())
+    );
     for want in [
         "--drop-D",
         "--munge-links",
@@ -1277,7 +1285,7 @@ fn secluded_args_reach_rsync_in_argv_without_s() {
     assert_eq!(argv[2], "-logDtpre.iLsfxCIvu", "no 's' left: {argv:?}");
     assert_eq!(
         argv.last().unwrap(),
-        &format!("<fd:{}>/a b;c/", bk.display())
+        &format!("<fd:{}>/", bk.join("a b;c").display())
     );
     // A malformed list is refused and nothing runs.
     std::fs::remove_file(out.join("argv")).unwrap();

@@ -908,7 +908,7 @@ fn hooks_judge_files_as_their_session_did() {
             .env("RSYNC_ARG2", "--sender")
             .env("RSYNC_ARG3", "-r")
             .env("RSYNC_ARG4", ".")
-            .env("RSYNC_ARG5", "www/")
+            .env("RSYNC_ARG5", "/")
             .stdin(Stdio::null());
         if let Some(a) = alias {
             cmd.env("RSYNC_GATE_ROOT_ALIAS", a);

@@ -24,4 +24,5 @@ mod nonroot;
 mod oracle;
 mod props;
 mod sshd;
+mod swap;
 mod triggers;

@@ -1004,8 +1004,8 @@ fn check_added(policy: &Policy, sel: &Selector, g: &Grant, m: &Module) -> Result
     {
         return Err("a device-creating push with neither --drop-D nor the sandbox".into());
     }
-    if !caps.confine_root && !sandbox && g.path_opts.iter().any(|p| p.role == PathRole::FilesFrom) {
-        return Err("a --files-from list with neither --confine-root nor the sandbox".into());
+    if !caps.confine_root && g.path_opts.iter().any(|p| p.role == PathRole::FilesFrom) {
+        return Err("a --files-from list without --confine-root".into());
     }
     let files_from = g.path_opts.iter().any(|p| p.role == PathRole::FilesFrom);
     if files_from != (g.sources == Sources::FilesFromBase) {
@@ -1415,6 +1415,9 @@ pub fn check_path_arg(
             root.display()
         ));
     }
+    if kind == ArgKind::Positional {
+        check_nothing_walked(g, real, rest).map_err(|e| format!("{}: {e}", shown()))?;
+    }
     let follow_last = match kind {
         ArgKind::Positional => {
             g.mode == Mode::Receiver
@@ -1434,6 +1437,41 @@ pub fn check_path_arg(
             phys.display(),
             root.display()
         ));
+    }
+    Ok(())
+}
+
+/// What rsync looks up by name after a pin must be there already: a push
+/// destination is its held directory, or one name below it (a file, or
+/// what the transfer makes); a pull source walks only existing names (its
+/// last one may be missing when rsync is told to skip missing sources, and
+/// is then not followed).
+fn check_nothing_walked(g: &Grant, real: &Path, rest: &[u8]) -> Result<(), String> {
+    let names: Vec<&[u8]> = rest
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    if g.mode == Mode::Receiver {
+        if names.len() > 1 {
+            return Err("a push destination walks directories by name below its pin".into());
+        }
+        return Ok(());
+    }
+    let missing_ok = g
+        .opts
+        .iter()
+        .any(|o| ["ignore-missing-args", "delete-missing-args"].contains(&o.spec.long));
+    let followed = rest.ends_with(b"/") || rest.ends_with(b"/.");
+    let mut p = real.to_path_buf();
+    for (i, n) in names.iter().enumerate() {
+        p.push(OsStr::from_bytes(n));
+        let last = i + 1 == names.len();
+        if std::fs::symlink_metadata(&p).is_err() && !(last && missing_ok && !followed) {
+            return Err(format!(
+                "names {} below its pin, which does not exist",
+                p.display()
+            ));
+        }
     }
     Ok(())
 }
