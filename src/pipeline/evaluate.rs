@@ -131,7 +131,7 @@ pub fn requested_mode(request: Result<&Request, &ParseError>) -> Option<Mode> {
         Ok(Request::Server(_)) => Some(Mode::Receiver),
         Ok(Request::InBand(ib)) if ib.args.sender => Some(Mode::Sender),
         Ok(Request::InBand(_)) => Some(Mode::Receiver),
-        Ok(Request::Daemon) => Some(Mode::Daemon),
+        Ok(Request::Daemon { .. }) => Some(Mode::Daemon),
         _ => None,
     }
 }
@@ -221,7 +221,7 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
                 Err(reason) => refuse(reason, Some(mode), modules),
             }
         }
-        Decision::Daemon(d) => match daemon(i, &d.modules) {
+        Decision::Daemon(d) => match daemon(i, &d) {
             Ok((plan, text)) => Evaluation::Run(Box::new(Run {
                 mode: Mode::Daemon,
                 modules: d.modules,
@@ -274,8 +274,9 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
     }))
 }
 
-fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyReason> {
+fn daemon(i: &Inputs<'_>, d: &decide::DaemonGrant) -> Result<(ExecPlan, String), DenyReason> {
     require_sandbox(i)?;
+    let names = &d.modules;
     let mut notes = Vec::new();
     let modules = confine::check_modules(
         i.policy,
@@ -303,6 +304,7 @@ fn daemon(i: &Inputs<'_>, names: &[String]) -> Result<(ExecPlan, String), DenyRe
         conn: i.conn,
         session: i.session,
         sandbox: i.sandbox(),
+        priority: d.priority,
     })
     .map_err(DenyReason::Internal)?;
     notes.append(&mut plan.notes);

@@ -10,6 +10,7 @@
 )]
 
 mod checked;
+mod clients;
 mod common;
 mod corpus;
 mod daemon;
