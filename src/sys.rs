@@ -270,3 +270,64 @@ impl Drop for HeldSignals {
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
     }
 }
+
+/// This thread's nice value (`getpriority(PRIO_PROCESS, 0)`; on Linux the
+/// nice value belongs to the thread, and a child inherits its creator's).
+pub fn nice_value() -> io::Result<i32> {
+    nix::errno::Errno::clear();
+    // SAFETY: getpriority(2) takes no pointers and changes nothing.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if n == -1 && nix::errno::Errno::last_raw() != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n)
+}
+
+/// Set this thread's nice value (`setpriority(PRIO_PROCESS, 0, n)`).
+pub fn set_nice_value(n: i32) -> io::Result<()> {
+    // SAFETY: setpriority(2) takes no pointers; it changes only this
+    // thread's scheduling priority.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `IOPRIO_WHO_PROCESS` (linux/ioprio.h): `who` is a thread id, 0 = self.
+const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+/// The class sits above the 13 bits of level data.
+const IOPRIO_CLASS_SHIFT: u32 = 13;
+
+/// This thread's I/O priority: (class, level), class 0 being "none" (the
+/// kernel then derives a best-effort level from the nice value).
+pub fn io_priority() -> io::Result<(u8, u8)> {
+    // SAFETY: ioprio_get(2) takes two integers and no pointers, and
+    // changes nothing.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0 as libc::c_int) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let class = u8::try_from((r >> IOPRIO_CLASS_SHIFT) & 0x7).unwrap_or(0);
+    let level = u8::try_from(r & 0xff).unwrap_or(0);
+    Ok((class, level))
+}
+
+/// Set this thread's I/O priority (`ioprio_set(IOPRIO_WHO_PROCESS, 0,
+/// class << 13 | level)`); a child inherits it.
+pub fn set_io_priority(class: u8, level: u8) -> io::Result<()> {
+    let value = (libc::c_int::from(class) << IOPRIO_CLASS_SHIFT) | libc::c_int::from(level);
+    // SAFETY: ioprio_set(2) takes three integers and no pointers; it
+    // changes only this thread's I/O scheduling priority.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_int,
+            value,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

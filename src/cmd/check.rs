@@ -95,6 +95,12 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
                 m.origin, m.name
             )));
         }
+        if m.writable() && m.specials && !m.devices && policy.gate.sandbox == policy::Sandbox::Off {
+            out.push(warn(format!(
+                "{}: module '{}': specials = true with sandbox = \"off\": only the kernel sandbox keeps device nodes out while FIFOs and sockets come in, so pushes with -D (every rsync -a) are refused",
+                m.origin, m.name
+            )));
+        }
         if let Err(r) = confine::check_module(m, account, &protected) {
             let detail = match &r {
                 DenyReason::ModuleUnsafe { why, .. } => why.clone(),
@@ -278,6 +284,26 @@ fn check_trigger(t: &policy::Trigger, account: &Account) -> Vec<Finding> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn specials_without_the_sandbox_is_a_warning() {
+        let acct = Account {
+            uid: 0,
+            name: "root".into(),
+            home: None,
+        };
+        let warned = |sandbox: &str| {
+            let text = format!(
+                "[gate]\nsandbox = \"{sandbox}\"\n[modules.a]\npath = \"/nonexistent-a\"\nread_only = false\nspecials = true\n[clients.c]\nmodules = [\"a\"]\n"
+            );
+            let p = policy::load_text(std::path::Path::new("/p.toml"), &text).unwrap();
+            check_environment(&p, &acct)
+                .iter()
+                .any(|f| !f.error && f.text.contains("specials = true with sandbox = \"off\""))
+        };
+        assert!(warned("off"));
+        assert!(!warned("best-effort"));
+    }
 
     #[test]
     fn triggers_are_checked_for_the_account() {

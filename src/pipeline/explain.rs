@@ -80,6 +80,9 @@ impl Explanation {
         for m in &plan.mkdirs {
             notes.push(format!("would create {}", m.expect.display()));
         }
+        if !plan.priority.is_none() {
+            notes.push(format!("would lower the priority: {}", plan.priority));
+        }
         if let Some(s) = &plan.slot {
             notes.push(format!(
                 "would take one of {} connection slots ({})",

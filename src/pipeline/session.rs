@@ -223,6 +223,7 @@ impl Session {
         r.argv = ready.plan().argv_shown();
         r.notes = ready.plan().notes.clone();
         r.sandbox = Some(sandbox_status(ready.confinement));
+        r.priority = ready.priority.clone();
         self.write(&r)
     }
 

@@ -98,6 +98,9 @@ pub struct Module {
     pub overwrite: bool,
     pub munge_links: bool,
     pub devices: bool,
+    /// FIFOs and sockets may be created (default: as `devices`); device
+    /// nodes only with `devices`.
+    pub specials: bool,
     pub follow_links: bool,
     pub max_connections: u32,
     /// Seconds of I/O inactivity after which rsync ends the session
@@ -289,6 +292,7 @@ struct RawModule {
     overwrite: Option<bool>,
     munge_links: Option<bool>,
     devices: Option<bool>,
+    specials: Option<bool>,
     follow_links: Option<bool>,
     max_connections: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
@@ -914,6 +918,14 @@ impl Builder {
         if delete && read_only {
             diags.push(src.diag(span.clone(), "delete = true needs read_only = false"));
         }
+        let devices = r.devices.unwrap_or(false);
+        let specials = r.specials.unwrap_or(devices);
+        if devices && !specials {
+            diags.push(src.diag(
+                span.clone(),
+                "specials = false contradicts devices = true (a module that takes device nodes takes FIFOs and sockets too)",
+            ));
+        }
         if delete && !overwrite {
             diags.push(src.diag(
                 span.clone(),
@@ -973,7 +985,8 @@ impl Builder {
                 delete,
                 overwrite,
                 munge_links: r.munge_links.unwrap_or(!read_only),
-                devices: r.devices.unwrap_or(false),
+                devices,
+                specials,
                 follow_links: r.follow_links.unwrap_or(false),
                 max_connections,
                 timeout,
@@ -1338,7 +1351,7 @@ trigger = "mirror"
             !www.munge_links,
             "read-only modules default to munge_links = false"
         );
-        assert!(!www.devices && !www.follow_links && www.list);
+        assert!(!www.devices && !www.specials && !www.follow_links && www.list);
         assert_eq!(www.origin.line, 10);
         let backup = &p.modules["backup"];
         assert!(
@@ -1404,6 +1417,10 @@ trigger = "mirror"
             (
                 "[modules.a]\npath = \"/a\"\nread_only = false\ndelete = true\noverwrite = false\n",
                 "/p.toml:1:1: delete = true contradicts overwrite = false",
+            ),
+            (
+                "[modules.a]\npath = \"/a\"\nread_only = false\ndevices = true\nspecials = false\n",
+                "/p.toml:1:1: specials = false contradicts devices = true",
             ),
             (
                 "[modules.\"a b\"]\npath = \"/a\"\n",

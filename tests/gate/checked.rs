@@ -718,16 +718,30 @@ fn refuses_smuggled_options() {
             vec![format!("--rsync-path=touch {} ; rsync", marker.display())],
             "unparsable command: shell operator ';'",
         ),
+        // Options before --server are read with the table, like the rest.
         (
             vec![format!(
                 "--rsync-path=rsync --log-file={}",
                 marker.display()
             )],
-            "not an rsync server invocation",
+            "option --log-file is not allowed",
         ),
         (
             vec!["--rsync-path=sh -c id".into()],
             "only rsync may be run with this key",
+        ),
+        (
+            vec!["--rsync-path=sudo rsync".into()],
+            "only rsync may be run with this key (got 'sudo')",
+        ),
+        // A priority prefix may only lower the priority.
+        (
+            vec!["--rsync-path=nice -n -5 rsync".into()],
+            "priority prefix refused: nice -5 would raise the priority",
+        ),
+        (
+            vec!["--rsync-path=nice -n 19 sh -c rsync".into()],
+            "priority prefix refused",
         ),
         (
             vec!["-s".into(), "-M--log-file=/tmp/x".into()],

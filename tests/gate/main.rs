@@ -11,6 +11,7 @@
 
 mod audit;
 mod checked;
+mod clients;
 mod common;
 mod corpus;
 mod daemon;
