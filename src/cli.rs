@@ -34,14 +34,20 @@ pub enum Command {
         #[arg(long)]
         client: String,
     },
-    /// Validate the policy; every problem with file:line:col.
+    /// Validate the policy (every problem with file:line:col), then what
+    /// serve will meet as the SSH account, each problem with its fix.
     Check {
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,
-        /// Judge ownership and modes as this SSH account would see them
-        /// (default: the user running check).
+        /// Check as this SSH account (default: every account whose
+        /// ~/.ssh/authorized_keys runs the gate with this policy, else the
+        /// user running check). As root, check acts as the account.
         #[arg(long)]
         account: Option<String>,
+        /// Tests only (debug builds): the syslog socket instead of /dev/log.
+        #[cfg(debug_assertions)]
+        #[arg(long, hide = true)]
+        test_syslog_socket: Option<PathBuf>,
     },
     /// Dry run of a decision (exit 0 allow, 1 deny, 2 error).
     Explain {
@@ -74,7 +80,8 @@ pub enum Command {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<OsString>,
     },
-    /// Print authorized_keys lines for clients that have a key.
+    /// Print authorized_keys lines for clients that have a key (the
+    /// clients left out, and why, on stderr).
     AuthorizedKeys {
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,

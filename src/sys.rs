@@ -331,3 +331,92 @@ pub fn set_io_priority(class: u8, level: u8) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Does this process have a single thread (so that a child forked from it
+/// is a consistent copy: no lock held, no allocation half done, by a
+/// thread the child does not have)? Read from `/proc/self/status`; false
+/// when it cannot be read.
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
+}
+
+/// Run `f` in a child process that has switched to `uid`, `gid` and the
+/// supplementary `groups` (all of them: real, effective and saved), and
+/// return what `f` returned, passed back through a pipe. `check` asks this
+/// way, as the SSH account, what `serve` will be allowed to do: open the
+/// policy, append to the audit log, create in `lock_dir`, run rsync and
+/// the login shell. Needs root; refused unless this process has a single
+/// thread.
+pub fn run_as(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    f: impl FnOnce() -> Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, Gid, Uid};
+    use std::io::{Read, Write};
+    if !single_threaded() {
+        return Err(io::Error::other(
+            "cannot act as another account from a process with several threads",
+        ));
+    }
+    let gids: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: this process has one thread (checked just above, and nothing
+    // between that check and here starts one), so the child is a complete
+    // copy of it: no lock or allocator state is left half-changed by a
+    // thread the child lacks, and the child may run ordinary code.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => {
+            drop(read_end);
+            let switched = nix::unistd::setgroups(&gids)
+                .and_then(|()| nix::unistd::setgid(Gid::from_raw(gid)))
+                .and_then(|()| nix::unistd::setuid(Uid::from_raw(uid)))
+                .is_ok()
+                && nix::unistd::getuid().as_raw() == uid
+                && nix::unistd::geteuid().as_raw() == uid
+                && nix::unistd::getegid().as_raw() == gid;
+            let code = if switched {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                    Ok(bytes) => {
+                        let mut w = std::fs::File::from(write_end);
+                        if w.write_all(&bytes).is_ok() { 0 } else { 3 }
+                    }
+                    Err(_) => 4,
+                }
+            } else {
+                2
+            };
+            // SAFETY: _exit(2) ends the child at once, without running the
+            // parent's atexit handlers or flushing buffers it copied from
+            // the parent (which would write the parent's output twice).
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut bytes = Vec::new();
+            let read = std::fs::File::from(read_end).read_to_end(&mut bytes);
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => {}
+                    other => break other,
+                }
+            };
+            read?;
+            match status.map_err(io::Error::from)? {
+                WaitStatus::Exited(_, 0) => Ok(bytes),
+                WaitStatus::Exited(_, 2) => Err(io::Error::other(format!(
+                    "cannot switch to uid {uid}, gid {gid}"
+                ))),
+                other => Err(io::Error::other(format!(
+                    "the child acting as uid {uid} failed ({other:?})"
+                ))),
+            }
+        }
+    }
+}

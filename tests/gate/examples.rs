@@ -363,6 +363,58 @@ fn every_refusal_code_is_documented() {
     }
 }
 
+/// Issue 12: the set-up recipes (README.md, examples/*/README.md) never
+/// empty an existing log (`install ... /dev/null LOG` truncates it unless
+/// guarded by `[ -e LOG ] ||`), give each account its own tmpfiles.d file,
+/// and install the binary built with `cargo build --release --locked`.
+#[test]
+fn setup_recipes_are_safe_on_a_shared_server() {
+    let mut docs = vec![repo().join("README.md")];
+    docs.extend(files_under(&repo().join("examples"), &|n| n == "README.md"));
+    let mut installs = 0;
+    for doc in &docs {
+        for block in code_blocks(&read(doc)) {
+            for line in block.lines() {
+                // (a fix `check` prints counts as a recipe too)
+                let line = line.trim_start();
+                let line = line.strip_prefix("fix: ").unwrap_or(line);
+                if let Some(i) = line.find("/dev/null ") {
+                    if !line[..i].contains("install ") {
+                        continue;
+                    }
+                    installs += 1;
+                    let target = line[i + "/dev/null ".len()..].trim();
+                    assert!(
+                        line.starts_with(&format!("[ -e {target} ] || install ")),
+                        "{}: this would empty an existing {target}:\n  {line}",
+                        doc.display()
+                    );
+                }
+                if line.contains("> /etc/tmpfiles.d/") {
+                    assert!(
+                        !line.contains("/etc/tmpfiles.d/rsync-gate.conf"),
+                        "{}: one tmpfiles.d file for every account:\n  {line}",
+                        doc.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(installs >= 5, "only {installs} log installs seen");
+    let readme = read(&repo().join("README.md"));
+    let binary = readme
+        .split_once("\n### 1. The binary\n")
+        .map(|(_, rest)| code_blocks(rest))
+        .unwrap_or_default();
+    assert_eq!(
+        binary.first().map(String::as_str),
+        Some(
+            "cargo build --release --locked\n\
+             install -o root -g root -m 0755 target/release/rsync-gate /usr/local/bin/rsync-gate\n"
+        )
+    );
+}
+
 #[test]
 fn crontab_example_has_no_bare_percent() {
     // cron turns an unescaped % into a newline.

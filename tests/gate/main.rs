@@ -10,6 +10,7 @@
 )]
 
 mod audit;
+mod check;
 mod checked;
 mod clients;
 mod common;
