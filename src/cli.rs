@@ -8,10 +8,30 @@ use clap::{Parser, Subcommand};
 
 use crate::policy::DEFAULT_POLICY;
 
+/// The version and the git commit the binary was built from (build.rs),
+/// as `--version` prints them first.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RSYNC_GATE_COMMIT"),
+    ")"
+);
+
 /// A forced-command gatekeeper for rsync over SSH.
 #[derive(Debug, Parser)]
-#[command(name = "rsync-gate", version, about, long_about = None)]
+#[command(
+    name = "rsync-gate",
+    version = env!("CARGO_PKG_VERSION"),
+    override_usage = "rsync-gate [-v]... <COMMAND> [OPTIONS]\n       rsync-gate --version [-v]",
+    about,
+    long_about = None,
+    disable_version_flag = true
+)]
 pub struct Cli {
+    /// Print the version and the git commit it was built from; with -v
+    /// also the rsync it finds and the kernel's Landlock ABI.
+    #[arg(short = 'V', long)]
+    pub version: bool,
     /// More diagnostics on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -19,8 +39,13 @@ pub struct Cli {
     #[cfg(debug_assertions)]
     #[arg(long, hide = true, global = true)]
     pub test_no_landlock: bool,
+    /// Tests only (debug builds): send journal entries to this socket
+    /// instead of journald's.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, global = true, value_name = "SOCKET")]
+    pub test_journal_socket: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     if cli.test_no_landlock {
         host::pretend_no_landlock();
     }
+    #[cfg(debug_assertions)]
+    if let Some(socket) = cli.test_journal_socket.clone() {
+        rsync_gate::audit::journald::use_test_socket(socket);
+    }
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
@@ -39,7 +43,23 @@ fn main() -> ExitCode {
         .with_max_level(level)
         .without_time()
         .init();
-    match run(cli.command, cli.verbose) {
+    if cli.version {
+        // As clap's own --version: whatever else the command line says.
+        return match version(cli.verbose > 0, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(2),
+        };
+    }
+    let Some(command) = cli.command else {
+        let _ = <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is required (rsync-gate --help lists them)",
+            )
+            .print();
+        return ExitCode::from(2);
+    };
+    match run(command, cli.verbose) {
         Ok(code) => ExitCode::from(code),
         // The reader went away (`rsync-gate audit | head`): not an error.
         Err(e)
@@ -235,6 +255,55 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
             &mut std::io::stderr(),
         ),
     }
+}
+
+/// `--version`: the version and commit; with `-v` also the rsync the
+/// default policy names (and what it supports) and the kernel's Landlock ABI.
+fn version(verbose: bool, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "rsync-gate {}", cli::VERSION)?;
+    if !verbose {
+        return Ok(());
+    }
+    let default = Path::new(policy::DEFAULT_POLICY);
+    let (rsync, whence) = match policy::load(default, &policy::PlainReader) {
+        Ok(p) => (
+            p.gate.rsync,
+            format!("[gate] rsync in {}", default.display()),
+        ),
+        Err(_) if !default.exists() => (
+            policy::Gate::default().rsync,
+            format!("the default; there is no {}", default.display()),
+        ),
+        Err(_) => (
+            policy::Gate::default().rsync,
+            format!(
+                "the default; {} does not load (rsync-gate check)",
+                default.display()
+            ),
+        ),
+    };
+    writeln!(out, "rsync:    {} ({whence})", rsync.display())?;
+    match host::rsync::version(&rsync) {
+        Some(v) => {
+            let caps = host::rsync::probe(&rsync).unwrap_or_default();
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            writeln!(
+                out,
+                "          {v}; --confine-root: {}, --drop-D: {}",
+                yes(caps.confine_root),
+                yes(caps.drop_d)
+            )?;
+        }
+        None => writeln!(out, "          cannot be run")?,
+    }
+    match host::landlock_abi() {
+        Some(abi) => writeln!(out, "landlock: ABI {abi}")?,
+        None => writeln!(
+            out,
+            "landlock: not available (the kernel has none, or it is turned off)"
+        )?,
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<policy::Policy> {

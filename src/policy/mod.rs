@@ -4,6 +4,7 @@
 //! semantic mistakes are errors reported as `file:line:col: message`, and a
 //! policy with any error is not used at all.
 
+pub mod keys;
 pub mod net;
 
 use std::collections::BTreeMap;
@@ -54,6 +55,9 @@ pub struct Gate {
     pub sandbox: Sandbox,
     pub include: Vec<String>,
     pub syslog: bool,
+    /// Also send every record to the systemd journal, as a structured
+    /// entry (when its socket exists).
+    pub journald: bool,
     pub wait_for_slot: Duration,
 }
 
@@ -66,6 +70,7 @@ impl Default for Gate {
             sandbox: Sandbox::BestEffort,
             include: Vec::new(),
             syslog: false,
+            journald: false,
             wait_for_slot: Duration::ZERO,
         }
     }
@@ -278,6 +283,7 @@ struct RawGate {
     sandbox: Option<Sandbox>,
     include: Option<Vec<Spanned<String>>>,
     syslog: Option<bool>,
+    journald: Option<bool>,
     wait_for_slot: Option<Spanned<String>>,
 }
 
@@ -804,6 +810,9 @@ impl Builder {
         }
         if let Some(s) = raw.syslog {
             gate.syslog = s;
+        }
+        if let Some(j) = raw.journald {
+            gate.journald = j;
         }
         if let Some(inc) = &raw.include {
             for v in inc {

@@ -267,16 +267,54 @@ fn last_command(script: &str) -> String {
         .to_string()
 }
 
+/// The commands of a shell script: its lines that are neither blank nor a
+/// comment.
+fn commands(script: &str) -> Vec<&str> {
+    script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
 #[test]
 fn readme_test_command_is_what_ci_runs() {
     let readme = read(&repo().join("README.md"));
     let ci = read(&repo().join(".ci/run"));
     let documented = first_code_line_after(&readme, "\n## Running the tests\n");
-    let run = last_command(&ci);
     assert_eq!(documented, "cargo test --locked");
+    // .ci/run runs exactly the README's test command, then only the
+    // package step the README describes there too.
+    let commands = commands(&ci);
+    let after: Vec<&str> = commands
+        .iter()
+        .skip_while(|c| **c != documented)
+        .skip(1)
+        .copied()
+        .collect();
+    assert!(
+        commands.contains(&documented.as_str()),
+        ".ci/run must run exactly the README's test command"
+    );
     assert_eq!(
-        run, documented,
-        ".ci/run must end by running exactly the README's test command"
+        after,
+        [
+            "cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0",
+            "bash tools/package-test",
+        ],
+        ".ci/run: after the test command, only the package step"
+    );
+    assert_eq!(last_command(&ci), "bash tools/package-test");
+    let running = readme
+        .split_once("\n## Running the tests\n")
+        .unwrap()
+        .1
+        .split("\n## ")
+        .next()
+        .unwrap();
+    assert!(
+        running.contains("tools/package-test"),
+        "README.md, \"Running the tests\", must describe the package step"
     );
     assert!(ci.starts_with("#!/usr/bin/env bash\n"));
     assert!(ci.contains("set -euo pipefail"));

@@ -16,11 +16,16 @@ mod clients;
 mod common;
 mod corpus;
 mod daemon;
+mod docs;
 mod dropbox;
 mod examples;
 mod ftpsync;
+#[path = "../../tools/docs/mod.rs"]
+mod gendocs;
 mod hardening;
 mod import;
+mod installed;
+mod journald;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
