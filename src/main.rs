@@ -110,6 +110,7 @@ fn run(command: Command) -> Result<u8> {
             from,
             connection,
             json,
+            trace,
             account: who,
             module,
             unsandboxed,
@@ -140,7 +141,16 @@ fn run(command: Command) -> Result<u8> {
                 },
                 None => explain::Asked::Command(&joined),
             };
-            let e = explain::explain(&p, &policy, &who, &client, from, asked, std::io::stdin());
+            let e = explain::explain(
+                &p,
+                &policy,
+                &who,
+                &client,
+                from,
+                asked,
+                std::io::stdin(),
+                trace,
+            );
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
             } else {
@@ -185,6 +195,21 @@ fn run(command: Command) -> Result<u8> {
                 summary: a.summary,
                 json: a.json,
                 follow: a.follow,
+            },
+            &mut out,
+            &mut std::io::stderr(),
+        ),
+        Command::Learn {
+            logs,
+            policy,
+            client,
+            since,
+        } => cmd::learn::run(
+            cmd::learn::Options {
+                logs,
+                policy: absolute(policy),
+                client,
+                since,
             },
             &mut out,
             &mut std::io::stderr(),

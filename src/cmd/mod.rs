@@ -1,9 +1,10 @@
 //! The administrator's commands and their rendering: `check`,
-//! `authorized-keys`, `audit`, `import`. They read the policy, the log, or
-//! (`import`) an rsyncd.conf or authorized_keys file; they never serve a
-//! client.
+//! `authorized-keys`, `audit`, `learn`, `import`. They read the policy, the
+//! log, or (`import`) an rsyncd.conf or authorized_keys file; they never
+//! serve a client.
 
 pub mod audit;
 pub mod authorized_keys;
 pub mod check;
 pub mod import;
+pub mod learn;

@@ -4,6 +4,7 @@
 //! semantic mistakes are errors reported as `file:line:col: message`, and a
 //! policy with any error is not used at all.
 
+mod origins;
 pub mod net;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use origins::KeyOrigins;
 pub use net::IpNet;
 
 /// The default policy location.
@@ -131,6 +133,9 @@ pub struct Client {
     pub key: Option<String>,
     pub note: Option<String>,
     pub trigger: Option<String>,
+    /// Learn mode: decided as any client, and every decision record notes
+    /// what the request asked for (`rsync-gate learn`).
+    pub learn: bool,
     pub origin: Origin,
 }
 
@@ -315,6 +320,7 @@ struct RawClient {
     key: Option<Spanned<String>>,
     note: Option<Spanned<String>>,
     trigger: Option<Spanned<String>>,
+    learn: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1063,7 +1069,8 @@ impl Builder {
                 ),
             ));
         }
-        if r.modules.is_empty() && r.trigger.is_none() {
+        let learn = r.learn.unwrap_or(false);
+        if r.modules.is_empty() && r.trigger.is_none() && !learn {
             diags.push(src.diag(
                 span,
                 format!(
@@ -1084,6 +1091,7 @@ impl Builder {
                 key: r.key.map(Spanned::into_inner),
                 note: r.note.map(Spanned::into_inner),
                 trigger: r.trigger.map(Spanned::into_inner),
+                learn,
                 origin,
             },
         );

@@ -19,10 +19,12 @@ mod examples;
 mod ftpsync;
 mod hardening;
 mod import;
+mod learn;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
 mod props;
 mod sshd;
 mod swap;
+mod trace;
 mod triggers;
