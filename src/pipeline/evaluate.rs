@@ -135,7 +135,7 @@ pub fn requested_mode(request: Result<&Request, &ParseError>) -> Option<Mode> {
         Ok(Request::Server(_)) => Some(Mode::Receiver),
         Ok(Request::InBand(ib)) if ib.args.sender => Some(Mode::Sender),
         Ok(Request::InBand(_)) => Some(Mode::Receiver),
-        Ok(Request::Daemon) => Some(Mode::Daemon),
+        Ok(Request::Daemon { .. }) => Some(Mode::Daemon),
         _ => None,
     }
 }
@@ -349,7 +349,7 @@ fn evaluate_with<T: Tracer>(
                 Err(reason) => refuse(reason, Some(mode), modules),
             }
         }
-        Decision::Daemon(d) => match daemon(i, &d.modules, t) {
+        Decision::Daemon(d) => match daemon(i, &d, t) {
             Ok((plan, text, left_out)) => Evaluation::Run(Box::new(Run {
                 mode: Mode::Daemon,
                 modules: d.modules,
@@ -434,10 +434,11 @@ fn checked<T: Tracer>(
 
 fn daemon<T: Tracer>(
     i: &Inputs<'_>,
-    names: &[String],
+    d: &decide::DaemonGrant,
     t: &mut T,
 ) -> Result<(ExecPlan, String, Vec<DenyReason>), DenyReason> {
     require_sandbox(i, t)?;
+    let names: &[String] = &d.modules;
     let mut notes = Vec::new();
     let mut left_out = Vec::new();
     let modules = confine::check_modules(
@@ -480,6 +481,7 @@ fn daemon<T: Tracer>(
         conn: i.conn,
         session: i.session,
         sandbox: i.sandbox(),
+        priority: d.priority,
     })
     .map_err(DenyReason::Internal)?;
     if let Some(alias) = crate::trust::root_alias() {

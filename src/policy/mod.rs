@@ -4,8 +4,9 @@
 //! semantic mistakes are errors reported as `file:line:col: message`, and a
 //! policy with any error is not used at all.
 
-mod origins;
+pub mod keys;
 pub mod net;
+mod origins;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,8 +17,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use origins::KeyOrigins;
 pub use net::IpNet;
+pub use origins::KeyOrigins;
 
 /// The default policy location.
 pub const DEFAULT_POLICY: &str = "/etc/rsync-gate/policy.toml";
@@ -56,6 +57,9 @@ pub struct Gate {
     pub sandbox: Sandbox,
     pub include: Vec<String>,
     pub syslog: bool,
+    /// Also send every record to the systemd journal, as a structured
+    /// entry (when its socket exists).
+    pub journald: bool,
     pub wait_for_slot: Duration,
 }
 
@@ -68,6 +72,7 @@ impl Default for Gate {
             sandbox: Sandbox::BestEffort,
             include: Vec::new(),
             syslog: false,
+            journald: false,
             wait_for_slot: Duration::ZERO,
         }
     }
@@ -100,6 +105,9 @@ pub struct Module {
     pub overwrite: bool,
     pub munge_links: bool,
     pub devices: bool,
+    /// FIFOs and sockets may be created (default: as `devices`); device
+    /// nodes only with `devices`.
+    pub specials: bool,
     pub follow_links: bool,
     pub max_connections: u32,
     /// Seconds of I/O inactivity after which rsync ends the session
@@ -280,6 +288,7 @@ struct RawGate {
     sandbox: Option<Sandbox>,
     include: Option<Vec<Spanned<String>>>,
     syslog: Option<bool>,
+    journald: Option<bool>,
     wait_for_slot: Option<Spanned<String>>,
 }
 
@@ -294,6 +303,7 @@ struct RawModule {
     overwrite: Option<bool>,
     munge_links: Option<bool>,
     devices: Option<bool>,
+    specials: Option<bool>,
     follow_links: Option<bool>,
     max_connections: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
@@ -807,6 +817,9 @@ impl Builder {
         if let Some(s) = raw.syslog {
             gate.syslog = s;
         }
+        if let Some(j) = raw.journald {
+            gate.journald = j;
+        }
         if let Some(inc) = &raw.include {
             for v in inc {
                 match check_abs_path(v.get_ref()) {
@@ -920,6 +933,14 @@ impl Builder {
         if delete && read_only {
             diags.push(src.diag(span.clone(), "delete = true needs read_only = false"));
         }
+        let devices = r.devices.unwrap_or(false);
+        let specials = r.specials.unwrap_or(devices);
+        if devices && !specials {
+            diags.push(src.diag(
+                span.clone(),
+                "specials = false contradicts devices = true (a module that takes device nodes takes FIFOs and sockets too)",
+            ));
+        }
         if delete && !overwrite {
             diags.push(src.diag(
                 span.clone(),
@@ -979,7 +1000,8 @@ impl Builder {
                 delete,
                 overwrite,
                 munge_links: r.munge_links.unwrap_or(!read_only),
-                devices: r.devices.unwrap_or(false),
+                devices,
+                specials,
                 follow_links: r.follow_links.unwrap_or(false),
                 max_connections,
                 timeout,
@@ -1346,7 +1368,7 @@ trigger = "mirror"
             !www.munge_links,
             "read-only modules default to munge_links = false"
         );
-        assert!(!www.devices && !www.follow_links && www.list);
+        assert!(!www.devices && !www.specials && !www.follow_links && www.list);
         assert_eq!(www.origin.line, 10);
         let backup = &p.modules["backup"];
         assert!(
@@ -1412,6 +1434,10 @@ trigger = "mirror"
             (
                 "[modules.a]\npath = \"/a\"\nread_only = false\ndelete = true\noverwrite = false\n",
                 "/p.toml:1:1: delete = true contradicts overwrite = false",
+            ),
+            (
+                "[modules.a]\npath = \"/a\"\nread_only = false\ndevices = true\nspecials = false\n",
+                "/p.toml:1:1: specials = false contradicts devices = true",
             ),
             (
                 "[modules.\"a b\"]\npath = \"/a\"\n",
