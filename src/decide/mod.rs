@@ -767,8 +767,8 @@ fn checked<'p, T: Tracer>(
     {
         t.step(|| Step::Rule {
             rule: format!(
-                "the first path word names a module and a later one does not: a path split at its spaces ({})",
-                words.join(" ")
+                "the first path word names a module and a later one does not: a path split at its spaces ('{}')",
+                words.join("' '")
             ),
             knob: None,
             allowed: false,
