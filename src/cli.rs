@@ -90,6 +90,10 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also show every rule that applied, in order, with the policy
+        /// file:line:col it came from, ending in the decision.
+        #[arg(long)]
+        trace: bool,
         /// Decide as this SSH account (default: the user running explain).
         #[arg(long)]
         account: Option<String>,
@@ -132,6 +136,25 @@ pub enum Command {
     TriggerRun(TriggerRun),
     /// Review the audit log.
     Audit(Audit),
+    /// Print a candidate policy from what `learn = true` clients did (the
+    /// audit log's records of them): the modules, settings and addresses
+    /// their requests needed. Writes nothing (exit 0, or 1 when no record
+    /// matched).
+    Learn {
+        /// Audit log to read (default: the policy's audit_log); repeat for
+        /// rotated logs, plain or gzip'ed.
+        #[arg(long = "log", value_name = "FILE")]
+        logs: Vec<PathBuf>,
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// Only this client's records.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only records at or after this time (2026-11-23,
+        /// 2026-11-23T06:00:00Z, or ago: 30s, 5m, 2h, 3d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
     /// Print a policy equivalent to an rsyncd.conf or to authorized_keys
     /// lines running rrsync, rsync's daemon or ftpsync, saying what could
     /// not be carried over (exit 0 all, 1 not all, 2 nothing).

@@ -13,10 +13,11 @@
 //!    │ audit     pipeline::session: the allow record (or every refusal)          │
 //!    │ run       exec::run: spawn rsync, forward signals, wait; the end record    │
 //!    └─────────────────────────────────────────────────────────────────────────┘
-//!  pipeline::explain   the same evaluate, nothing prepared or run
+//!  pipeline::explain   the same evaluate, nothing prepared or run; with
+//!                      --trace its rules as applied (decide::trace)
 //!  pipeline::hook      a daemon session's in-band requests: request::inband,
 //!                      the same evaluate, an audit line, a veto on stdout
-//!  cmd::*              check, authorized-keys, audit review, import
+//!  cmd::*              check, authorized-keys, audit review, learn, import
 //! ```
 //!
 //! Dependencies point down: `main` → `pipeline`, `cmd` → `exec`, `plan` →

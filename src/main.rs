@@ -138,6 +138,7 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
             from,
             connection,
             json,
+            trace,
             account: who,
             module,
             unsandboxed,
@@ -168,7 +169,16 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
                 },
                 None => explain::Asked::Command(&joined),
             };
-            let e = explain::explain(&p, &policy, &who, &client, from, asked, std::io::stdin());
+            let e = explain::explain(
+                &p,
+                &policy,
+                &who,
+                &client,
+                from,
+                asked,
+                std::io::stdin(),
+                trace,
+            );
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
             } else {
@@ -238,6 +248,21 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
                 summary: a.summary,
                 json: a.json,
                 follow: a.follow,
+            },
+            &mut out,
+            &mut std::io::stderr(),
+        ),
+        Command::Learn {
+            logs,
+            policy,
+            client,
+            since,
+        } => cmd::learn::run(
+            cmd::learn::Options {
+                logs,
+                policy: absolute(policy),
+                client,
+                since,
             },
             &mut out,
             &mut std::io::stderr(),

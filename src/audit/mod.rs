@@ -224,8 +224,65 @@ pub struct Record {
     /// A trigger's decision or run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<TriggerInfo>,
+    /// Decision records of a `learn = true` client: what the request asked
+    /// for, whatever the decision (`rsync-gate learn` reads them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learn: Option<Learned>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+}
+
+/// What a learn client's request asked for, as parsed (the would-be
+/// decision's context; the decision itself is the record's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Learned {
+    /// The modules its paths (and path-valued options) name: `MODULE/...`,
+    /// or the module an absolute path lies under. Lexical: named is not
+    /// granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
+    /// The option table's rows it used (long names), each once, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// Its paths as sent (escaped), at most [`LEARN_PATHS`] of at most
+    /// [`LEARN_PATH_BYTES`] each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// How many paths `paths` leaves out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paths_omitted: u64,
+}
+
+/// Most paths a learn record lists.
+pub const LEARN_PATHS: usize = 16;
+/// Longest path a learn record lists (bytes; cut with `...`).
+pub const LEARN_PATH_BYTES: usize = 512;
+/// Most modules a learn record lists.
+pub const LEARN_MODULES: usize = 16;
+
+impl Learned {
+    /// Record a path (escaped and cut).
+    pub fn add_path(&mut self, raw: &[u8]) {
+        if self.paths.len() < LEARN_PATHS {
+            self.paths.push(cut(&escape(raw), LEARN_PATH_BYTES));
+        } else {
+            self.paths_omitted += 1;
+        }
+    }
+
+    /// Record a module name (each once).
+    pub fn add_module(&mut self, name: String) {
+        if !self.modules.contains(&name) && self.modules.len() < LEARN_MODULES {
+            self.modules.push(name);
+        }
+    }
+
+    /// Record an option row (each once).
+    pub fn add_option(&mut self, long: &str) {
+        if !self.options.iter().any(|o| o == long) {
+            self.options.push(long.to_string());
+        }
+    }
 }
 
 /// Most arguments one record lists: the options and the first paths of a

@@ -24,8 +24,12 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode as FileMode;
 
-use crate::decide::{Comp, Grant, Mode, PathOpt, PathValue, Sources, Target, Trailing};
+use crate::decide::trace::Step as TraceStep;
+use crate::decide::{
+    Comp, Grant, Mode, NoTrace, PathOpt, PathValue, Sources, Target, Tracer, Trailing,
+};
 use crate::deny::{DenyReason, shown};
+use crate::escape;
 use crate::glob;
 pub use crate::host::Account;
 use crate::policy::Module;
@@ -386,6 +390,46 @@ impl Walker<'_> {
             leaf: None,
             missing: Vec::new(),
         })
+    }
+
+    /// The [`TraceStep::Path`] for an argument rsync gets: what each
+    /// `/proc/self/fd/N` in it holds (or, for a directory the gate creates
+    /// first, will hold).
+    fn path_step(&self, role: &str, path: String, arg: &OsString) -> TraceStep {
+        let b = arg.as_bytes();
+        let mut resolved = None;
+        if let Some(rest) = b.strip_prefix(b"/proc/self/fd/") {
+            let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+            let (num, tail) = rest.split_at(digits);
+            let fd: Option<i32> = std::str::from_utf8(num).ok().and_then(|n| n.parse().ok());
+            let held = fd.and_then(|fd| {
+                self.pins
+                    .iter()
+                    .find(|p| p.fd.as_raw_fd() == fd)
+                    .map(|p| (p.real.clone(), false))
+                    .or_else(|| {
+                        self.mkdirs
+                            .iter()
+                            .find(|m| m.slot.as_raw_fd() == fd)
+                            .map(|m| (m.expect.clone(), true))
+                    })
+            });
+            if let Some((real, created)) = held {
+                let mut r = real.into_os_string().into_vec();
+                r.extend_from_slice(tail);
+                let mut text = escape::field(&r);
+                if created {
+                    text.push_str(" (created by the gate before rsync starts)");
+                }
+                resolved = Some(text);
+            }
+        }
+        TraceStep::Path {
+            role: role.to_string(),
+            path,
+            resolved: resolved.unwrap_or_else(|| escape::field(b)),
+            handed: escape::field(b),
+        }
     }
 
     /// Hold the directory `real` and return its index in `pins`.
@@ -1138,7 +1182,29 @@ pub fn confine(
     protected: &[PathBuf],
     link_roots: &[(String, PathBuf)],
 ) -> Result<Confined, DenyReason> {
-    let root = check_module(module, account, protected)?;
+    confine_with(grant, module, account, protected, link_roots, &mut NoTrace)
+}
+
+/// [`confine`], reporting each check and each path's resolution to `t`
+/// (the same code: [`confine`] passes [`NoTrace`]).
+pub fn confine_with<T: Tracer>(
+    grant: &Grant,
+    module: &Module,
+    account: &Account,
+    protected: &[PathBuf],
+    link_roots: &[(String, PathBuf)],
+    t: &mut T,
+) -> Result<Confined, DenyReason> {
+    let checked = check_module(module, account, protected);
+    t.step(|| TraceStep::ModuleRoot {
+        module: module.name.clone(),
+        root: match &checked {
+            Ok(real) => escape::field(real.as_os_str().as_bytes()),
+            Err(_) => escape::field(module.path.as_os_str().as_bytes()),
+        },
+        allowed: checked.is_ok(),
+    });
+    let root = checked?;
     let mut notes = Vec::new();
     let has = |names: &[&str]| grant.opts.iter().any(|o| names.contains(&o.spec.long));
     let mut w = Walker {
@@ -1161,17 +1227,20 @@ pub fn confine(
     match grant.mode {
         Mode::Sender => {
             let mut budget = MAX_MATCHES;
-            for t in &grant.paths {
-                w.spelled = t.shown();
-                for concrete in w.expand(t, &mut budget)? {
-                    args.push(w.sender_arg(&concrete, grant.sources)?);
+            for tg in &grant.paths {
+                w.spelled = tg.shown();
+                for concrete in w.expand(tg, &mut budget)? {
+                    let arg = w.sender_arg(&concrete, grant.sources)?;
+                    t.step(|| w.path_step("source", concrete.shown(), &arg));
+                    args.push(arg);
                 }
             }
         }
         Mode::Receiver => {
-            for t in &grant.paths {
-                w.spelled = t.shown();
-                let (arg, b) = w.receiver_arg(t)?;
+            for tg in &grant.paths {
+                w.spelled = tg.shown();
+                let (arg, b) = w.receiver_arg(tg)?;
+                t.step(|| w.path_step("destination", tg.shown(), &arg));
                 args.push(arg);
                 base = Some(b);
             }
@@ -1179,7 +1248,24 @@ pub fn confine(
     }
     let mut path_opts = Vec::new();
     for po in &grant.path_opts {
-        if let Some(v) = w.path_opt(po, base.as_ref())? {
+        let v = w.path_opt(po, base.as_ref())?;
+        let spelled = || match &po.value {
+            PathValue::Stdin => "-".to_string(),
+            PathValue::InModule(tg) => tg.shown(),
+            PathValue::DestRelative { spelled, .. } => shown(spelled),
+            PathValue::PerDirectory(name) => shown(name),
+            PathValue::Dropped => String::new(),
+        };
+        match &v {
+            Some(arg) => t.step(|| w.path_step(&po.spec.display(), spelled(), arg)),
+            None => t.step(|| TraceStep::Path {
+                role: po.spec.display(),
+                path: spelled(),
+                resolved: "nothing yet (or unused)".into(),
+                handed: "nothing: not passed on".into(),
+            }),
+        }
+        if let Some(v) = v {
             path_opts.push((po.spec, v));
         }
     }

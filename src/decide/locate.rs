@@ -208,3 +208,36 @@ pub(super) fn locate_rel<'p>(
         },
     ))
 }
+
+/// The module a path word names, lexically, whoever asks: the first
+/// component of `MODULE/path` (when it could be a module name), or the
+/// policy module whose `path` is the longest prefix of an absolute path.
+/// What learn mode records of a request; it grants nothing.
+pub fn module_named(policy: &Policy, word: &Word) -> Option<String> {
+    if word.tilde {
+        return None;
+    }
+    let p = parse_path(word, false);
+    if p.absolute {
+        return policy
+            .modules
+            .values()
+            .map(|m| (m, module_components(m)))
+            .filter(|(_, root)| {
+                root.len() <= p.comps.len()
+                    && root
+                        .iter()
+                        .zip(&p.comps)
+                        .all(|(r, c)| matches!(c, Comp::Name(n) if n == r))
+            })
+            .max_by_key(|(_, root)| root.len())
+            .map(|(m, _)| m.name.clone());
+    }
+    match p.comps.first() {
+        Some(Comp::Name(n)) => std::str::from_utf8(n)
+            .ok()
+            .filter(|n| crate::policy::valid_name(n))
+            .map(str::to_string),
+        _ => None,
+    }
+}

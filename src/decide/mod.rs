@@ -6,8 +6,10 @@
 //! only narrow a grant, never widen it.
 
 mod locate;
+pub mod trace;
 
-pub use locate::{Comp, Target, Trailing};
+pub use locate::{Comp, Target, Trailing, module_named};
+pub use trace::{NoTrace, Step, Tracer};
 
 use crate::deny::{DenyReason, shown};
 use crate::policy::{Client, Module, Policy};
@@ -16,6 +18,7 @@ use crate::request::inband::InBand;
 use crate::request::options::{self, Meaning, PathRole, Rule, Spec, Takes, Value, WriteOnly};
 use crate::request::{Opt, OptValue, ParseError, Priority, Request, ServerArgs, Word};
 use locate::{locate, locate_rel, parse_path};
+use trace::{At, Knob, Stage};
 
 /// What the installed rsync supports (probed once, see [`crate::host`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,6 +171,17 @@ impl Added {
             Added::Timeout(_) => options::TIMEOUT,
         }
     }
+
+    /// As rsync's argv will carry it (`--confine-root` with the module's
+    /// root as the policy names it; the argv has the real one).
+    fn long_shown(self, m: &Module) -> String {
+        match self {
+            Added::ConfineRoot => format!("--{}={}", self.long(), m.path.display()),
+            Added::NoSetuid => format!("--{}={}", self.long(), options::STRIP_SETUID),
+            Added::Timeout(n) => format!("--{}={n}", self.long()),
+            _ => format!("--{}", self.long()),
+        }
+    }
 }
 
 /// A path-valued option.
@@ -240,52 +254,215 @@ pub fn write_only_refuses(m: &Module, o: &Opt) -> Option<&'static str> {
 
 /// Decide on a request.
 pub fn decide(ctx: &Context<'_>, request: Result<&Request, &ParseError>) -> Decision {
-    match decide_inner(ctx, request) {
+    decide_with(ctx, request, &mut NoTrace)
+}
+
+/// [`decide`], recording every rule that applied, in order, and ending in
+/// the decision ([`Step::Decision`]).
+pub fn decide_traced(
+    ctx: &Context<'_>,
+    request: Result<&Request, &ParseError>,
+    trace: &mut Vec<Step>,
+) -> Decision {
+    let d = decide_with(ctx, request, trace);
+    trace.step(|| decided(Stage::Decide, &d));
+    d
+}
+
+/// The decision, reporting the rules it applies to `t` (the one code path
+/// of [`decide`] and [`decide_traced`]).
+pub fn decide_with<T: Tracer>(
+    ctx: &Context<'_>,
+    request: Result<&Request, &ParseError>,
+    t: &mut T,
+) -> Decision {
+    match decide_inner(ctx, request, t) {
         Ok(d) => d,
         Err(r) => Decision::Deny(r),
     }
 }
 
-/// Check the client and its source address.
-pub fn admit<'p>(ctx: &Context<'p>) -> Result<&'p Client, DenyReason> {
-    let client = ctx
-        .policy
-        .clients
-        .get(ctx.client)
-        .ok_or_else(|| DenyReason::UnknownClient(shown(ctx.client.as_bytes())))?;
-    if !client.from.is_empty() {
-        let conn = ctx.conn.ok_or(DenyReason::NoSourceAddress)?;
-        if !client.from.iter().any(|n| n.contains(conn.addr)) {
-            return Err(DenyReason::SourceNotAllowed(
-                crate::policy::net::canonical(conn.addr).to_string(),
-            ));
-        }
+/// The [`Step::Decision`] that says what a decision is.
+pub fn decided(stage: Stage, d: &Decision) -> Step {
+    let (allowed, code, summary) = match d {
+        Decision::Probe => (
+            true,
+            None,
+            "'true' succeeds without running anything".into(),
+        ),
+        Decision::Checked(g) => (
+            true,
+            None,
+            format!(
+                "rsync as a {} in module '{}' (host:path)",
+                g.mode.name(),
+                g.module
+            ),
+        ),
+        Decision::Daemon(g) => (
+            true,
+            None,
+            format!(
+                "rsync's daemon over the SSH channel, offering {}",
+                g.modules.join(", ")
+            ),
+        ),
+        Decision::InBand(g) => (
+            true,
+            None,
+            format!(
+                "the daemon runs this request as a {} in module '{}'",
+                g.mode.name(),
+                g.module
+            ),
+        ),
+        Decision::Trigger(g) => (true, None, format!("trigger '{}' fires", g.trigger)),
+        Decision::Deny(r) => (false, Some(r.code().to_string()), r.to_string()),
+    };
+    Step::Decision {
+        stage,
+        allowed,
+        code,
+        summary,
     }
-    Ok(client)
 }
 
-fn decide_inner(
+/// Check the client and its source address.
+pub fn admit<'p>(ctx: &Context<'p>) -> Result<&'p Client, DenyReason> {
+    admit_with(ctx, &mut NoTrace)
+}
+
+fn admit_with<'p, T: Tracer>(ctx: &Context<'p>, t: &mut T) -> Result<&'p Client, DenyReason> {
+    let Some(client) = ctx.policy.clients.get(ctx.client) else {
+        t.step(|| Step::ClientUnknown {
+            client: shown(ctx.client.as_bytes()),
+        });
+        return Err(DenyReason::UnknownClient(shown(ctx.client.as_bytes())));
+    };
+    t.step(|| Step::ClientFound {
+        client: client.name.clone(),
+        learn: client.learn,
+        at: client.origin.clone(),
+    });
+    let addr = || {
+        ctx.conn
+            .map(|c| crate::policy::net::canonical(c.addr).to_string())
+    };
+    if client.from.is_empty() {
+        t.step(|| Step::SourceNotRestricted { addr: addr() });
+        return Ok(client);
+    }
+    let refused = || Step::SourceRefused {
+        addr: addr(),
+        entries: client.from.iter().map(ToString::to_string).collect(),
+        at: client.origin.clone(),
+    };
+    let Some(conn) = ctx.conn else {
+        t.step(refused);
+        return Err(DenyReason::NoSourceAddress);
+    };
+    match client.from.iter().position(|n| n.contains(conn.addr)) {
+        Some(index) => {
+            t.step(|| Step::SourceMatched {
+                addr: addr().unwrap_or_default(),
+                entry: client
+                    .from
+                    .get(index)
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                index,
+                at: At::Table(client.origin.clone()),
+            });
+            Ok(client)
+        }
+        None => {
+            t.step(refused);
+            Err(DenyReason::SourceNotAllowed(
+                crate::policy::net::canonical(conn.addr).to_string(),
+            ))
+        }
+    }
+}
+
+/// What a request is, in a trace.
+fn request_shown(request: &Request) -> String {
+    let priority = |p: &Priority| {
+        if p.is_none() {
+            String::new()
+        } else {
+            format!(", at a lower priority ({p})")
+        }
+    };
+    let server = |a: &ServerArgs, form: &str| {
+        format!(
+            "{form}, {} ({} option(s), {} path(s)){}",
+            if a.sender {
+                "--sender: the client pulls"
+            } else {
+                "the client pushes"
+            },
+            a.opts.len(),
+            a.paths.len(),
+            priority(&a.priority)
+        )
+    };
+    match request {
+        Request::Probe => "'true' (a connectivity probe)".into(),
+        Request::Server(a) => server(a, "rsync --server (host:path)"),
+        Request::Daemon { priority: p } => {
+            format!("rsync --server --daemon . (host::module){}", priority(p))
+        }
+        Request::InBand(ib) => server(
+            &ib.args,
+            &format!(
+                "in-band request of a host:: session for module '{}'",
+                ib.module
+            ),
+        ),
+        Request::Other { words } => format!("a command of {} word(s), not rsync", words.len()),
+        Request::NoCommand => "no command (an interactive login)".into(),
+    }
+}
+
+fn decide_inner<T: Tracer>(
     ctx: &Context<'_>,
     request: Result<&Request, &ParseError>,
+    t: &mut T,
 ) -> Result<Decision, DenyReason> {
-    let client = admit(ctx)?;
-    let request = request.map_err(|e| DenyReason::Parse(e.clone()))?;
+    let client = admit_with(ctx, t)?;
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            t.step(|| Step::Request {
+                request: format!("not understood: {e}"),
+            });
+            return Err(DenyReason::Parse(e.clone()));
+        }
+    };
+    t.step(|| Step::Request {
+        request: request_shown(request),
+    });
     match request {
         Request::Probe => Ok(Decision::Probe),
         Request::Other { words } => match (&client.trigger, words.first()) {
-            (Some(t), _) => trigger(ctx, t, words).map(Decision::Trigger),
+            (Some(tr), _) => trigger(ctx, tr, words, t).map(Decision::Trigger),
             (None, Some(program)) => Err(DenyReason::CommandNotAllowed(shown(&program.bytes))),
             (None, None) => Err(DenyReason::Parse(ParseError::Split(
                 crate::request::SplitError::Empty,
             ))),
         },
         Request::NoCommand => match &client.trigger {
-            Some(t) => trigger(ctx, t, &[]).map(Decision::Trigger),
+            Some(tr) => trigger(ctx, tr, &[], t).map(Decision::Trigger),
             None => Err(DenyReason::NoCommand),
         },
         Request::Daemon { priority } => {
             if client.modules.is_empty() {
                 return Err(DenyReason::NoModules);
+            }
+            if t.enabled() {
+                for m in ctx.policy.client_modules(client) {
+                    t.step(|| granted(m, client));
+                }
             }
             Ok(Decision::Daemon(DaemonGrant {
                 modules: client.modules.clone(),
@@ -296,7 +473,7 @@ fn decide_inner(
             if client.modules.is_empty() {
                 return Err(DenyReason::NoModules);
             }
-            checked(ctx, client, args, Form::Checked).map(Decision::Checked)
+            checked(ctx, client, args, Form::Checked, t).map(Decision::Checked)
         }
         Request::InBand(inband) => {
             if !client.modules.contains(&inband.module) {
@@ -304,7 +481,7 @@ fn decide_inner(
                     inband.module.as_bytes(),
                 )));
             }
-            let g = checked(ctx, client, &inband.args, Form::InBand(inband))?;
+            let g = checked(ctx, client, &inband.args, Form::InBand(inband), t)?;
             if g.module != inband.module {
                 return Err(DenyReason::MultipleModules);
             }
@@ -315,13 +492,23 @@ fn decide_inner(
 
 /// A trigger client's words: bounded, plain words (no wildcards, no `~`),
 /// and with an `args` allowlist each one matching it.
-fn trigger(ctx: &Context<'_>, name: &str, words: &[Word]) -> Result<TriggerGrant, DenyReason> {
+fn trigger<T: Tracer>(
+    ctx: &Context<'_>,
+    name: &str,
+    words: &[Word],
+    tr: &mut T,
+) -> Result<TriggerGrant, DenyReason> {
     use crate::policy::{MAX_TRIGGER_WORD, MAX_TRIGGER_WORDS};
     let t = ctx
         .policy
         .triggers
         .get(name)
         .ok_or_else(|| DenyReason::Internal(format!("trigger '{name}' is not defined")))?;
+    tr.step(|| Step::Trigger {
+        trigger: t.name.clone(),
+        passed: t.args.is_some(),
+        at: t.origin.clone(),
+    });
     if words.len() > MAX_TRIGGER_WORDS {
         return Err(DenyReason::TriggerTooLarge(format!(
             "{} words (at most {MAX_TRIGGER_WORDS})",
@@ -336,7 +523,12 @@ fn trigger(ctx: &Context<'_>, name: &str, words: &[Word]) -> Result<TriggerGrant
             )));
         }
         let plain = w.glob.is_none() && !w.tilde;
-        if !plain || t.allows(&w.bytes) == Some(false) {
+        let allowed = plain && t.allows(&w.bytes) != Some(false);
+        tr.step(|| Step::TriggerWord {
+            word: shown(&w.bytes),
+            allowed,
+        });
+        if !allowed {
             return Err(DenyReason::TriggerWordRefused {
                 trigger: t.name.clone(),
                 word: shown(&w.bytes),
@@ -362,33 +554,126 @@ enum Form<'r> {
 
 /// Options refused whatever the module: checked before paths, so a
 /// smuggling attempt is named as such.
-fn check_refused(args: &ServerArgs) -> Result<(), DenyReason> {
+fn check_refused<T: Tracer>(args: &ServerArgs, t: &mut T) -> Result<(), DenyReason> {
     for o in &args.opts {
         match o.spec.rule {
             Rule::Refuse(why) => {
+                t.step(|| option_step(o, None, false, Some(why.to_string())));
                 return Err(DenyReason::OptionRefused {
                     option: o.spec.display(),
                     why,
                 });
             }
-            Rule::Secluded => return Err(DenyReason::SecludedArgs),
+            Rule::Secluded => {
+                t.step(|| {
+                    option_step(
+                        o,
+                        None,
+                        false,
+                        Some("-s may only be given on the command line".into()),
+                    )
+                });
+                return Err(DenyReason::SecludedArgs);
+            }
             _ => {}
         }
     }
     Ok(())
 }
 
-fn check_module_rules(m: &Module, args: &ServerArgs) -> Result<(), DenyReason> {
+/// A rule's name in a trace.
+fn rule_name(rule: Rule) -> String {
+    match rule {
+        Rule::Allow => "allow".into(),
+        Rule::Refuse(_) => "refuse".into(),
+        Rule::Delete => "delete".into(),
+        Rule::FollowLinks => "follow_links".into(),
+        Rule::Devices => "devices".into(),
+        Rule::Replaces => "replaces (overwrite)".into(),
+        Rule::Secluded => "secluded".into(),
+    }
+}
+
+fn option_step(o: &Opt, knob: Option<Knob>, allowed: bool, why: Option<String>) -> Step {
+    Step::Option {
+        option: o.spec.display(),
+        value: match &o.value {
+            Some(OptValue::Text(v)) if !v.is_empty() => Some(shown(v.as_bytes())),
+            _ => None,
+        },
+        row: o.spec.long,
+        rule: rule_name(o.spec.rule),
+        knob,
+        allowed,
+        why,
+    }
+}
+
+/// The module key an option's rule consults (and, where it allows the
+/// option, the value that does).
+fn rule_knob(m: &Module, o: &Opt) -> Option<Knob> {
+    match o.spec.rule {
+        Rule::Delete if !m.delete => Some(Knob::new(m, "delete", m.delete)),
+        Rule::Delete | Rule::Replaces if !m.overwrite => {
+            Some(Knob::new(m, "overwrite", m.overwrite))
+        }
+        Rule::Delete => Some(Knob::new(m, "delete", m.delete)),
+        Rule::Replaces => Some(Knob::new(m, "overwrite", m.overwrite)),
+        Rule::FollowLinks => Some(Knob::new(m, "follow_links", m.follow_links)),
+        Rule::Devices => Some(Knob::new(m, "devices", m.devices)),
+        Rule::Allow | Rule::Refuse(_) | Rule::Secluded => None,
+    }
+}
+
+fn check_module_rules<T: Tracer>(
+    m: &Module,
+    args: &ServerArgs,
+    t: &mut T,
+) -> Result<(), DenyReason> {
     for o in &args.opts {
-        if let Some(knob) = knob_refuses(m, o.spec.rule).or_else(|| write_only_refuses(m, o)) {
+        if let Some(knob) = knob_refuses(m, o.spec.rule) {
+            t.step(|| option_step(o, rule_knob(m, o), false, None));
             return Err(DenyReason::OptionNotPermitted {
                 option: o.spec.display(),
                 module: m.name.clone(),
                 knob,
             });
         }
+        if let Some(knob) = write_only_refuses(m, o) {
+            t.step(|| {
+                let why = match knob.split_once(": ") {
+                    Some((k, w)) if k.contains("overwrite") => {
+                        format!("with overwrite = true, {w}")
+                    }
+                    Some((_, w)) => w.to_string(),
+                    None => knob.to_string(),
+                };
+                option_step(
+                    o,
+                    Some(Knob::new(m, "write_only", m.write_only)),
+                    false,
+                    Some(why),
+                )
+            });
+            return Err(DenyReason::OptionNotPermitted {
+                option: o.spec.display(),
+                module: m.name.clone(),
+                knob,
+            });
+        }
+        t.step(|| option_step(o, rule_knob(m, o), true, None));
     }
     Ok(())
+}
+
+/// The [`Step::ModuleGranted`] of a module of the client.
+fn granted(m: &Module, client: &Client) -> Step {
+    Step::ModuleGranted {
+        module: m.name.clone(),
+        path: m.path.display().to_string(),
+        at: m.origin.clone(),
+        listed: At::Table(client.origin.clone()),
+    }
 }
 
 /// A path with spaces from a client that does not escape them (rsync
@@ -420,13 +705,14 @@ fn split_path(
     })
 }
 
-fn checked<'p>(
+fn checked<'p, T: Tracer>(
     ctx: &Context<'p>,
     client: &'p Client,
     args: &ServerArgs,
     form: Form<'_>,
+    t: &mut T,
 ) -> Result<Grant, DenyReason> {
-    check_refused(args)?;
+    check_refused(args, t)?;
     let mode = if args.sender {
         Mode::Sender
     } else {
@@ -445,6 +731,16 @@ fn checked<'p>(
             .cloned()
             .partition(|o| o.spec.meaning == Meaning::ReceiverDeletes);
         dropped = gone.iter().map(|o| o.spec).collect();
+        for o in &gone {
+            t.step(|| Step::Rule {
+                rule: format!(
+                    "{}: a receiver-side delete on a pull; left out of rsync's argv (a sender has nothing to delete)",
+                    o.spec.display()
+                ),
+                knob: None,
+                allowed: true,
+            });
+        }
         kept = ServerArgs {
             opts: keep,
             ..args.clone()
@@ -469,6 +765,14 @@ fn checked<'p>(
         && matches!(form, Form::Checked)
         && let Some(words) = split_path(ctx, client, args, sources == Sources::Relative)
     {
+        t.step(|| Step::Rule {
+            rule: format!(
+                "the first path word names a module and a later one does not: a path split at its spaces ('{}')",
+                words.join("' '")
+            ),
+            knob: None,
+            allowed: false,
+        });
         return Err(DenyReason::SplitPath(words));
     }
     if mode == Mode::Receiver && args.paths.len() > 1 {
@@ -486,7 +790,7 @@ fn checked<'p>(
     }
     let mut paths = Vec::new();
     for w in &args.paths {
-        let (m, t) = locate_rel(
+        let (m, tg) = locate_rel(
             ctx.policy,
             client,
             w,
@@ -495,7 +799,12 @@ fn checked<'p>(
             sources == Sources::Relative,
         )?;
         same_module(&mut module, m)?;
-        paths.push(t);
+        t.step(|| Step::PathMapped {
+            path: tg.shown(),
+            module: m.name.clone(),
+            absolute: tg.prefix.is_some(),
+        });
+        paths.push(tg);
     }
     // Path-valued options.
     let mut opts = Vec::new();
@@ -508,15 +817,31 @@ fn checked<'p>(
             continue;
         };
         let value = path_option(ctx, client, o.spec, role, word, mode, form)?;
-        if let PathValue::InModule(t) = &value {
+        t.step(|| Step::PathOption {
+            option: o.spec.display(),
+            value: shown(&word.bytes),
+            reading: match &value {
+                PathValue::Stdin => "the list comes over the connection".into(),
+                PathValue::InModule(_) => "a path in a module".into(),
+                PathValue::DestRelative { .. } => "relative to the destination directory".into(),
+                PathValue::PerDirectory(_) => "a name inside each destination directory".into(),
+                PathValue::Dropped => "not used when pulling; not passed on".into(),
+            },
+        });
+        if let PathValue::InModule(tg) = &value {
             let (m, _) = locate(
                 ctx.policy,
                 client,
-                &Word::plain(t.spelled.clone()),
+                &Word::plain(tg.spelled.clone()),
                 false,
                 true,
             )?;
             same_module(&mut module, m)?;
+            t.step(|| Step::PathMapped {
+                path: tg.shown(),
+                module: m.name.clone(),
+                absolute: tg.prefix.is_some(),
+            });
         }
         path_opts.push(PathOpt {
             spec: o.spec,
@@ -527,16 +852,38 @@ fn checked<'p>(
     let Some(m) = module else {
         return Err(DenyReason::NoPath);
     };
+    t.step(|| granted(m, client));
+    t.step(|| match mode {
+        Mode::Sender => Step::Direction {
+            mode: "pull (rsync sends)",
+            knob: Knob::new(m, "write_only", m.write_only),
+            allowed: m.readable(),
+        },
+        Mode::Receiver => Step::Direction {
+            mode: "push (rsync receives)",
+            knob: Knob::new(m, "read_only", m.read_only),
+            allowed: m.writable(),
+        },
+    });
     match mode {
         Mode::Sender if !m.readable() => return Err(DenyReason::WriteOnly(m.name.clone())),
         Mode::Receiver if !m.writable() => return Err(DenyReason::ReadOnly(m.name.clone())),
         _ => {}
     }
-    check_module_rules(m, args)?;
+    check_module_rules(m, args, t)?;
     // Option rules that depend on the module's side effects.
     for po in &path_opts {
         if po.role == PathRole::FilesFrom && !matches!(po.value, PathValue::Stdin) && !m.readable()
         {
+            t.step(|| Step::Option {
+                option: po.spec.display(),
+                value: None,
+                row: po.spec.long,
+                rule: "a server file the client reads".into(),
+                knob: Some(Knob::new(m, "write_only", m.write_only)),
+                allowed: false,
+                why: Some("server files cannot be read".into()),
+            });
             return Err(DenyReason::OptionNotPermitted {
                 option: po.spec.display(),
                 module: m.name.clone(),
@@ -547,6 +894,7 @@ fn checked<'p>(
     // Remove-source-files on a pull deletes from the module.
     if mode == Mode::Sender && !m.writable() {
         if let Some(o) = args.opts.iter().find(|o| o.spec.rule == Rule::Delete) {
+            t.step(|| option_step(o, Some(Knob::new(m, "read_only", m.read_only)), false, None));
             return Err(DenyReason::OptionNotPermitted {
                 option: o.spec.display(),
                 module: m.name.clone(),
@@ -555,9 +903,9 @@ fn checked<'p>(
         }
     }
     let added = match form {
-        Form::Checked => checked_added(ctx, m, mode, args, &path_opts)?,
+        Form::Checked => checked_added(ctx, m, mode, args, &path_opts, t)?,
         Form::InBand(_) => {
-            in_band_rules(ctx, m, mode, args)?;
+            in_band_rules(ctx, m, mode, args, t)?;
             Vec::new()
         }
     };
@@ -576,12 +924,13 @@ fn checked<'p>(
 
 /// Checked mode: what the gate adds to rsync's argv, and what it must
 /// refuse because neither rsync nor the sandbox could hold it.
-fn checked_added(
+fn checked_added<T: Tracer>(
     ctx: &Context<'_>,
     m: &Module,
     mode: Mode,
     args: &ServerArgs,
     path_opts: &[PathOpt],
+    t: &mut T,
 ) -> Result<Vec<Added>, DenyReason> {
     let server = ctx.server;
     // The names a --files-from list selects are resolved by rsync alone,
@@ -591,43 +940,113 @@ fn checked_added(
     if !server.caps.confine_root
         && let Some(po) = path_opts.iter().find(|p| p.role == PathRole::FilesFrom)
     {
+        t.step(|| Step::Rule {
+            rule: format!(
+                "{}: the names in the list need the server's rsync to have --confine-root",
+                po.spec.display()
+            ),
+            knob: None,
+            allowed: false,
+        });
         return Err(DenyReason::FilesFromUnconfined {
             option: po.spec.display(),
         });
     }
     let mut added = Vec::new();
+    // The knob is built only when tracing.
+    type KnobOf = fn(&Module) -> Knob;
+    let mut add = |a: Added, why: &str, knob: Option<KnobOf>, t: &mut T| {
+        t.step(|| Step::Added {
+            option: a.long_shown(m),
+            why: why.to_string(),
+            knob: knob.map(|k| k(m)),
+        });
+        added.push(a);
+    };
     if mode == Mode::Receiver && !m.overwrite {
-        added.push(Added::IgnoreExisting);
+        add(
+            Added::IgnoreExisting,
+            "uploads never replace existing files",
+            Some(|m| Knob::new(m, "overwrite", m.overwrite)),
+            t,
+        );
     }
     if mode == Mode::Receiver && !m.readable() {
-        added.push(Added::WholeFile);
+        add(
+            Added::WholeFile,
+            "no checksums of existing files go to the client",
+            Some(|m| Knob::new(m, "write_only", m.write_only)),
+            t,
+        );
     }
     if mode == Mode::Receiver && !m.devices {
+        let devices = || Knob::new(m, "devices", m.devices);
         if m.specials {
             // FIFOs and sockets may come in, device nodes may not: --drop-D
             // would keep out both, and only the kernel sandbox tells them
             // apart.
-            if args.creates_devices() && !server.sandbox {
-                return Err(DenyReason::NodesUnconfined {
-                    why: "with specials = true only the kernel sandbox keeps device nodes out, and none is active",
+            if args.creates_devices() {
+                let held = server.sandbox;
+                t.step(|| Step::Rule {
+                    rule: "device nodes on a push with specials = true: only the kernel sandbox keeps them out (FIFOs and sockets may come in)".into(),
+                    knob: Some(Knob::new(m, "specials", m.specials)),
+                    allowed: held,
                 });
+                if !held {
+                    return Err(DenyReason::NodesUnconfined {
+                        why: "with specials = true only the kernel sandbox keeps device nodes out, and none is active",
+                    });
+                }
             }
         } else if server.caps.drop_d {
-            added.push(Added::DropD);
-        } else if (args.creates_devices() || args.creates_specials()) && !server.sandbox {
-            return Err(DenyReason::NodesUnconfined {
-                why: "the server's rsync has no --drop-D and no kernel sandbox is active",
+            add(
+                Added::DropD,
+                "no device or special files are created",
+                Some(|m| Knob::new(m, "devices", m.devices)),
+                t,
+            );
+        } else if args.creates_devices() || args.creates_specials() {
+            let held = server.sandbox;
+            t.step(|| Step::Rule {
+                rule: if held {
+                    "device or special files on a push: the server's rsync has no --drop-D; the kernel sandbox keeps them out"
+                } else {
+                    "device or special files on a push: the server's rsync has no --drop-D and no kernel sandbox is active"
+                }
+                .into(),
+                knob: Some(devices()),
+                allowed: held,
             });
+            if !held {
+                return Err(DenyReason::NodesUnconfined {
+                    why: "the server's rsync has no --drop-D and no kernel sandbox is active",
+                });
+            }
         }
     }
     if m.munge_links {
-        added.push(Added::MungeLinks);
+        add(
+            Added::MungeLinks,
+            "symlinks are stored munged",
+            Some(|m| Knob::new(m, "munge_links", m.munge_links)),
+            t,
+        );
     }
     if server.caps.confine_root {
-        added.push(Added::ConfineRoot);
+        add(
+            Added::ConfineRoot,
+            "the server's rsync refuses paths resolving outside the module",
+            None,
+            t,
+        );
     }
     if mode == Mode::Receiver && !m.setuid {
-        added.push(Added::NoSetuid);
+        add(
+            Added::NoSetuid,
+            "uploads lose set-user-ID and set-group-ID bits",
+            Some(|m| Knob::new(m, "setuid", m.setuid)),
+            t,
+        );
     }
     if m.timeout > 0 {
         // A client cannot lengthen the module's timeout, only shorten it.
@@ -640,9 +1059,18 @@ fn checked_added(
                 _ => None,
             })
             .min();
-        added.push(Added::Timeout(
-            asked.map_or(m.timeout, |a| a.min(m.timeout)),
-        ));
+        let secs = asked.map_or(m.timeout, |a| a.min(m.timeout));
+        let why = if secs < m.timeout {
+            "the client's own --timeout, shorter than the module's"
+        } else {
+            "rsync ends a session without I/O for this long"
+        };
+        add(
+            Added::Timeout(secs),
+            why,
+            Some(|m| Knob::new(m, "timeout", m.timeout)),
+            t,
+        );
     }
     Ok(added)
 }
@@ -651,40 +1079,60 @@ fn checked_added(
 /// it would add must be there already or be held by something else. The
 /// daemon confines the names of a `--files-from` list itself (its paths are
 /// sanitised against the module root, or chrooted into it).
-fn in_band_rules(
+fn in_band_rules<T: Tracer>(
     ctx: &Context<'_>,
     m: &Module,
     mode: Mode,
     args: &ServerArgs,
+    t: &mut T,
 ) -> Result<(), DenyReason> {
-    if mode == Mode::Receiver
-        && !m.overwrite
-        && !args
-            .opts
-            .iter()
-            .any(|o| o.spec.long == options::IGNORE_EXISTING)
-    {
-        return Err(DenyReason::OptionNotPermitted {
-            option: "uploads without --ignore-existing".into(),
-            module: m.name.clone(),
-            knob: "overwrite = false",
+    let has = |long: &str| args.opts.iter().any(|o| o.spec.long == long);
+    if mode == Mode::Receiver && !m.overwrite {
+        let carried = has(options::IGNORE_EXISTING);
+        t.step(|| Step::Rule {
+            rule: "a host:: push must carry its own --ignore-existing".into(),
+            knob: Some(Knob::new(m, "overwrite", m.overwrite)),
+            allowed: carried,
+        });
+        if !carried {
+            return Err(DenyReason::OptionNotPermitted {
+                option: "uploads without --ignore-existing".into(),
+                module: m.name.clone(),
+                knob: "overwrite = false",
+            });
+        }
+    }
+    if mode == Mode::Receiver && !m.readable() {
+        let carried = has(options::WHOLE_FILE);
+        t.step(|| Step::Rule {
+            rule: "a host:: push must carry its own --whole-file (-W)".into(),
+            knob: Some(Knob::new(m, "write_only", m.write_only)),
+            allowed: carried,
+        });
+        if !carried {
+            return Err(DenyReason::OptionNotPermitted {
+                option: "uploads without --whole-file (-W)".into(),
+                module: m.name.clone(),
+                knob: options::WO_DELTA,
+            });
+        }
+    }
+    let nodes = args.creates_devices() || (!m.specials && args.creates_specials());
+    if mode == Mode::Receiver && !m.devices && nodes {
+        let held = ctx.server.sandbox;
+        t.step(|| Step::Rule {
+            rule:
+                "device or special files on a host:: push: only the kernel sandbox keeps them out"
+                    .into(),
+            knob: Some(if m.specials {
+                Knob::new(m, "specials", m.specials)
+            } else {
+                Knob::new(m, "devices", m.devices)
+            }),
+            allowed: held,
         });
     }
-    if mode == Mode::Receiver
-        && !m.readable()
-        && !args.opts.iter().any(|o| o.spec.long == options::WHOLE_FILE)
-    {
-        return Err(DenyReason::OptionNotPermitted {
-            option: "uploads without --whole-file (-W)".into(),
-            module: m.name.clone(),
-            knob: options::WO_DELTA,
-        });
-    }
-    if mode == Mode::Receiver
-        && !m.devices
-        && (args.creates_devices() || (!m.specials && args.creates_specials()))
-        && !ctx.server.sandbox
-    {
+    if mode == Mode::Receiver && !m.devices && nodes && !ctx.server.sandbox {
         return Err(DenyReason::NodesUnconfined {
             why: "a daemon cannot be given --drop-D and no kernel sandbox is active (use host:path, or set devices = true)",
         });

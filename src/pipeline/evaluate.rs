@@ -16,7 +16,8 @@ use std::path::Path;
 
 use crate::audit::Mode;
 use crate::confine::{self, Account};
-use crate::decide::{self, Context, Decision, RsyncCaps, Server};
+use crate::decide::trace::Stage;
+use crate::decide::{self, Context, Decision, NoTrace, RsyncCaps, Server, Step, Tracer};
 use crate::deny::DenyReason;
 use crate::plan::{self, ExecPlan};
 use crate::policy::{Policy, Sandbox};
@@ -139,6 +140,54 @@ pub fn requested_mode(request: Result<&Request, &ParseError>) -> Option<Mode> {
     }
 }
 
+/// What a learn client's request asked for (its decision records carry
+/// it, see [`crate::audit::Learned`]): the modules its paths name, the
+/// option rows it used, its paths. Whatever the decision; it grants
+/// nothing. Empty for requests that are not rsync transfers (or did not
+/// parse).
+pub fn learned(policy: &Policy, request: Result<&Request, &ParseError>) -> crate::audit::Learned {
+    use crate::request::options::{Takes, Value};
+    use crate::request::{OptValue, ServerArgs};
+    let mut l = crate::audit::Learned::default();
+    let server = |args: &ServerArgs, l: &mut crate::audit::Learned| {
+        for o in &args.opts {
+            if o.spec.takes == Takes::Value(Value::Capabilities) {
+                continue;
+            }
+            l.add_option(o.spec.long);
+            if let Some(OptValue::Path(w)) = &o.value
+                && w.bytes.starts_with(b"/")
+                && let Some(m) = decide::module_named(policy, w)
+            {
+                l.add_module(m);
+            }
+        }
+        for w in &args.paths {
+            if let Some(m) = decide::module_named(policy, w) {
+                l.add_module(m);
+            }
+            l.add_path(&w.bytes);
+        }
+    };
+    match request {
+        Ok(Request::Server(args)) => server(args, &mut l),
+        Ok(Request::InBand(ib)) => {
+            // In-band paths are relative to the module the client named.
+            l.add_module(ib.module.clone());
+            for o in &ib.args.opts {
+                if o.spec.takes != Takes::Value(Value::Capabilities) {
+                    l.add_option(o.spec.long);
+                }
+            }
+            for w in &ib.args.paths {
+                l.add_path(&w.bytes);
+            }
+        }
+        _ => {}
+    }
+    l
+}
+
 /// What the audit record says of a refused trigger: the client's trigger
 /// and its words, unless there are too many or too long to record.
 fn refused_trigger(
@@ -173,12 +222,87 @@ pub fn decision(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Decis
     decide::decide(&i.context(), request)
 }
 
+/// [`decision`], with its trace ([`decide::decide_traced`]).
+pub fn decision_traced(
+    i: &Inputs<'_>,
+    request: Result<&Request, &ParseError>,
+    trace: &mut Vec<Step>,
+) -> Decision {
+    decide::decide_traced(&i.context(), request, trace)
+}
+
 /// Decide, confine and plan.
 pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evaluation {
+    evaluate_with(i, request, &mut NoTrace)
+}
+
+/// [`evaluate`], recording every rule that applied (the decision's, then
+/// the module roots and each path's resolution), ending in the outcome
+/// ([`Step::Decision`], [`Stage::Final`]).
+pub fn evaluate_traced(
+    i: &Inputs<'_>,
+    request: Result<&Request, &ParseError>,
+    trace: &mut Vec<Step>,
+) -> Evaluation {
+    let e = evaluate_with(i, request, trace);
+    trace.push(outcome(&e));
+    e
+}
+
+/// The final [`Step::Decision`] of an evaluation.
+fn outcome(e: &Evaluation) -> Step {
+    let (allowed, code, summary) = match e {
+        Evaluation::Refused(r) => (
+            false,
+            Some(r.reason.code().to_string()),
+            r.reason.to_string(),
+        ),
+        Evaluation::Probe => (
+            true,
+            None,
+            "'true' succeeds without running anything".into(),
+        ),
+        Evaluation::Run(run) => (
+            true,
+            None,
+            format!(
+                "rsync runs as a {} ({})",
+                run.mode.name(),
+                if run.config.is_some() {
+                    "a daemon over the SSH channel"
+                } else {
+                    "with the argv above"
+                }
+            ),
+        ),
+        Evaluation::InBand(g) => (
+            true,
+            None,
+            format!(
+                "the daemon runs the request as a {} in module '{}'",
+                g.mode.name(),
+                g.module
+            ),
+        ),
+        Evaluation::Trigger(p) => (true, None, format!("trigger '{}' fires", p.name)),
+    };
+    Step::Decision {
+        stage: Stage::Final,
+        allowed,
+        code,
+        summary,
+    }
+}
+
+fn evaluate_with<T: Tracer>(
+    i: &Inputs<'_>,
+    request: Result<&Request, &ParseError>,
+    t: &mut T,
+) -> Evaluation {
     let refuse = |reason: DenyReason, mode: Option<Mode>, modules: Vec<String>| {
         Evaluation::Refused(Refusal::new(reason, mode, modules))
     };
-    match decision(i, request) {
+    match decide::decide_with(&i.context(), request, t) {
         Decision::Deny(reason) => {
             let modules = reason
                 .module()
@@ -213,7 +337,7 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
         Decision::Checked(g) => {
             let mode = Mode::from(g.mode);
             let modules = vec![g.module.clone()];
-            match checked(i, &g) {
+            match checked(i, &g, t) {
                 Ok(plan) => Evaluation::Run(Box::new(Run {
                     mode,
                     modules,
@@ -225,7 +349,7 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
                 Err(reason) => refuse(reason, Some(mode), modules),
             }
         }
-        Decision::Daemon(d) => match daemon(i, &d) {
+        Decision::Daemon(d) => match daemon(i, &d, t) {
             Ok((plan, text, left_out)) => Evaluation::Run(Box::new(Run {
                 mode: Mode::Daemon,
                 modules: d.modules,
@@ -238,7 +362,7 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
         },
         Decision::InBand(g) => {
             let mode = Mode::from(g.mode);
-            match in_band(i, &g) {
+            match in_band(i, &g, t) {
                 Ok(notes) => Evaluation::InBand(InBandGrant {
                     mode,
                     module: g.module,
@@ -251,8 +375,13 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
 }
 
 /// Refuse up front when the policy requires a sandbox the kernel lacks.
-fn require_sandbox(i: &Inputs<'_>) -> Result<(), DenyReason> {
+fn require_sandbox<T: Tracer>(i: &Inputs<'_>, t: &mut T) -> Result<(), DenyReason> {
     if i.policy.gate.sandbox == Sandbox::Required && !i.landlock {
+        t.step(|| Step::Rule {
+            rule: "[gate] sandbox = \"required\", and the kernel does not offer Landlock".into(),
+            knob: None,
+            allowed: false,
+        });
         return Err(DenyReason::SandboxUnavailable(
             "the kernel does not offer Landlock".into(),
         ));
@@ -260,19 +389,24 @@ fn require_sandbox(i: &Inputs<'_>) -> Result<(), DenyReason> {
     Ok(())
 }
 
-fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
-    require_sandbox(i)?;
+fn checked<T: Tracer>(
+    i: &Inputs<'_>,
+    g: &decide::Grant,
+    t: &mut T,
+) -> Result<ExecPlan, DenyReason> {
+    require_sandbox(i, t)?;
     let module = i
         .policy
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(
+    let confined = confine::confine_with(
         g,
         module,
         i.account,
         &i.policy.protected_paths(i.gate),
         &confine::link_writable_roots(i.policy),
+        t,
     )?;
     let plan = plan::checked::plan(plan::checked::Inputs {
         policy: i.policy,
@@ -288,17 +422,23 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
     let (bytes, longest) = plan.exec_size();
     let limit = crate::host::exec_limit();
     if bytes > limit || longest > crate::host::MAX_ARG_STRLEN {
+        t.step(|| Step::Rule {
+            rule: format!("{bytes} bytes of arguments, more than execve(2) takes ({limit})"),
+            knob: None,
+            allowed: false,
+        });
         return Err(DenyReason::ArgumentsTooLong { bytes, limit });
     }
     Ok(plan)
 }
 
-fn daemon(
+fn daemon<T: Tracer>(
     i: &Inputs<'_>,
     d: &decide::DaemonGrant,
+    t: &mut T,
 ) -> Result<(ExecPlan, String, Vec<DenyReason>), DenyReason> {
-    require_sandbox(i)?;
-    let names = &d.modules;
+    require_sandbox(i, t)?;
+    let names: &[String] = &d.modules;
     let mut notes = Vec::new();
     let mut left_out = Vec::new();
     let modules = confine::check_modules(
@@ -309,6 +449,19 @@ fn daemon(
         &mut notes,
         &mut left_out,
     );
+    let traced = if t.enabled() { names } else { &[] };
+    for name in traced {
+        let kept = modules.iter().find(|(m, _)| m.name == *name);
+        t.step(|| Step::ModuleRoot {
+            module: name.clone(),
+            root: match (kept, i.policy.modules.get(name)) {
+                (Some((_, real)), _) => real.display().to_string(),
+                (None, Some(m)) => m.path.display().to_string(),
+                (None, None) => String::new(),
+            },
+            allowed: kept.is_some(),
+        });
+    }
     if modules.is_empty() {
         return Err(DenyReason::NoModules);
     }
@@ -344,18 +497,23 @@ fn daemon(
 
 /// An in-band request: every path resolved physically as in checked mode
 /// (symlinks followed, escapes refused); nothing is created or handed on.
-fn in_band(i: &Inputs<'_>, g: &decide::Grant) -> Result<Vec<String>, DenyReason> {
+fn in_band<T: Tracer>(
+    i: &Inputs<'_>,
+    g: &decide::Grant,
+    t: &mut T,
+) -> Result<Vec<String>, DenyReason> {
     let module = i
         .policy
         .modules
         .get(&g.module)
         .ok_or_else(|| DenyReason::ModuleNotAvailable(g.module.clone()))?;
-    let confined = confine::confine(
+    let confined = confine::confine_with(
         g,
         module,
         i.account,
         &i.policy.protected_paths(i.gate),
         &confine::link_writable_roots(i.policy),
+        t,
     )?;
     Ok(confined.notes)
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::evaluate::{self, Evaluation, Inputs};
 use crate::audit::Reason;
-use crate::decide::RsyncCaps;
+use crate::decide::{RsyncCaps, Step};
 use crate::escape;
 use crate::host::{self, Account};
 use crate::plan::{ExecPlan, FileContent, SandboxChoice};
@@ -45,6 +45,10 @@ pub struct Explanation {
     /// The generated rsyncd.conf (daemon requests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// With `--trace`: every rule that applied, in order, ending in the
+    /// decision.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<Step>,
 }
 
 impl Explanation {
@@ -60,6 +64,7 @@ impl Explanation {
             notes: vec![],
             pins: vec![],
             config: None,
+            trace: vec![],
         }
     }
 
@@ -141,6 +146,7 @@ impl Explanation {
             notes,
             pins,
             config,
+            trace: vec![],
         }
     }
 }
@@ -188,7 +194,9 @@ pub enum Asked<'a> {
 }
 
 /// The decision for a request. A `-s` command's arguments are read from
-/// `stdin` as `serve` reads them.
+/// `stdin` as `serve` reads them. With `trace`, every rule that applied
+/// ([`Explanation::trace`]), each with where the policy says it.
+#[allow(clippy::too_many_arguments)]
 pub fn explain(
     policy: &Policy,
     policy_path: &Path,
@@ -197,6 +205,43 @@ pub fn explain(
     from: From,
     asked: Asked<'_>,
     stdin: impl std::os::fd::AsFd,
+    trace: bool,
+) -> Explanation {
+    let mut steps = Vec::new();
+    let mut e = explain_with(
+        policy,
+        policy_path,
+        account,
+        client,
+        from,
+        asked,
+        stdin,
+        trace.then_some(&mut steps),
+    );
+    if trace {
+        let keys = crate::policy::KeyOrigins::read(policy);
+        crate::decide::trace::locate_keys(&mut steps, &keys);
+        for f in &keys.changed {
+            e.notes.push(format!(
+                "{} changed since it was read (or cannot be read again): the trace shows its tables, not its keys",
+                f.display()
+            ));
+        }
+        e.trace = steps;
+    }
+    e
+}
+
+#[allow(clippy::too_many_arguments)]
+fn explain_with(
+    policy: &Policy,
+    policy_path: &Path,
+    account: &Account,
+    client: &str,
+    from: From,
+    asked: Asked<'_>,
+    stdin: impl std::os::fd::AsFd,
+    trace: Option<&mut Vec<Step>>,
 ) -> Explanation {
     let conn = match from {
         From::Nowhere => None,
@@ -224,6 +269,18 @@ pub fn explain(
             Ok(stdin_args) => secluded::parse_secluded(args, &stdin_args).map(Request::Server),
             Err(e) => {
                 let reason = crate::deny::DenyReason::SecludedArgsMalformed(e);
+                if let Some(t) = trace {
+                    t.push(Step::Request {
+                        request: "rsync --server -s: the arguments on stdin could not be read"
+                            .into(),
+                    });
+                    t.push(Step::Decision {
+                        stage: crate::decide::trace::Stage::Final,
+                        allowed: false,
+                        code: Some(reason.code().to_string()),
+                        summary: reason.to_string(),
+                    });
+                }
                 return Explanation::deny(Reason::from(&reason), None, vec![]);
             }
         };
@@ -243,7 +300,11 @@ pub fn explain(
         gate: &gate,
         session: "explain",
     };
-    match evaluate::evaluate(&inputs, parsed.as_ref()) {
+    let evaluation = match trace {
+        Some(t) => evaluate::evaluate_traced(&inputs, parsed.as_ref(), t),
+        None => evaluate::evaluate(&inputs, parsed.as_ref()),
+    };
+    match evaluation {
         Evaluation::Refused(r) => Explanation::deny(
             Reason::from(&r.reason),
             r.mode.map(|m| m.name().to_string()),
@@ -260,6 +321,7 @@ pub fn explain(
             notes: vec!["'true' succeeds without running anything".into()],
             pins: vec![],
             config: None,
+            trace: vec![],
         },
         Evaluation::Run(run) => {
             Explanation::allowed(&run.plan, run.mode.name(), run.modules, run.config)
@@ -305,6 +367,7 @@ pub fn explain(
                 notes,
                 pins: vec![],
                 config: None,
+                trace: vec![],
             }
         }
         Evaluation::InBand(g) => Explanation {
@@ -318,6 +381,7 @@ pub fn explain(
             notes: g.notes,
             pins: vec![],
             config: None,
+            trace: vec![],
         },
     }
 }
@@ -345,6 +409,13 @@ pub fn render(e: &Explanation, out: &mut impl Write) -> std::io::Result<()> {
     }
     for n in &e.notes {
         writeln!(out, "note:     {n}")?;
+    }
+    if !e.trace.is_empty() {
+        writeln!(out, "trace:")?;
+        let width = e.trace.len().to_string().len();
+        for (i, step) in e.trace.iter().enumerate() {
+            writeln!(out, "  {:>width$}. {}", i + 1, step.text())?;
+        }
     }
     if let Some(c) = &e.config {
         writeln!(out, "config:\n{c}")?;

@@ -186,6 +186,9 @@ pub fn hook(which: Hook, policy_path: &Path, client: &str) -> u8 {
             r.argv = env.args.iter().map(|a| audit::escape(a)).collect();
             let request = inband::parse(&env.module, &env.args).map(Request::InBand);
             r.mode = evaluate::requested_mode(request.as_ref());
+            if policy.clients.get(client).is_some_and(|c| c.learn) {
+                r.learn = Some(evaluate::learned(&policy, request.as_ref()));
+            }
             let account = Account::current();
             let gate = host::gate_binary();
             let inputs = Inputs {

@@ -53,7 +53,15 @@ fn stages(policy_path: &Path, client: &str, env: &SshEnv) -> Stage<u8> {
     check_lock_dir(&mut session, &policy, &given.account)?;
     let id = session.id.clone();
     let inputs = given.inputs(&policy, client, &id);
+    let learning = policy.clients.get(client).is_some_and(|c| c.learn);
+    if learning {
+        // Refusals before the request is read note that much.
+        session.learn(crate::audit::Learned::default());
+    }
     let request = read_request(&mut session, &inputs, given.command())?;
+    if learning {
+        session.learn(evaluate::learned(&policy, request.as_ref()));
+    }
     let Run {
         mode,
         modules,

@@ -27,6 +27,8 @@ pub struct Session {
     log: Result<AuditLog, String>,
     mirrors: Mirrors,
     started: SystemTime,
+    /// A learn client's request: what its decision records note.
+    learn: Option<audit::Learned>,
 }
 
 /// A new session id: start time and process id.
@@ -62,7 +64,14 @@ impl Session {
             log: Err("the policy could not be loaded".into()),
             mirrors: Mirrors::default(),
             started,
+            learn: None,
         }
+    }
+
+    /// The client is a learn client (`learn = true`): its decision records
+    /// note what `request` asked for ([`audit::Learned`]).
+    pub fn learn(&mut self, request: audit::Learned) {
+        self.learn = Some(request);
     }
 
     /// Open the audit log (with its safety checks), and syslog and the
@@ -97,6 +106,10 @@ impl Session {
             client: self.client.clone(),
             source: self.source.clone(),
             command: self.command.clone(),
+            learn: match event {
+                Event::Decision => self.learn.clone(),
+                _ => None,
+            },
             pid: Some(std::process::id()),
             ..Default::default()
         }
@@ -143,6 +156,18 @@ impl Session {
         r.mode = Some(Mode::Daemon);
         r.modules = refusal.modules.clone();
         r.request = refusal.request.clone();
+        // The module the client named, as far as it is a module name.
+        r.learn = self.learn.as_ref().map(|_| {
+            let mut l = audit::Learned::default();
+            if let Some(name) = refusal
+                .request
+                .as_deref()
+                .filter(|n| crate::policy::valid_name(n))
+            {
+                l.add_module(name.to_string());
+            }
+            l
+        });
         if let Err(e) = self.write(&r) {
             tracing::warn!("cannot write the daemon's refusal: {e}");
         }

@@ -325,7 +325,7 @@ pub static SECTIONS: &[Section] = &[
         table: "clients.NAME",
         heading: "`[clients.NAME]`",
         intro: "One per key; the `authorized_keys` line names it with `--client \
-                    NAME`. A client needs `modules`, a `trigger`, or both.",
+                    NAME`. A client needs `modules`, a `trigger` or `learn = true`.",
         keys: &[
             Key {
                 names: &["modules"],
@@ -366,6 +366,18 @@ pub static SECTIONS: &[Section] = &[
                 toml_default: None,
                 meaning: "Makes this a trigger client (push mirroring): its commands fire \
                     the trigger, see below.",
+            },
+            Key {
+                names: &["learn"],
+                ty: "bool",
+                default: "`false`",
+                toml_default: Some("false"),
+                meaning: "Learn mode: the client's requests are decided as any client's \
+                    (nothing more is allowed), and each of its decision records notes \
+                    what the request asked for (audit field `learn`), from which \
+                    [`rsync-gate learn`](#rsync-gate-learn---log-file---client-name---since-t---policy-file) \
+                    drafts a policy. A learn client needs neither `modules` nor a \
+                    `trigger` (its rsync requests are then all refused, and recorded).",
             },
         ],
     },

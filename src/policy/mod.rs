@@ -6,6 +6,7 @@
 
 pub mod keys;
 pub mod net;
+mod origins;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use net::IpNet;
+pub use origins::KeyOrigins;
 
 /// The default policy location.
 pub const DEFAULT_POLICY: &str = "/etc/rsync-gate/policy.toml";
@@ -139,6 +141,9 @@ pub struct Client {
     pub key: Option<String>,
     pub note: Option<String>,
     pub trigger: Option<String>,
+    /// Learn mode: decided as any client, and every decision record notes
+    /// what the request asked for (`rsync-gate learn`).
+    pub learn: bool,
     pub origin: Origin,
 }
 
@@ -325,6 +330,7 @@ struct RawClient {
     key: Option<Spanned<String>>,
     note: Option<Spanned<String>>,
     trigger: Option<Spanned<String>>,
+    learn: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1085,7 +1091,8 @@ impl Builder {
                 ),
             ));
         }
-        if r.modules.is_empty() && r.trigger.is_none() {
+        let learn = r.learn.unwrap_or(false);
+        if r.modules.is_empty() && r.trigger.is_none() && !learn {
             diags.push(src.diag(
                 span,
                 format!(
@@ -1106,6 +1113,7 @@ impl Builder {
                 key: r.key.map(Spanned::into_inner),
                 note: r.note.map(Spanned::into_inner),
                 trigger: r.trigger.map(Spanned::into_inner),
+                learn,
                 origin,
             },
         );

@@ -965,7 +965,14 @@ fn check_binary(
 
 /// What `explain` says about a case: its decision as an [`Outcome`]
 /// (argv resolved through the descriptors it lists), or why it failed.
-fn explain(w: &common::World, c: &Case, p: &Prepared) -> Result<Option<Outcome>, String> {
+/// With `trace` it runs `explain --trace`, whose trace must start with the
+/// client and end in the decision it gives.
+fn explain(
+    w: &common::World,
+    c: &Case,
+    p: &Prepared,
+    trace: bool,
+) -> Result<Option<Outcome>, String> {
     let Some(command) = &p.command else {
         return Ok(None);
     };
@@ -981,8 +988,11 @@ fn explain(w: &common::World, c: &Case, p: &Prepared) -> Result<Option<Outcome>,
         )
     };
     let mut cmd = Command::new(common::gate_bin());
-    cmd.arg("explain")
-        .arg("--json")
+    cmd.arg("explain");
+    if trace {
+        cmd.arg("--trace");
+    }
+    cmd.arg("--json")
         .arg("--policy")
         .arg(&w.policy)
         .arg("--client")
@@ -1019,6 +1029,11 @@ fn explain(w: &common::World, c: &Case, p: &Prepared) -> Result<Option<Outcome>,
             o.status.code(),
             e["decision"]
         ));
+    }
+    if trace {
+        check_trace(&e)?;
+    } else if e.get("trace").is_some() {
+        return Err("explain without --trace printed a trace".into());
     }
     if e["decision"] != "allow" {
         return Ok(Some(Outcome::Deny {
@@ -1062,6 +1077,133 @@ fn explain(w: &common::World, c: &Case, p: &Prepared) -> Result<Option<Outcome>,
         })
         .collect();
     Ok(Some(Outcome::Allow { argv }))
+}
+
+/// An `explain --trace --json` answer's trace: it names the client first
+/// and ends in the decision the answer gives (allow or deny, and the
+/// refusal's code).
+fn check_trace(e: &serde_json::Value) -> Result<(), String> {
+    let steps = e["trace"]
+        .as_array()
+        .ok_or("explain --trace printed no trace")?;
+    let first = steps.first().map(|s| &s["step"]);
+    let last = steps.last().ok_or("an empty trace")?;
+    let secluded_failure = e["reason"]["code"] == "secluded_args_malformed";
+    if !secluded_failure
+        && first != Some(&serde_json::json!("client_found"))
+        && first != Some(&serde_json::json!("client_unknown"))
+    {
+        return Err(format!("the trace starts with {first:?}"));
+    }
+    let allowed = e["decision"] == "allow";
+    let code = e["reason"]["code"].as_str();
+    if last["step"] != "decision"
+        || last["stage"] != "final"
+        || last["allowed"] != allowed
+        || last["code"].as_str() != code
+    {
+        return Err(format!(
+            "the trace ends in {last}, not the decision ({}, {code:?})",
+            e["decision"]
+        ));
+    }
+    Ok(())
+}
+
+/// The library's traced evaluation (what `explain --trace` runs) agrees
+/// with the plain one on a case: the same decision, the same outcome once
+/// the paths are confined, and a trace that ends in it.
+fn traced_agrees(
+    policy: &Policy,
+    caps: rsync_gate::decide::RsyncCaps,
+    c: &Case,
+    p: &Prepared,
+) -> Vec<String> {
+    let Some(command) = &p.command else {
+        return Vec::new();
+    };
+    let parsed = request::parse_command(command);
+    let connection = if c.env_remove.iter().any(|k| k == "SSH_CONNECTION") {
+        None
+    } else {
+        Connection::parse(
+            p.env
+                .iter()
+                .find(|(k, _)| k == "SSH_CONNECTION")
+                .map_or(DEFAULT_CONNECTION.as_bytes(), |(_, v)| v.as_slice()),
+        )
+    };
+    let account = Account::current();
+    let gate = common::gate_bin();
+    let inputs = Inputs {
+        policy,
+        policy_path: &policy.source,
+        client: &c.client,
+        conn: connection.as_ref(),
+        account: &account,
+        caps,
+        landlock: host::landlock_abi().is_some(),
+        gate: &gate,
+        session: "corpus",
+    };
+    let mut bad = Vec::new();
+    let mut steps = Vec::new();
+    let plain = evaluate::decision(&inputs, parsed.as_ref());
+    let traced = evaluate::decision_traced(&inputs, parsed.as_ref(), &mut steps);
+    if plain != traced {
+        bad.push(format!(
+            "decide_traced disagrees with decide: {traced:?} vs {plain:?}"
+        ));
+    }
+    // After confinement: each plan is summed up while its descriptors are
+    // open.
+    let sum = |e: Evaluation| -> String {
+        match e {
+            Evaluation::Refused(r) => format!("deny {}", r.reason.code()),
+            Evaluation::Probe => "probe".into(),
+            Evaluation::Trigger(t) => format!("trigger {:?}", t.argv_shown()),
+            Evaluation::InBand(g) => format!("in-band {g:?}"),
+            Evaluation::Run(run) => {
+                let target = |n: u32| {
+                    std::fs::read_link(format!("/proc/self/fd/{n}"))
+                        .ok()
+                        .map(|t| t.as_os_str().as_bytes().to_vec())
+                };
+                let argv: Vec<Vec<u8>> = run
+                    .plan
+                    .args
+                    .iter()
+                    .map(|a| resolve_fds(a.as_bytes(), &target))
+                    .collect();
+                format!("run {}", show_argv(&argv))
+            }
+        }
+    };
+    let plain = sum(evaluate::evaluate(&inputs, parsed.as_ref()));
+    let mut steps = Vec::new();
+    let traced = sum(evaluate::evaluate_traced(
+        &inputs,
+        parsed.as_ref(),
+        &mut steps,
+    ));
+    if plain != traced {
+        bad.push(format!(
+            "evaluate_traced disagrees with evaluate:\n      traced: {traced}\n      plain:  {plain}"
+        ));
+    }
+    let refused = plain.strip_prefix("deny ");
+    let ends_well = matches!(
+        steps.last(),
+        Some(rsync_gate::decide::Step::Decision { allowed, code, .. })
+            if *allowed == refused.is_none() && code.as_deref() == refused
+    );
+    if !ends_well {
+        bad.push(format!(
+            "the trace does not end in the outcome {plain}: {:?}",
+            steps.last()
+        ));
+    }
+    bad
 }
 
 /// explain and serve must agree: the same decision, the same reason, the
@@ -1328,6 +1470,7 @@ fn hostile_corpus() {
         root: w.root.as_os_str().as_bytes().to_vec(),
     };
     let policy = policy::load(&w.policy, &policy::PlainReader).expect("the corpus policy loads");
+    let caps = host::rsync::probe(&policy.gate.rsync).unwrap_or_default();
     let account = Account::current().name;
     let srv_before = common::snapshot(&w.root.join("srv"));
     let outside_before = common::snapshot(&w.root.join("outside"));
@@ -1341,6 +1484,7 @@ fn hostile_corpus() {
     let mut by_category: BTreeMap<&str, usize> = BTreeMap::new();
     let mut in_process = 0;
     let mut explained = 0;
+    let mut traced = 0;
     for c in &cases {
         let p = match prepare(c, &vars) {
             Ok(p) => p,
@@ -1354,13 +1498,16 @@ fn hostile_corpus() {
         if let Some(want) = c.command_len.filter(|w| len != Some(*w)) {
             bad.push(format!("command is {len:?} bytes, not {want}"));
         }
+        // The traced decision (explain --trace) is the decision.
+        bad.extend(traced_agrees(&policy, caps, c, &p));
+        traced += 1;
         let (outcome, mut found) = if c.in_process {
             in_process += 1;
             check_in_process(&policy, c, &p)
         } else {
-            // What explain says first (it changes nothing), then what serve
-            // does: the two must agree.
-            let said = explain(&w, c, &p);
+            // What explain --trace says first (it changes nothing), then
+            // what serve does: the two must agree.
+            let said = explain(&w, c, &p, true);
             let (outcome, mut found) = check_binary(&w, &out, c, &p, &account);
             if let Some(o) = &outcome {
                 found.extend(agree(o, said));
@@ -1491,7 +1638,12 @@ fn hostile_corpus() {
     );
     let codes: Vec<String> = by_code.iter().map(|(k, n)| format!("{k} {n}")).collect();
     eprintln!("corpus: denials by code: {}", codes.join(", "));
-    eprintln!("corpus: explain agreed with serve on all {explained} cases run through the binary");
+    eprintln!(
+        "corpus: explain --trace agreed with serve on all {explained} cases run through the binary"
+    );
+    eprintln!(
+        "corpus: the traced decision and evaluation agreed with the plain ones on {traced} cases"
+    );
     if explained + in_process + 2 < cases.len() {
         failures.push(format!(
             "explain was compared with serve on only {explained} of {} cases",
@@ -1583,7 +1735,7 @@ fn client_corpus() {
         };
         let c = Case::client_command(command);
         let p = prepare(&c, &vars).expect("no templates in client commands");
-        let said = explain(&w, &c, &p);
+        let said = explain(&w, &c, &p, false);
         let (outcome, mut bad) = check_binary(&w, &out, &c, &p, &account);
         if let Some(o) = &outcome {
             bad.extend(agree(o, said));

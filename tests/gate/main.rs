@@ -26,10 +26,12 @@ mod hardening;
 mod import;
 mod installed;
 mod journald;
+mod learn;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
 mod props;
 mod sshd;
 mod swap;
+mod trace;
 mod triggers;

@@ -1636,6 +1636,7 @@ pub fn check_one(
     if decision != evaluate::decision(&inputs, parsed.as_ref()) {
         return Err("decide is not deterministic".into());
     }
+    check_traced(&inputs, parsed.as_ref(), &decision)?;
     check_decision(policy, sel, parsed.as_ref(), &decision)?;
     let unplanned = |decision| {
         Ok(Checked {
@@ -1681,6 +1682,34 @@ pub fn check_one(
         ));
     }
     Ok(Checked { decision, planned })
+}
+
+/// The traced decision (`explain --trace`) is the decision, and its trace
+/// ends in it.
+pub fn check_traced(
+    inputs: &Inputs<'_>,
+    parsed: Result<&Request, &ParseError>,
+    decision: &Decision,
+) -> Result<(), String> {
+    let mut trace = Vec::new();
+    let traced = evaluate::decision_traced(inputs, parsed, &mut trace);
+    if traced != *decision {
+        return Err(format!(
+            "decide_traced disagrees with decide: {traced:?} vs {decision:?}"
+        ));
+    }
+    let code = match decision {
+        Decision::Deny(r) => Some(r.code()),
+        _ => None,
+    };
+    match trace.last() {
+        Some(rsync_gate::decide::Step::Decision {
+            allowed,
+            code: said,
+            ..
+        }) if *allowed == code.is_none() && said.as_deref() == code => Ok(()),
+        other => Err(format!("the trace does not end in the decision: {other:?}")),
+    }
 }
 
 /// One fuzz input: the selector byte, then the command.
@@ -1763,6 +1792,7 @@ pub fn check_inband(
     if decision != evaluate::decision(&inputs, parsed.as_ref()) {
         return Err("decide is not deterministic".into());
     }
+    check_traced(&inputs, parsed.as_ref(), &decision)?;
     match &decision {
         Decision::Deny(r) => {
             if message_checked(r) {

@@ -508,9 +508,11 @@ pub fn man_gate() -> String {
     para(
         &mut r,
         "The other commands are for the administrator: check validates the policy, \
-         explain shows what a request would do, authorized-keys writes the \
-         authorized_keys lines, audit reviews the audit log, import converts an \
-         rsyncd.conf or rrsync setup into a policy.",
+         explain shows what a request would do (with --trace, every rule that \
+         applied and the policy line it came from), authorized-keys writes the \
+         authorized_keys lines, audit reviews the audit log, learn drafts a policy \
+         from what clients in learn mode (learn = true) asked for, import converts \
+         an rsyncd.conf or rrsync setup into a policy.",
     );
 
     r.control("SH", ["OPTIONS"]);
@@ -552,6 +554,12 @@ pub fn man_gate() -> String {
         &mut r,
         "explain",
         "0 allow, 1 deny, 2 error (for example, the policy does not load).",
+    );
+    item(
+        &mut r,
+        "learn",
+        "0 a proposal is printed, 1 no decision record of a learn client matched, 2 on \
+         an error.",
     );
     item(
         &mut r,
@@ -630,6 +638,18 @@ pub fn man_gate() -> String {
         &[
             "rsync-gate explain --client mirror01 --from 192.0.2.10 -- rsync --server --sender -logDtpre.iLsfxCIvu . www/",
         ],
+    );
+    example(
+        &mut r,
+        "Which rules decided it, and where in the policy each is set?",
+        &[
+            "rsync-gate explain --trace --client mirror01 --from 192.0.2.10 -- rsync --server --sender -logDtpre.iLsfxCIvu . www/",
+        ],
+    );
+    example(
+        &mut r,
+        "A client in learn mode (learn = true) ran for a week: the policy its requests needed, to review:",
+        &["rsync-gate learn --client host2 --since 7d"],
     );
     example(
         &mut r,
