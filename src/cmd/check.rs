@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::confine;
-use crate::deny::DenyReason;
 use crate::host::{self, Account};
 use crate::plan;
 use crate::policy::{self, Policy};
@@ -78,10 +77,10 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
                 )));
             } else if account.uid != 0 && md.uid() != account.uid {
                 out.push(err(format!(
-                    "lock_dir {} belongs to uid {}, so the account (uid {}) cannot write its lock files and daemon configs there",
+                    "lock_dir {} belongs to {}, so the account {} cannot write its lock files and daemon configs there",
                     lock_dir.display(),
-                    md.uid(),
-                    account.uid
+                    trust::owner_name(md.uid()),
+                    trust::owner_name(account.uid)
                 )));
             }
         }
@@ -96,11 +95,12 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
             )));
         }
         if let Err(r) = confine::check_module(m, account, &protected) {
-            let detail = match &r {
-                DenyReason::ModuleUnsafe { why, .. } => why.clone(),
-                other => other.to_string(),
-            };
-            out.push(err(format!("{}: module '{}': {detail}", m.origin, m.name)));
+            out.push(err(format!(
+                "{}: module '{}': {}",
+                m.origin,
+                m.name,
+                r.server_detail()
+            )));
         }
     }
     match std::fs::metadata(&policy.gate.rsync) {
@@ -172,9 +172,15 @@ pub fn check_environment(policy: &Policy, account: &Account) -> Vec<Finding> {
     }
     for f in &policy.files {
         if let Err(e) = trust::check_path(f, 0) {
+            // "FILE is owned by ...": named once.
+            let file = f.display().to_string();
+            let what = if e.starts_with(&format!("{file} ")) {
+                e
+            } else {
+                format!("{file}: {e}")
+            };
             out.push(err(format!(
-                "{}: {e} (serve refuses a policy the account could modify)",
-                f.display()
+                "{what} (serve refuses a policy the account could modify)"
             )));
         }
     }

@@ -1008,7 +1008,7 @@ fn broken_or_missing_policy_refuses_naming_file_and_line() {
     let err = stderr(&o);
     assert!(
         err.starts_with(&format!(
-            "rsync-gate: denied: the server's policy is invalid: {}:3:1: unknown field `frobnicate`",
+            "rsync-gate: denied: the server's policy is invalid: {}:3:1: unknown key 'frobnicate' in [modules.www] (the keys there are: ",
             w.policy.display()
         )),
         "{err}"
@@ -1456,7 +1456,11 @@ fn refuses_a_policy_the_account_could_modify() {
     nix::unistd::chown(&w.policy, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
     let o = w.serve("c", cmd, &[]);
     assert!(
-        stderr(&o).contains("is owned by uid 65534, not root"),
+        stderr(&o).contains(&format!(
+            "the server's policy file is unsafe: {} is owned by {}, not root",
+            w.policy.display(),
+            rsync_gate::trust::owner_name(65534)
+        )),
         "{}",
         stderr(&o)
     );
@@ -1573,7 +1577,13 @@ fn check_judges_as_the_named_account() {
         !o.status.success(),
         "as root, nobody's module is foreign: {out}"
     );
-    assert!(out.contains("owned by uid 65534"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "is owned by {}, not root",
+            rsync_gate::trust::owner_name(65534)
+        )),
+        "{out}"
+    );
     // The lock dir must belong to the account for it to write there.
     nix::unistd::chown(&w.run, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
     let o = gate_cmd(

@@ -19,6 +19,7 @@ mod examples;
 mod ftpsync;
 mod hardening;
 mod import;
+mod messages;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;
