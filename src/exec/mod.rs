@@ -6,6 +6,7 @@
 //! or the request.
 
 pub mod files;
+pub mod priority;
 pub mod sandbox;
 pub mod slots;
 pub mod trigger;
@@ -49,6 +50,8 @@ pub struct Ready {
     plan: ExecPlan,
     _slot: Option<slots::Slot>,
     pub confinement: Confinement,
+    /// The lower priority applied (None: the client asked for none).
+    pub priority: Option<String>,
 }
 
 impl Ready {
@@ -59,8 +62,9 @@ impl Ready {
 
 /// Do everything the plan needs before the child starts. The order
 /// matters: files and directories first (the sandbox would forbid them),
-/// then the slot, then the sandbox, last because it restricts the gate
-/// itself.
+/// then the slot, then the lower priority the client asked for (the gate
+/// only waits from then on), then the sandbox, last because it restricts
+/// the gate itself.
 pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
     for f in &plan.files {
         files::write(f).map_err(|e| PrepareError::Io(format!("{}: {e}", f.path.display())))?;
@@ -79,6 +83,7 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
             }
         },
     };
+    let priority = priority::apply(&plan.priority).map_err(PrepareError::Io)?;
     let confinement = match &plan.sandbox {
         SandboxChoice::Apply(sb) => {
             Confinement::Applied(sandbox::apply(sb).map_err(PrepareError::Sandbox)?)
@@ -90,6 +95,7 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
         plan,
         _slot: slot,
         confinement,
+        priority,
     })
 }
 
@@ -191,6 +197,7 @@ pub fn run(ready: Ready) -> io::Result<Outcome> {
         plan,
         _slot: slot,
         confinement: _,
+        priority: _,
     } = ready;
     let mut cmd = command(&plan);
     // Signals to forward wait until forwarding is in place (the log
@@ -303,6 +310,7 @@ mod tests {
             slot: None,
             sandbox: SandboxChoice::Off,
             log_fd: None,
+            priority: Default::default(),
             notes: vec![],
         }
     }

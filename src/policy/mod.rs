@@ -6,6 +6,7 @@
 //! once, each in words (no type names), and once: a mistake in one item
 //! does not make the items that name it wrong too.
 
+pub mod keys;
 pub mod net;
 mod words;
 
@@ -58,6 +59,9 @@ pub struct Gate {
     pub sandbox: Sandbox,
     pub include: Vec<String>,
     pub syslog: bool,
+    /// Also send every record to the systemd journal, as a structured
+    /// entry (when its socket exists).
+    pub journald: bool,
     pub wait_for_slot: Duration,
 }
 
@@ -70,6 +74,7 @@ impl Default for Gate {
             sandbox: Sandbox::BestEffort,
             include: Vec::new(),
             syslog: false,
+            journald: false,
             wait_for_slot: Duration::ZERO,
         }
     }
@@ -102,6 +107,9 @@ pub struct Module {
     pub overwrite: bool,
     pub munge_links: bool,
     pub devices: bool,
+    /// FIFOs and sockets may be created (default: as `devices`); device
+    /// nodes only with `devices`.
+    pub specials: bool,
     pub follow_links: bool,
     pub max_connections: u32,
     /// Seconds of I/O inactivity after which rsync ends the session
@@ -282,6 +290,7 @@ const GATE_KEYS: &[&str] = &[
     "sandbox",
     "include",
     "syslog",
+    "journald",
     "wait_for_slot",
 ];
 const MODULE_KEYS: &[&str] = &[
@@ -293,6 +302,7 @@ const MODULE_KEYS: &[&str] = &[
     "overwrite",
     "munge_links",
     "devices",
+    "specials",
     "follow_links",
     "max_connections",
     "timeout",
@@ -1326,6 +1336,9 @@ impl Builder {
         if let Ok(Some(f)) = cx.boolean(t, "syslog") {
             gate.syslog = f.value;
         }
+        if let Ok(Some(f)) = cx.boolean(t, "journald") {
+            gate.journald = f.value;
+        }
         if let Ok(Some(f)) = cx.string(t, "wait_for_slot", "a duration in quotes, like \"30s\"") {
             match parse_duration(&f.value) {
                 Ok(d) => gate.wait_for_slot = d,
@@ -1359,6 +1372,7 @@ impl Builder {
         let overwrite = cx.boolean(t, "overwrite");
         let munge_links = cx.boolean(t, "munge_links");
         let devices = cx.boolean(t, "devices");
+        let specials = cx.boolean(t, "specials");
         let follow_links = cx.boolean(t, "follow_links");
         let setuid = cx.boolean(t, "setuid");
         let list = cx.boolean(t, "list");
@@ -1384,6 +1398,13 @@ impl Builder {
             cx.err(
                 f.key.clone(),
                 format!("delete = true needs read_only = false{read_only_by_default}"),
+            );
+        }
+        let dev = given(&devices, false);
+        if let (Some(true), Some(false), Ok(Some(f))) = (dev, given(&specials, true), &specials) {
+            cx.err(
+                f.key.clone(),
+                "specials = false contradicts devices = true (a module that takes device nodes takes FIFOs and sockets too)",
             );
         }
         if let (Some(true), Some(false), Ok(Some(f))) = (del, ow, &delete) {
@@ -1453,6 +1474,7 @@ impl Builder {
                 overwrite,
                 munge_links: flag(&munge_links, !read_only),
                 devices: flag(&devices, false),
+                specials: flag(&specials, flag(&devices, false)),
                 follow_links: flag(&follow_links, false),
                 max_connections,
                 timeout,
@@ -1878,7 +1900,7 @@ trigger = "mirror"
             !www.munge_links,
             "read-only modules default to munge_links = false"
         );
-        assert!(!www.devices && !www.follow_links && www.list);
+        assert!(!www.devices && !www.specials && !www.follow_links && www.list);
         assert_eq!(www.origin.line, 10);
         let backup = &p.modules["backup"];
         assert!(
@@ -1915,7 +1937,7 @@ trigger = "mirror"
         (
             "[gate]\nfrobnicate = 1\n",
             &[
-                "/p.toml:2:1: unknown key 'frobnicate' in [gate] (the keys there are: rsync, audit_log, lock_dir, sandbox, include, syslog, wait_for_slot)",
+                "/p.toml:2:1: unknown key 'frobnicate' in [gate] (the keys there are: rsync, audit_log, lock_dir, sandbox, include, syslog, journald, wait_for_slot)",
             ],
         ),
         (
@@ -1991,7 +2013,7 @@ trigger = "mirror"
         (
             "[modules.a]\npath = \"/srv/a\"\nfrobnicate = true\n",
             &[
-                "/p.toml:3:1: unknown key 'frobnicate' in [modules.a] (the keys there are: path, comment, read_only, write_only, delete, overwrite, munge_links, devices, follow_links, max_connections, timeout, setuid, uid, gid, list)",
+                "/p.toml:3:1: unknown key 'frobnicate' in [modules.a] (the keys there are: path, comment, read_only, write_only, delete, overwrite, munge_links, devices, specials, follow_links, max_connections, timeout, setuid, uid, gid, list)",
             ],
         ),
         (
@@ -2044,6 +2066,12 @@ trigger = "mirror"
             "[modules.a]\npath = \"/a\"\nread_only = false\ndelete = true\noverwrite = false\n",
             &[
                 "/p.toml:4:1: delete = true contradicts overwrite = false (deleting removes existing files)",
+            ],
+        ),
+        (
+            "[modules.a]\npath = \"/a\"\nread_only = false\ndevices = true\nspecials = false\n",
+            &[
+                "/p.toml:5:1: specials = false contradicts devices = true (a module that takes device nodes takes FIFOs and sockets too)",
             ],
         ),
         (

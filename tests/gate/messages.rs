@@ -3,7 +3,7 @@
 //! says what it needs to know; a module whose directory is missing is
 //! "not available right now", not "not safe to serve".
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::common::{World, set_mode, stderr};
@@ -184,7 +184,7 @@ fn missing_module_directory_is_not_available_right_now() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).contains(&format!(
-            "error: {}:9:1: module 'gone': {} does not exist\n",
+            "error: {}:9:1: module 'gone': {} does not exist (serve refuses the module)\n",
             w.policy.display(),
             gone.display()
         )),
@@ -204,10 +204,10 @@ fn missing_module_directory_is_not_available_right_now() {
     );
 }
 
-/// `check` names a module once, and an owner by name.
+/// `check` names a module once, a policy file once, and an owner by name.
 #[test]
 fn check_says_each_thing_once() {
-    use rsync_gate::cmd::check::check_environment;
+    use rsync_gate::cmd::check::{Who, account};
     use rsync_gate::host::Account;
     let w = World::new();
     let up = w.module_dir("up");
@@ -221,15 +221,31 @@ fn check_says_each_thing_once() {
     let policy =
         rsync_gate::policy::load_text(&w.policy, &std::fs::read_to_string(&w.policy).unwrap())
             .unwrap();
-    let account = Account {
-        uid: 0,
-        name: "root".into(),
-        home: Some(home),
+    // root, with its home inside the writable module.
+    let who = Who {
+        account: Account {
+            uid: 0,
+            name: "root".into(),
+            home: Some(home),
+        },
+        gid: 0,
+        group: "root".into(),
+        groups: vec![0],
+        shell: None,
+        uses: vec![],
     };
-    nix::unistd::chown(&w.policy, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    let found: Vec<String> = check_environment(&policy, &account)
+    let gate_path = crate::common::gate_bin();
+    let report = account::check(&account::Ctx {
+        policy: &policy,
+        who: &who,
+        gate: &gate_path,
+        syslog_socket: Path::new("/dev/log"),
+        acting: false,
+    });
+    let found: Vec<String> = report
+        .findings
         .into_iter()
-        .filter(|f| f.error && (f.text.contains("module '") || f.text.contains("serve refuses")))
+        .filter(|f| f.error && f.text.contains("module '"))
         .map(|f| f.text)
         .collect();
     let p = w.policy.display();
@@ -237,17 +253,78 @@ fn check_says_each_thing_once() {
         found,
         [
             format!(
-                "{p}:10:1: module 'other': {} is owned by {}, not root",
+                "{p}:10:1: module 'other': {} is owned by {}, not root (serve refuses the module)",
                 other.display(),
                 rsync_gate::trust::owner_name(65534)
             ),
             format!(
-                "{p}:6:1: module 'up': it is writable and contains the account's home directory files (~/.ssh or dot files)"
-            ),
-            format!(
-                "{p} is owned by {}, not root (serve refuses a policy the account could modify)",
-                rsync_gate::trust::owner_name(65534)
+                "{p}:6:1: module 'up': it is writable and contains the account's home directory files (~/.ssh or dot files) (serve refuses the module)"
             ),
         ]
+    );
+    // The policy file, named once.
+    nix::unistd::chown(&w.policy, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let o = gate(&["check", "--account", "root"], &w.policy);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "error: {p} is owned by {}, not root (serve refuses a policy the account could modify)\n",
+            rsync_gate::trust::owner_name(65534)
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(&format!("{p}: {p}")), "{out}");
+}
+
+/// README's `check` example of six mistakes is what `check` prints for
+/// them: examples/audit-review/policy.toml with the mistakes made in it
+/// and a drop-in defining `mirror01` again, installed where README says
+/// (shown as /etc/rsync-gate).
+#[test]
+fn readme_example_of_many_mistakes_is_what_check_prints() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let start = "```\n$ rsync-gate check --policy /etc/rsync-gate/policy.toml\n/etc/rsync-gate/policy.toml:7:10:";
+    let i = readme.find(start).expect("README has the example");
+    let block = &readme[i + 4..];
+    let block = &block[..block.find("```").unwrap()];
+    let want = block.split_once('\n').unwrap().1;
+
+    let d = tempfile::tempdir().unwrap();
+    let etc = d.path().join("etc");
+    let conf_d = etc.join("conf.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    let mut text = std::fs::read_to_string(repo.join("examples/audit-review/policy.toml")).unwrap();
+    let mut edit = |from: &str, to: String| {
+        assert_eq!(text.matches(from).count(), 1, "{from}");
+        text = text.replace(from, &to);
+    };
+    edit(
+        "lock_dir = \"/run/rsync-gate\"\n",
+        format!(
+            "lock_dir = \"/run/rsync-gate\"\nsyslog = \"yes\"\ninclude = [\"{}/*.toml\"]\n",
+            conf_d.display()
+        ),
+    );
+    edit("path = \"/srv/www\"\n", "path = \"/srv/www/\"\n".into());
+    edit(
+        "comment = \"web site\"\n",
+        "comment = \"web site\"\nmax_connections = \"4\"\n".into(),
+    );
+    edit("read_only = false\n", "readonly = false\n".into());
+    edit("\"192.0.2.20\"", "\"192.0.2.20/24\"".into());
+    let policy = etc.join("policy.toml");
+    std::fs::write(&policy, text).unwrap();
+    std::fs::write(
+        conf_d.join("clients.toml"),
+        "# The mirrors, one file each.\n[clients.mirror01]\nmodules = [\"www\"]\n",
+    )
+    .unwrap();
+    let o = gate(&["check"], &policy);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).replace(&etc.display().to_string(), "/etc/rsync-gate"),
+        want
     );
 }
