@@ -259,10 +259,14 @@ pub static SECTIONS: &[Section] = &[
                 ty: "bool",
                 default: "`false`",
                 toml_default: Some("false"),
-                meaning: "`false`: receivers get `--drop-D` (no device or special files \
-                    are created), and `--copy-devices`/`--write-devices` are \
-                    refused. `true`: allowed (device nodes still need a root \
-                    account).",
+                meaning: "`false`: no device nodes (and, unless `specials`, no FIFOs or sockets) are created in the module: `host:path` pushes get `--drop-D` unless `specials = true`, the kernel sandbox refuses to create them, and `--copy-devices`/`--write-devices` are refused. `true`: allowed (device nodes still need a root account).",
+            },
+            Key {
+                names: &["specials"],
+                ty: "bool",
+                default: "as `devices`",
+                toml_default: None,
+                meaning: "`true`: FIFOs and sockets may be created while device nodes stay out (root backups of whole systems have FIFOs and sockets, which are harmless). Only the kernel sandbox can tell the two apart (rsync's `--drop-D` keeps out both), so the gate adds no `--drop-D`, the sandbox refuses device nodes (such a push ends with \"mknod ... Permission denied\", exit 23, everything else transferred), and without the sandbox a push that may create device nodes (`-D`, `-a`, `--devices`) is refused (`nodes_unconfined`); `--specials` alone is allowed. `false` with `devices = true` is an error.",
             },
             Key {
                 names: &["follow_links"],

@@ -442,6 +442,7 @@ fn setup_recipes_are_safe_on_a_shared_server() {
     let readme = read(&repo().join("README.md"));
     let binary = readme
         .split_once("\n### 1. The binary\n")
+        .and_then(|(_, rest)| rest.split_once("\n#### With cargo\n"))
         .map(|(_, rest)| code_blocks(rest))
         .unwrap_or_default();
     assert_eq!(
