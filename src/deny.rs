@@ -98,8 +98,12 @@ pub enum DenyReason {
         hint: &'static str,
         why: String,
     },
-    /// The module root is missing, not a directory, or unsafely owned.
+    /// The module root could be changed by someone other than root and
+    /// the account, or (writable) holds the gate's own files.
     ModuleUnsafe { module: String, why: String },
+    /// The module root does not exist or is not a directory (`why` names
+    /// the server path: audit log only).
+    ModuleMissing { module: String, why: String },
     /// A writable module contains the account's `~/.ssh` or dotfiles.
     ModuleContainsHome(String),
     /// A `--files-from` list names files rsync alone resolves, and the
@@ -177,6 +181,7 @@ impl DenyReason {
             Race(_) => "race",
             Swappable { .. } => "swappable_path",
             ModuleUnsafe { .. } => "module_unsafe",
+            ModuleMissing { .. } => "module_missing",
             ModuleContainsHome(_) => "module_contains_home",
             FilesFromUnconfined { .. } => "files_from_unconfined",
             NodesUnconfined { .. } => "nodes_unconfined",
@@ -265,6 +270,10 @@ impl DenyReason {
             LockDirUnsafe(s()),
             ArgumentsTooLong { bytes: 0, limit: 0 },
             SplitPath(vec![]),
+            ModuleMissing {
+                module: s(),
+                why: s(),
+            },
         ];
         for e in [
             ParseError::Split(crate::request::SplitError::Empty),
@@ -336,7 +345,8 @@ impl DenyReason {
             LockDirUnsafe(_) => 41,
             ArgumentsTooLong { .. } => 42,
             SplitPath(_) => 43,
-            Parse(e) => 44 + parse_index(e),
+            ModuleMissing { .. } => 44,
+            Parse(e) => 45 + parse_index(e),
         }
     }
 
@@ -344,13 +354,33 @@ impl DenyReason {
     pub fn module(&self) -> Option<&str> {
         use DenyReason::*;
         match self {
-            OptionNotPermitted { module, .. } | ModuleUnsafe { module, .. } => Some(module),
+            OptionNotPermitted { module, .. }
+            | ModuleUnsafe { module, .. }
+            | ModuleMissing { module, .. } => Some(module),
             ReadOnly(m)
             | WriteOnly(m)
             | ModuleContainsHome(m)
             | Busy(m)
             | ModuleNotAvailable(m) => Some(m),
             _ => None,
+        }
+    }
+}
+
+impl DenyReason {
+    /// What an administrator reads about a refusal of a module (in
+    /// `check`, in notes that already name the module): the server-side
+    /// detail, without the module's name again. Other refusals: the
+    /// message.
+    pub fn server_detail(&self) -> String {
+        use DenyReason::*;
+        match self {
+            ModuleUnsafe { why, .. } | ModuleMissing { why, .. } => why.clone(),
+            ModuleContainsHome(_) => {
+                "it is writable and contains the account's home directory files (~/.ssh or dot files)"
+                    .into()
+            }
+            other => other.to_string(),
         }
     }
 }
@@ -485,6 +515,11 @@ impl fmt::Display for DenyReason {
                 f,
                 "module '{module}' is not safe to serve (the server's audit log says why)"
             ),
+            // Where it should be is a server path: audit log only.
+            ModuleMissing { module, .. } => write!(
+                f,
+                "module '{module}' is not available right now: its directory is missing on the server (the server's audit log says where)"
+            ),
             ModuleContainsHome(m) => write!(
                 f,
                 "module '{m}' is writable and contains this account's home directory files"
@@ -521,6 +556,34 @@ impl fmt::Display for DenyReason {
 
 impl std::error::Error for DenyReason {}
 
+/// A message that says the same thing twice in a row: a `: `-separated
+/// part repeated, or starting the next part again ("module 'h': module 'h'
+/// is ...", "unsafe: ...: unsafe: ..."), or a word doubled. Returns what is
+/// repeated.
+#[cfg(test)]
+pub(crate) fn repeated_prefix(message: &str) -> Option<String> {
+    let parts: Vec<&str> = message.split(": ").map(str::trim).collect();
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() {
+            continue;
+        }
+        for q in parts.iter().skip(i + 1) {
+            if q == p || q.starts_with(&format!("{p} ")) {
+                return Some(p.to_string());
+            }
+            // "the policy is unsafe: FILE: unsafe: WHY"
+            if !q.contains(' ') && p.ends_with(&format!(" {q}")) {
+                return Some(q.to_string());
+            }
+        }
+    }
+    let words: Vec<&str> = message.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| matches!(w, [a, b] if a == b && a.chars().any(char::is_alphabetic)))
+        .and_then(|w| w.first().map(|s| s.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,7 +603,50 @@ mod tests {
         let idx: Vec<usize> = ex.iter().map(DenyReason::example_index).collect();
         let want: Vec<usize> = (0..ex.len()).collect();
         assert_eq!(idx, want, "examples() must list every variant, in order");
-        assert_eq!(ex.len(), 55);
+        assert_eq!(ex.len(), 56);
+    }
+
+    #[test]
+    fn no_message_says_a_thing_twice() {
+        use DenyReason::*;
+        let filled = |r: &DenyReason| {
+            // Every placeholder given a value, so a name said twice shows.
+            let mut m = r.to_string();
+            for _ in 0..4 {
+                m = m.replacen("''", "'www'", 1);
+            }
+            m
+        };
+        for r in DenyReason::examples() {
+            let m = filled(&r);
+            assert_eq!(repeated_prefix(&m), None, "{}: {m}", r.code());
+            assert_eq!(repeated_prefix(&r.server_detail()), None, "{}", r.code());
+            if let Some(module) = r.module()
+                && matches!(
+                    r,
+                    ModuleUnsafe { .. } | ModuleMissing { .. } | ModuleContainsHome(_)
+                )
+            {
+                // What check_module refuses: check prints "module 'NAME':
+                // DETAIL", daemon notes "module 'NAME' left out: DETAIL".
+                let line = format!("module '{module}': {}", r.server_detail());
+                assert_eq!(repeated_prefix(&line), None, "{line}");
+            }
+        }
+        assert_eq!(
+            repeated_prefix("module 'h': module 'h' is writable"),
+            Some("module 'h'".into())
+        );
+        assert_eq!(
+            repeated_prefix("policy is unsafe: /p: unsafe: /x is owned"),
+            Some("unsafe".into())
+        );
+        assert_eq!(
+            repeated_prefix("/p.toml: /p.toml is owned by root"),
+            Some("/p.toml".into())
+        );
+        assert_eq!(repeated_prefix("the the end"), Some("the".into()));
+        assert_eq!(repeated_prefix("module 'h': /srv/h is missing"), None);
     }
 
     #[test]
@@ -550,6 +656,12 @@ mod tests {
             why: "/srv/www is writable by others".into(),
         };
         assert!(!r.to_string().contains("/srv"), "{r}");
+        let r = DenyReason::ModuleMissing {
+            module: "www".into(),
+            why: "/srv/www does not exist".into(),
+        };
+        assert!(!r.to_string().contains("/srv"), "{r}");
+        assert!(r.to_string().contains("not available right now"), "{r}");
         let r = DenyReason::Internal("cannot write /run/rsync-gate/daemon/c.conf".into());
         assert!(!r.to_string().contains("/run"), "{r}");
     }

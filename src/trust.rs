@@ -83,6 +83,15 @@ pub fn root_or(owner: u32, account: u32) -> bool {
     owner == 0 || owner == account || Some(owner) == root_alias()
 }
 
+/// An owner as a message names it: `mirror (uid 999)`, or `uid 999` when
+/// no account has that uid (or the account database cannot be read).
+pub fn owner_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", crate::escape::message(u.name.as_bytes())),
+        _ => format!("uid {uid}"),
+    }
+}
+
 fn describe(path: &Path, md: &Metadata, account: u32, alias: Option<u32>) -> Option<String> {
     let mode = md.permissions().mode();
     let owner = if Some(md.uid()) == alias { 0 } else { md.uid() };
@@ -93,8 +102,9 @@ fn describe(path: &Path, md: &Metadata, account: u32, alias: Option<u32>) -> Opt
             "root or the account"
         };
         return Some(format!(
-            "{} is owned by uid {owner}, not {who}",
-            path.display()
+            "{} is owned by {}, not {who}",
+            path.display(),
+            owner_name(owner)
         ));
     }
     let sticky = mode & 0o1000 != 0;
@@ -304,6 +314,31 @@ mod tests {
 
     fn set_mode(p: &Path, mode: u32) {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn owners_are_named() {
+        assert_eq!(owner_name(0), "root (uid 0)");
+        // No account has this uid.
+        assert_eq!(owner_name(4_000_000_123), "uid 4000000123");
+        assert!(owner_name(65534).ends_with("(uid 65534)"));
+        if uid() != 0 {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "").unwrap();
+        set_mode(&f, 0o644);
+        nix::unistd::chown(&f, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let md = std::fs::symlink_metadata(&f).unwrap();
+        assert_eq!(
+            describe(&f, &md, 0, None),
+            Some(format!(
+                "{} is owned by {}, not root",
+                f.display(),
+                owner_name(65534)
+            ))
+        );
     }
 
     #[test]

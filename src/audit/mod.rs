@@ -122,9 +122,9 @@ impl From<&DenyReason> for Reason {
     /// client does not see.
     fn from(reason: &DenyReason) -> Reason {
         let detail = match reason {
-            DenyReason::ModuleUnsafe { why, .. } | DenyReason::Swappable { why, .. } => {
-                Some(why.clone())
-            }
+            DenyReason::ModuleUnsafe { why, .. }
+            | DenyReason::ModuleMissing { why, .. }
+            | DenyReason::Swappable { why, .. } => Some(why.clone()),
             DenyReason::AuditUnavailable(d)
             | DenyReason::LockDirUnsafe(d)
             | DenyReason::Internal(d)
@@ -373,8 +373,9 @@ pub fn check_log_file(md: &std::fs::Metadata, account: u32) -> Result<(), String
     }
     if !crate::trust::root_or(md.uid(), account) {
         return Err(format!(
-            "owned by uid {}, not root or the account (uid {account})",
-            md.uid()
+            "owned by {}, not root or the account ({})",
+            crate::trust::owner_name(md.uid()),
+            crate::trust::owner_name(account)
         ));
     }
     if md.mode() & 0o002 != 0 {
@@ -629,7 +630,7 @@ mod tests {
             assert!(
                 check_log_file(&md, me + 1)
                     .unwrap_err()
-                    .contains("owned by uid")
+                    .contains(&format!("owned by {}", crate::trust::owner_name(me)))
             );
         }
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o646)).unwrap();

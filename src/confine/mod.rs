@@ -119,6 +119,31 @@ pub fn check_module(
         module: module.name.clone(),
         why,
     };
+    let missing = |why: String| DenyReason::ModuleMissing {
+        module: module.name.clone(),
+        why,
+    };
+    let shown = module.path.display();
+    match std::fs::metadata(&module.path) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => return Err(missing(format!("{shown} is not a directory"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(missing(
+                if std::fs::symlink_metadata(&module.path).is_ok() {
+                    format!("{shown} is a symlink to something that does not exist")
+                } else {
+                    format!("{shown} does not exist")
+                },
+            ));
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(missing(format!(
+                "{shown} does not exist (a component of it is not a directory)"
+            )));
+        }
+        // Unreadable: the ownership walk says why.
+        Err(_) => {}
+    }
     let real = trust::check_path(&module.path, account.uid).map_err(unsafe_module)?;
     match std::fs::metadata(&real) {
         Ok(md) if md.is_dir() => {}
@@ -169,7 +194,7 @@ pub fn check_modules<'p>(
         match check_module(m, account, protected) {
             Ok(root) => out.push((m, root)),
             Err(r) => {
-                notes.push(format!("module '{name}' left out: {r}"));
+                notes.push(format!("module '{name}' left out: {}", r.server_detail()));
                 left_out.push(r);
             }
         }
@@ -547,7 +572,11 @@ impl Walker<'_> {
         };
         let trusted = |uid: u32| uid == 0 || uid == self.uid;
         if !trusted(md.uid()) {
-            return Some(format!("{} is owned by uid {}", dir.display(), md.uid()));
+            return Some(format!(
+                "{} is owned by {}",
+                dir.display(),
+                trust::owner_name(md.uid())
+            ));
         }
         let mode = md.mode();
         if mode & 0o022 != 0 {
@@ -1910,7 +1939,26 @@ mod tests {
         std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::remove_dir_all(f.base.join("backup")).unwrap();
         let e = confine_cmd(&f, &format!("{PUSH}backup/")).unwrap_err();
-        assert_eq!(e.code(), "module_unsafe");
+        assert_eq!(e.code(), "module_missing");
+        assert_eq!(
+            e.server_detail(),
+            format!("{} does not exist", f.base.join("backup").display())
+        );
+        std::fs::write(f.base.join("backup"), "").unwrap();
+        let e = confine_cmd(&f, &format!("{PUSH}backup/")).unwrap_err();
+        assert_eq!(e.code(), "module_missing");
+        assert!(
+            e.server_detail().ends_with("backup is not a directory"),
+            "{e:?}"
+        );
+        std::fs::remove_file(f.base.join("backup")).unwrap();
+        std::os::unix::fs::symlink(f.base.join("gone"), f.base.join("backup")).unwrap();
+        let e = confine_cmd(&f, &format!("{PUSH}backup/")).unwrap_err();
+        assert!(
+            e.server_detail()
+                .ends_with("is a symlink to something that does not exist"),
+            "{e:?}"
+        );
     }
 
     #[test]

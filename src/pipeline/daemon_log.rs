@@ -104,7 +104,7 @@ pub struct DaemonRefusal {
 }
 
 /// The refusal for what the daemon said: an unknown name is refused as
-/// checked mode refuses it (`module_unsafe` or `module_contains_home` for a
+/// checked mode refuses it (`module_unsafe`, `module_missing` or `module_contains_home` for a
 /// module of the client's left out of the config, `left_out`;
 /// `module_not_available` for any other name); `max connections` is
 /// `busy` for the module of the config (`offered`) with that limit, or, when

@@ -305,11 +305,14 @@ fn explain_with(
         None => evaluate::evaluate(&inputs, parsed.as_ref()),
     };
     match evaluation {
-        Evaluation::Refused(r) => Explanation::deny(
-            Reason::from(&r.reason),
-            r.mode.map(|m| m.name().to_string()),
-            r.modules,
-        ),
+        Evaluation::Refused(r) => {
+            let mut reason = Reason::from(&r.reason);
+            if let (From::Nowhere, crate::deny::DenyReason::NoSourceAddress) = (from, &r.reason) {
+                // Not the client's problem but the question's.
+                reason.message = address_needed(policy, client);
+            }
+            Explanation::deny(reason, r.mode.map(|m| m.name().to_string()), r.modules)
+        }
         Evaluation::Probe => Explanation {
             decision: "allow".into(),
             reason: None,
@@ -384,6 +387,21 @@ fn explain_with(
             trace: vec![],
         },
     }
+}
+
+/// What `explain` says, without `--from` or `--connection`, of a client
+/// whose `from` restricts where it may connect from.
+fn address_needed(policy: &Policy, client: &str) -> String {
+    let from: Vec<String> = policy
+        .clients
+        .get(client)
+        .map(|c| c.from.iter().map(|n| format!("\"{n}\"")).collect())
+        .unwrap_or_default();
+    format!(
+        "client '{}' is restricted by address (from = [{}]); give --from ADDRESS to explain a request from there",
+        escape::message(client.as_bytes()),
+        from.join(", ")
+    )
 }
 
 /// The text form.

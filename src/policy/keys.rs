@@ -49,9 +49,19 @@ impl Section {
 }
 
 /// The rules for every policy file (README.md, "Policy reference").
-pub const RULES: &str = "TOML; unknown keys, wrong types and contradictions are errors \
-    (reported as `file:line:col`), and a policy with any error is not used \
-    at all. Paths are absolute and normalised (no `.` or `..` components, \
+pub const RULES: &str = "TOML; unknown keys, wrong types and contradictions are errors, \
+    and a policy with any error is not used at all: `serve` refuses every \
+    session, naming the first problem, and `check` lists every one at once, \
+    each with `file:line:col` and in plain words (an unknown key gets a \
+    \"did you mean\" when it is close to a real one). Each mistake is \
+    reported once: a module with a mistake of its own still counts as \
+    defined, so the clients that name it are not reported too. A TOML \
+    syntax error (text without quotes, an unclosed quote or bracket) stops \
+    the reading of that file: `check` lists the syntax errors it finds (up \
+    to one after which it cannot tell where the next item starts), and the \
+    rest of the file is checked once they are fixed. An item defined twice \
+    is reported at the second definition's table header, naming the \
+    first's. Paths are absolute and normalised (no `.` or `..` components, \
     no `//`, no trailing `/`) and may not contain control characters or \
     `%`. Module, client and trigger names are 1 to 64 characters from `A-Z \
     a-z 0-9 _ - .`, not starting with `.` or `-`; a module may not be \
@@ -167,7 +177,10 @@ pub static SECTIONS: &[Section] = &[
                     not writable by group or others (a root-owned sticky directory \
                     such as `/tmp` is fine); otherwise `check` reports it and \
                     `serve` refuses the module (\"module 'NAME' is not safe to \
-                    serve\"). May be `/` (read-only).",
+                    serve\"). A directory that does not exist (or is not a \
+                    directory) is `module_missing` (\"module 'NAME' is not \
+                    available right now\"), and `check` says so. May be `/` \
+                    (read-only).",
             },
             Key {
                 names: &["comment"],
@@ -507,15 +520,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         let list = e
-            .split_once("expected one of ")
+            .split_once("(the keys there are: ")
+            .and_then(|(_, rest)| rest.split_once(')'))
             .unwrap_or_else(|| panic!("{e}"))
-            .1;
-        let mut keys: Vec<String> = list
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_string)
-            .collect();
+            .0;
+        let mut keys: Vec<String> = list.split(", ").map(str::to_string).collect();
         keys.sort();
         keys
     }

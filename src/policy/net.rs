@@ -69,7 +69,9 @@ impl FromStr for IpNet {
                     u8::MAX
                 };
                 if n > max {
-                    return Err(format!("'{s}': prefix length must be 0..={max}"));
+                    return Err(format!(
+                        "'{s}': the prefix length must be a number from 0 to {max}"
+                    ));
                 }
                 n
             }

@@ -68,7 +68,18 @@ impl KeyOrigins {
             };
             for (name, table) in tables {
                 let name_text = name.get_ref().to_string();
-                let header = src.origin(name.span());
+                // Where the loader places a table: its `[header]`, or the
+                // name of an inline one.
+                let written_as_header = matches!(table.get_ref(), DeValue::Table(_))
+                    && src
+                        .text
+                        .get(table.span())
+                        .is_some_and(|t| t.starts_with('['));
+                let header = src.origin(if written_as_header {
+                    table.span()
+                } else {
+                    name.span()
+                });
                 let loaded = match kind {
                     "modules" => policy.modules.get(&name_text).map(|m| &m.origin),
                     _ => policy.clients.get(&name_text).map(|c| &c.origin),

@@ -541,14 +541,14 @@ fn check_value(
         Value::Int { min, max } => {
             let n = parse_int(&raw.bytes).ok_or_else(|| bad("not an integer".into()))?;
             if n < min || n > max {
-                return Err(bad(format!("{n} is outside {min}..={max}")));
+                return Err(bad(format!("{n} is not between {min} and {max}")));
             }
             Ok(OptValue::Text(n.to_string()))
         }
         Value::Size { min, max } => {
             let n = parse_size(&raw.bytes).ok_or_else(|| bad("not a size".into()))?;
             if n < min || n > max {
-                return Err(bad(format!("size outside {min}..={max} bytes")));
+                return Err(bad(format!("the size must be from {min} to {max} bytes")));
             }
             Ok(OptValue::Text(lossy(&raw.bytes)))
         }
@@ -1207,5 +1207,18 @@ mod tests {
         assert_eq!(parse_int(b"+1"), None);
         assert_eq!(parse_int(b"-"), None);
         assert_eq!(parse_int(b"9999999999999999999"), None);
+    }
+
+    #[test]
+    fn out_of_range_values_in_words() {
+        let msg = |cmd: &str| parse(cmd).unwrap_err().to_string();
+        assert_eq!(
+            msg("rsync --server --timeout=0 . x"),
+            "bad value for --timeout: 0 is not between 1 and 2592000"
+        );
+        assert_eq!(
+            msg("rsync --server --max-alloc=8589934593 . x"),
+            "bad value for --max-alloc: the size must be from 1024 to 8589934592 bytes"
+        );
     }
 }

@@ -256,7 +256,14 @@ fn check_reports_a_daemon_directory_of_another_account() {
     common::set_mode(&daemon, 0o755);
     let name = &s.user.name;
     for (uid, says) in [
-        (65534, format!("{} is owned by uid 65534", daemon.display())),
+        (
+            65534,
+            format!(
+                "{} is owned by {}",
+                daemon.display(),
+                rsync_gate::trust::owner_name(65534)
+            ),
+        ),
         (0, format!("{name} cannot write in {}", daemon.display())),
     ] {
         chown(&daemon, uid, uid);
@@ -510,9 +517,10 @@ fn check_and_authorized_keys_refuse_an_unsafe_gate_path() {
     let (_, fix) = error_with_fix(
         &report,
         &format!(
-            "the gate's own path {} is not safe to put in authorized_keys: {} is owned by uid {}",
+            "the gate's own path {} is not safe to put in authorized_keys: {} is owned by {} (uid {})",
             owned.display(),
             owned.display(),
+            s.user.name,
             s.user.uid
         ),
     );
@@ -528,9 +536,10 @@ fn check_and_authorized_keys_refuse_an_unsafe_gate_path() {
     assert!(out.stdout.is_empty());
     assert!(
         common::stderr(&out).contains(&format!(
-            "refusing to write authorized_keys lines that run {}: {} is owned by uid {}",
+            "refusing to write authorized_keys lines that run {}: {} is owned by {} (uid {})",
             owned.display(),
             owned.display(),
+            s.user.name,
             s.user.uid
         )),
         "{}",
@@ -824,7 +833,11 @@ fn check_output_for_five_mistakes() {
         "does not exist, and",
         "cannot read the policy file",
         "its key does not parse",
-        &format!("{} is owned by uid 65534", daemon.display()),
+        &format!(
+            "{} is owned by {}",
+            daemon.display(),
+            rsync_gate::trust::owner_name(65534)
+        ),
         "prints \"Welcome to the mirror\"",
     ] {
         error_with_fix(&report, needle);

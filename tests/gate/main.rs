@@ -27,6 +27,7 @@ mod import;
 mod installed;
 mod journald;
 mod learn;
+mod messages;
 mod nonroot;
 #[path = "../oracle/mod.rs"]
 mod oracle;

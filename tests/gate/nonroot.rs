@@ -634,9 +634,9 @@ fn policy_file_must_be_roots() {
         &s,
         policy,
         &format!(
-            "{unsafe_policy}{}: unsafe: {} is owned by uid {}, not root",
+            "{unsafe_policy}{} is owned by {} (uid {}), not root",
             policy.display(),
-            policy.display(),
+            s.user.name,
             s.user.uid
         ),
         "policy owned by the account",
@@ -651,8 +651,7 @@ fn policy_file_must_be_roots() {
             &s,
             policy,
             &format!(
-                "{unsafe_policy}{}: unsafe: {} is writable by {who} (mode {mode:o})",
-                policy.display(),
+                "{unsafe_policy}{} is writable by {who} (mode {mode:o})",
                 policy.display()
             ),
             &format!("policy mode {mode:o}"),
@@ -671,9 +670,10 @@ fn policy_file_must_be_roots() {
         &s,
         &moved,
         &format!(
-            "{unsafe_policy}{}: unsafe: {} is owned by uid {}, not root",
+            "{unsafe_policy}{}: {} is owned by {} (uid {}), not root",
             moved.display(),
             etc.display(),
+            s.user.name,
             s.user.uid
         ),
         "policy in the account's directory",
@@ -715,19 +715,21 @@ fn drop_ins_must_be_roots() {
 
     let unsafe_drop_in = |why: String| {
         format!(
-            "the server's policy file is unsafe: {}: unsafe: {why}",
+            "the server's policy file is unsafe: {}: {why}",
             drop_in.display()
         )
     };
     s.user.chown(&drop_in);
+    // The drop-in itself: named once.
     refused_unrecorded(
         &s,
         policy,
-        &unsafe_drop_in(format!(
-            "{} is owned by uid {}, not root",
+        &format!(
+            "the server's policy file is unsafe: {} is owned by {} (uid {}), not root",
             drop_in.display(),
+            s.user.name,
             s.user.uid
-        )),
+        ),
         "drop-in owned by the account",
     );
     chown(&drop_in, 0, 0);
@@ -737,8 +739,9 @@ fn drop_ins_must_be_roots() {
         &s,
         policy,
         &unsafe_drop_in(format!(
-            "{} is owned by uid {}, not root",
+            "{} is owned by {} (uid {}), not root",
             conf_d.display(),
+            s.user.name,
             s.user.uid
         )),
         "drop-in directory owned by the account",
@@ -826,7 +829,9 @@ fn assert_www_unsafe(s: &Setup, why: &str, what: &str) {
     assert!(
         start["notes"].as_array().is_some_and(|n| n.iter().any(|n| n
             .as_str()
-            .is_some_and(|n| n.starts_with("module 'www' left out: module 'www' is not safe")))),
+            .is_some_and(|n| n.starts_with("module 'www' left out: ")
+                && n.contains(why)
+                && !n.contains("module 'www' is")))),
         "{start}"
     );
     // host:: when it was the client's only module: refused, but as the gate
@@ -864,8 +869,9 @@ fn module_owned_by_another_account() {
     assert_www_unsafe(
         &s,
         &format!(
-            "{} is owned by uid {}, not root or the account",
+            "{} is owned by {} (uid {}), not root or the account",
             www.display(),
+            other.name,
             other.uid
         ),
         "www owned by another account",
@@ -915,8 +921,9 @@ fn sticky_directory_on_the_module_path() {
     assert_www_unsafe(
         &s,
         &format!(
-            "{} is owned by uid {}, not root or the account",
+            "{} is owned by {} (uid {}), not root or the account",
             shared.display(),
+            other.name,
             other.uid
         ),
         "sticky 1777 of another account",
@@ -978,8 +985,9 @@ fn audit_log_directory_must_be_roots() {
     let (ok, report) = s.check(&s.world.policy);
     assert!(
         !ok && report.contains(&format!(
-            "audit_log: {} is owned by uid {}, not root (every session would be refused)",
+            "audit_log: {} is owned by {} (uid {}), not root (every session would be refused)",
             log_dir.display(),
+            s.user.name,
             s.user.uid
         )),
         "{report}"
@@ -1058,7 +1066,7 @@ fn writable_module_containing_the_home() {
     assert!(
         start["notes"].as_array().is_some_and(|n| n.iter().any(|n| n
             .as_str()
-            .is_some_and(|n| n.starts_with(&format!("module 'homes' left out: {message}"))))),
+            .is_some_and(|n| n == "module 'homes' left out: it is writable and contains the account's home directory files (~/.ssh or dot files)"))),
         "{start}"
     );
     assert_eq!(before, common::snapshot(&homes), "the homes changed");

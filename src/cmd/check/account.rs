@@ -384,10 +384,10 @@ fn lock_dir(ctx: &Ctx<'_>, r: &mut Report) {
     if let Err(e) = ctx.may(dir, AccessFlags::W_OK | AccessFlags::X_OK) {
         r.error(
             format!(
-                "{} cannot write its lock files and daemon configs in lock_dir {} (uid {}, mode {:o}: {e}): {fails}",
+                "{} cannot write its lock files and daemon configs in lock_dir {} (owned by {}, mode {:o}: {e}): {fails}",
                 ctx.name(),
                 dir.display(),
-                md.uid(),
+                trust::owner_name(md.uid()),
                 md.mode() & 0o7777
             ),
             if dir.starts_with("/run") {
@@ -433,9 +433,9 @@ fn lock_dir(ctx: &Ctx<'_>, r: &mut Report) {
         } else if own && md.uid() != uid {
             r.error(
                 format!(
-                    "{} belongs to uid {}, not {}: {what}",
+                    "{} belongs to {}, not {}: {what}",
                     sub.display(),
-                    md.uid(),
+                    trust::owner_name(md.uid()),
                     ctx.name()
                 ),
                 fix,
@@ -528,22 +528,29 @@ fn modules(ctx: &Ctx<'_>, r: &mut Report) {
         let root = match confine::check_module(m, account, &protected) {
             Ok(root) => root,
             Err(reason) => {
-                let (detail, fix) = match &reason {
-                    DenyReason::ModuleUnsafe { why, .. } => (
-                        why.clone(),
+                let fix = match &reason {
+                    DenyReason::ModuleUnsafe { .. } => {
                         trust_fix(&m.path, account.uid, &ctx.owner(), false).unwrap_or_else(
                             || "keep the gate's own files out of writable modules".to_string(),
-                        ),
+                        )
+                    }
+                    DenyReason::ModuleMissing { .. } => format!(
+                        "install -d -o {} -m 0755 {} (or correct the module's path)",
+                        if m.writable() {
+                            format!("{} -g {}", ctx.who.account.name, ctx.who.group)
+                        } else {
+                            "root -g root".to_string()
+                        },
+                        q(&m.path)
                     ),
-                    other => (
-                        other.to_string(),
-                        "move the account's home (and ~/.ssh) out of the module, or make the module read-only".to_string(),
-                    ),
+                    _ => "move the account's home (and ~/.ssh) out of the module, or make the module read-only".to_string(),
                 };
                 r.error(
                     format!(
-                        "{}: module '{}': {detail} (serve refuses the module)",
-                        m.origin, m.name
+                        "{}: module '{}': {} (serve refuses the module)",
+                        m.origin,
+                        m.name,
+                        reason.server_detail()
                     ),
                     fix,
                 );

@@ -301,11 +301,15 @@ fn general(p: &Policy, gate: &Path, whos: &[Who]) -> Report {
     );
     for f in &p.files {
         if let Err(e) = trust::check_path(f, 0) {
+            // "FILE is owned by ...": the file named once.
+            let file = f.display().to_string();
+            let what = if e.starts_with(&format!("{file} ")) {
+                e
+            } else {
+                format!("{file}: {e}")
+            };
             r.error(
-                format!(
-                    "{}: {e} (serve refuses a policy the account could modify)",
-                    f.display()
-                ),
+                format!("{what} (serve refuses a policy the account could modify)"),
                 trust_fix(f, 0, "root:root", false)
                     .unwrap_or_else(|| format!("chown root:root {}", q(f))),
             );
