@@ -181,6 +181,7 @@ fn run(command: Command) -> Result<u8> {
                     denied: a.denied,
                     since: a.since,
                     until: a.until,
+                    files: a.files,
                 },
                 summary: a.summary,
                 json: a.json,

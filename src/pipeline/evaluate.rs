@@ -282,6 +282,7 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
         account: i.account,
         conn: i.conn,
         sandbox: i.sandbox(),
+        session: i.session,
     });
     // A large wildcard expansion must not get as far as execve(2) failing
     // with E2BIG: refuse it, saying why.

@@ -55,6 +55,9 @@ pub struct Gate {
     pub include: Vec<String>,
     pub syslog: bool,
     pub wait_for_slot: Duration,
+    /// Most per-file transfer records one session writes (modules with
+    /// `transfer_log`); past it one record counts the rest.
+    pub transfer_log_limit: u64,
 }
 
 impl Default for Gate {
@@ -67,6 +70,7 @@ impl Default for Gate {
             include: Vec::new(),
             syslog: false,
             wait_for_slot: Duration::ZERO,
+            transfer_log_limit: DEFAULT_TRANSFER_LOG_LIMIT,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Module {
     /// Uploads keep set-user-ID and set-group-ID bits (otherwise rsync
     /// strips them: `--chmod=ug-s`, a daemon module's `incoming chmod`).
     pub setuid: bool,
+    /// One audit record per file sent, received or deleted.
+    pub transfer_log: bool,
     pub uid: Option<String>,
     pub gid: Option<String>,
     pub list: bool,
@@ -166,6 +172,11 @@ pub const MAX_MODULE_TIMEOUT: u32 = 30 * 86_400;
 /// A module's `timeout` when it sets `max_connections` and no `timeout`:
 /// a stalled client frees its slot after this long.
 pub const DEFAULT_SLOT_TIMEOUT: u32 = 600;
+
+/// `[gate] transfer_log_limit` when the policy does not set it.
+pub const DEFAULT_TRANSFER_LOG_LIMIT: u64 = 100_000;
+/// Largest `[gate] transfer_log_limit`.
+pub const MAX_TRANSFER_LOG_LIMIT: u64 = 100_000_000;
 
 /// Most entries in a trigger's `args`, and most variables in its `env`.
 pub const MAX_TRIGGER_LIST: usize = 256;
@@ -276,6 +287,7 @@ struct RawGate {
     include: Option<Vec<Spanned<String>>>,
     syslog: Option<bool>,
     wait_for_slot: Option<Spanned<String>>,
+    transfer_log_limit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +305,7 @@ struct RawModule {
     max_connections: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
     setuid: Option<bool>,
+    transfer_log: Option<bool>,
     uid: Option<Spanned<IdValue>>,
     gid: Option<Spanned<IdValue>>,
     list: Option<bool>,
@@ -815,6 +828,15 @@ impl Builder {
                 Err(e) => diags.push(src.diag(w.span(), e)),
             }
         }
+        if let Some(v) = &raw.transfer_log_limit {
+            match u64::try_from(*v.get_ref()) {
+                Ok(n) if n <= MAX_TRANSFER_LOG_LIMIT => gate.transfer_log_limit = n,
+                _ => diags.push(src.diag(
+                    v.span(),
+                    format!("transfer_log_limit must be 0..={MAX_TRANSFER_LOG_LIMIT} records"),
+                )),
+            }
+        }
         gate
     }
 
@@ -978,6 +1000,7 @@ impl Builder {
                 max_connections,
                 timeout,
                 setuid: r.setuid.unwrap_or(false),
+                transfer_log: r.transfer_log.unwrap_or(false),
                 uid,
                 gid,
                 list: r.list.unwrap_or(true),
@@ -1502,6 +1525,37 @@ trigger = "mirror"
         assert!(e.contains("timeout must be 0..=2592000 seconds"), "{e}");
         let e = first_error("[modules.a]\npath = \"/a\"\nsetuid = \"no\"\n");
         assert!(e.starts_with("/p.toml:3:10: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn transfer_log_and_its_limit() {
+        let p = load_str(
+            "[modules.a]\npath = \"/a\"\n[modules.b]\npath = \"/b\"\ntransfer_log = true\n",
+        )
+        .unwrap();
+        assert!(!p.modules["a"].transfer_log && p.modules["b"].transfer_log);
+        assert_eq!(p.gate.transfer_log_limit, DEFAULT_TRANSFER_LOG_LIMIT);
+        for (n, want) in [(0, 0), (5, 5), (100_000_000, MAX_TRANSFER_LOG_LIMIT)] {
+            let p = load_str(&format!("[gate]\ntransfer_log_limit = {n}\n")).unwrap();
+            assert_eq!(p.gate.transfer_log_limit, want);
+        }
+        for bad in ["-1", "100000001", "\"10\""] {
+            let e = first_error(&format!("[gate]\ntransfer_log_limit = {bad}\n"));
+            assert!(e.starts_with("/p.toml:2:22: "), "{bad}: {e}");
+        }
+        let e = first_error("[gate]\ntransfer_log_limit = -1\n");
+        assert!(
+            e.ends_with("transfer_log_limit must be 0..=100000000 records"),
+            "{e}"
+        );
+        let e = first_error("[modules.a]\npath = \"/a\"\ntransfer_log = \"yes\"\n");
+        assert!(e.starts_with("/p.toml:3:16: invalid type"), "{e}");
+        // A module key, not a [gate] one, and the other way round.
+        assert!(first_error("[gate]\ntransfer_log = true\n").contains("unknown field"));
+        assert!(
+            first_error("[modules.a]\npath = \"/a\"\ntransfer_log_limit = 3\n")
+                .contains("unknown field")
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod corpus;
 mod daemon;
 mod dropbox;
 mod examples;
+mod filelog;
 mod ftpsync;
 mod hardening;
 mod import;
