@@ -150,7 +150,7 @@ note = "the demo's client key"
 EOF
 chmod 0644 "$demo/etc/policy.toml"
 run cat "$demo/etc/policy.toml"
-run "$gate" check --policy "$demo/etc/policy.toml"
+run "$gate" check --account root --policy "$demo/etc/policy.toml"
 
 # ---------------------------------------------------------------------------
 section "3. authorized_keys, generated from the policy"

@@ -8,10 +8,30 @@ use clap::{Parser, Subcommand};
 
 use crate::policy::DEFAULT_POLICY;
 
+/// The version and the git commit the binary was built from (build.rs),
+/// as `--version` prints them first.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RSYNC_GATE_COMMIT"),
+    ")"
+);
+
 /// A forced-command gatekeeper for rsync over SSH.
 #[derive(Debug, Parser)]
-#[command(name = "rsync-gate", version, about, long_about = None)]
+#[command(
+    name = "rsync-gate",
+    version = env!("CARGO_PKG_VERSION"),
+    override_usage = "rsync-gate [-v]... <COMMAND> [OPTIONS]\n       rsync-gate --version [-v]",
+    about,
+    long_about = None,
+    disable_version_flag = true
+)]
 pub struct Cli {
+    /// Print the version and the git commit it was built from; with -v
+    /// also the rsync it finds and the kernel's Landlock ABI.
+    #[arg(short = 'V', long)]
+    pub version: bool,
     /// More diagnostics on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -19,8 +39,13 @@ pub struct Cli {
     #[cfg(debug_assertions)]
     #[arg(long, hide = true, global = true)]
     pub test_no_landlock: bool,
+    /// Tests only (debug builds): send journal entries to this socket
+    /// instead of journald's.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, global = true, value_name = "SOCKET")]
+    pub test_journal_socket: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,14 +59,20 @@ pub enum Command {
         #[arg(long)]
         client: String,
     },
-    /// Validate the policy; every problem with file:line:col.
+    /// Validate the policy (every problem with file:line:col), then what
+    /// serve will meet as the SSH account, each problem with its fix.
     Check {
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,
-        /// Judge ownership and modes as this SSH account would see them
-        /// (default: the user running check).
+        /// Check as this SSH account (default: every account whose
+        /// ~/.ssh/authorized_keys runs the gate with this policy, else the
+        /// user running check). As root, check acts as the account.
         #[arg(long)]
         account: Option<String>,
+        /// Tests only (debug builds): the syslog socket instead of /dev/log.
+        #[cfg(debug_assertions)]
+        #[arg(long, hide = true)]
+        test_syslog_socket: Option<PathBuf>,
     },
     /// Dry run of a decision (exit 0 allow, 1 deny, 2 error).
     Explain {
@@ -74,7 +105,8 @@ pub enum Command {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<OsString>,
     },
-    /// Print authorized_keys lines for clients that have a key.
+    /// Print authorized_keys lines for clients that have a key (the
+    /// clients left out, and why, on stderr).
     AuthorizedKeys {
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,

@@ -53,6 +53,10 @@ pub enum DenyReason {
     NoPath,
     /// A push names more than one destination.
     TooManyDestinations,
+    /// A path with spaces that reached the gate as several words: rsync
+    /// older than 3.2.4 (and openrsync) send paths unescaped, and the
+    /// remote shell splits them. The words as they arrived.
+    SplitPath(Vec<String>),
     /// The path does not start with a module name.
     NoModule(String),
     /// The module does not exist or is not granted to this client.
@@ -142,6 +146,7 @@ impl DenyReason {
 
             Parse(ParseError::BadDaemon) => "bad_daemon_request",
             Parse(ParseError::OptionAfterDot(_)) => "option_after_paths",
+            Parse(ParseError::Priority(_)) => "priority_refused",
             Parse(_) => "malformed_request",
             CommandNotAllowed(_) => "command_not_allowed",
             TriggerWordRefused { .. } => "trigger_word_refused",
@@ -154,6 +159,7 @@ impl DenyReason {
             SecludedArgsMalformed(_) => "secluded_args_malformed",
             NoPath => "no_path",
             TooManyDestinations => "too_many_destinations",
+            SplitPath(_) => "split_path",
             NoModule(_) => "no_module",
             ModuleNotAvailable(_) => "module_not_available",
             OutsideModules(_) => "outside_modules",
@@ -258,6 +264,7 @@ impl DenyReason {
             Internal(s()),
             LockDirUnsafe(s()),
             ArgumentsTooLong { bytes: 0, limit: 0 },
+            SplitPath(vec![]),
         ];
         for e in [
             ParseError::Split(crate::request::SplitError::Empty),
@@ -273,6 +280,7 @@ impl DenyReason {
             },
             ParseError::NoDot,
             ParseError::OptionAfterDot(s()),
+            ParseError::Priority(s()),
         ] {
             v.push(Parse(e));
         }
@@ -327,7 +335,8 @@ impl DenyReason {
             Internal(_) => 40,
             LockDirUnsafe(_) => 41,
             ArgumentsTooLong { .. } => 42,
-            Parse(e) => 43 + parse_index(e),
+            SplitPath(_) => 43,
+            Parse(e) => 44 + parse_index(e),
         }
     }
 
@@ -358,6 +367,7 @@ fn parse_index(e: &ParseError) -> usize {
         ParseError::BadValue { .. } => 7,
         ParseError::NoDot => 8,
         ParseError::OptionAfterDot(_) => 9,
+        ParseError::Priority(_) => 10,
     }
 }
 
@@ -425,6 +435,14 @@ impl fmt::Display for DenyReason {
                 "no path given (paths start with a module name, e.g. host:MODULE/path)"
             ),
             TooManyDestinations => write!(f, "a push takes exactly one destination path"),
+            SplitPath(words) => {
+                let shown: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+                write!(
+                    f,
+                    "the path arrived as the separate words {}: this looks like a path with spaces from an rsync older than 3.2.4: use -s, or escape the spaces",
+                    shown.join(" ")
+                )
+            }
             NoModule(p) => write!(
                 f,
                 "path '{p}' does not start with a module name (use MODULE/path)"
@@ -522,7 +540,7 @@ mod tests {
         let idx: Vec<usize> = ex.iter().map(DenyReason::example_index).collect();
         let want: Vec<usize> = (0..ex.len()).collect();
         assert_eq!(idx, want, "examples() must list every variant, in order");
-        assert_eq!(ex.len(), 53);
+        assert_eq!(ex.len(), 55);
     }
 
     #[test]

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     if cli.test_no_landlock {
         host::pretend_no_landlock();
     }
+    #[cfg(debug_assertions)]
+    if let Some(socket) = cli.test_journal_socket.clone() {
+        rsync_gate::audit::journald::use_test_socket(socket);
+    }
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
@@ -39,7 +43,23 @@ fn main() -> ExitCode {
         .with_max_level(level)
         .without_time()
         .init();
-    match run(cli.command) {
+    if cli.version {
+        // As clap's own --version: whatever else the command line says.
+        return match version(cli.verbose > 0, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(2),
+        };
+    }
+    let Some(command) = cli.command else {
+        let _ = <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is required (rsync-gate --help lists them)",
+            )
+            .print();
+        return ExitCode::from(2);
+    };
+    match run(command, cli.verbose) {
         Ok(code) => ExitCode::from(code),
         // The reader went away (`rsync-gate audit | head`): not an error.
         Err(e)
@@ -74,7 +94,7 @@ fn account(name: Option<&str>) -> Result<Account> {
     }
 }
 
-fn run(command: Command) -> Result<u8> {
+fn run(command: Command, verbose: u8) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     match command {
         Command::Serve { policy, client } => Ok(pipeline::serve::serve(
@@ -85,11 +105,19 @@ fn run(command: Command) -> Result<u8> {
         Command::Check {
             policy,
             account: who,
-        } => Ok(cmd::check::run(
-            &absolute(policy),
-            &account(who.as_deref())?,
-            &mut out,
-        )?),
+            #[cfg(debug_assertions)]
+            test_syslog_socket,
+        } => {
+            #[cfg(not(debug_assertions))]
+            let test_syslog_socket: Option<PathBuf> = None;
+            let opts = cmd::check::Options {
+                account: who.as_deref().map(|n| account(Some(n))).transpose()?,
+                verbose: verbose > 0,
+                syslog_socket: test_syslog_socket
+                    .unwrap_or_else(|| PathBuf::from(rsync_gate::audit::syslog::DEFAULT_SOCKET)),
+            };
+            Ok(cmd::check::run(&absolute(policy), &opts, &mut out)?)
+        }
         Command::Hook {
             which,
             policy,
@@ -156,12 +184,37 @@ fn run(command: Command) -> Result<u8> {
             {
                 anyhow::bail!("no client '{c}' in {}", policy.display());
             }
-            for line in
-                cmd::authorized_keys::lines(&p, &policy, &host::gate_binary(), client.as_deref())
+            // The path written into every line: one the SSH account can
+            // run and nobody but root can replace.
+            let gate = host::gate_binary();
+            if let Some(why) = cmd::authorized_keys::gate_path_unsafe(&gate)
+                .or_else(|| cmd::authorized_keys::gate_path_unreachable(&gate))
             {
+                anyhow::bail!(
+                    "refusing to write authorized_keys lines that run {}: {why}\n  fix: {}",
+                    gate.display(),
+                    cmd::authorized_keys::install_fix(&gate)
+                );
+            }
+            let mut err = std::io::stderr().lock();
+            let skipped = cmd::authorized_keys::skipped(&p, client.as_deref());
+            for (name, why) in &skipped {
+                writeln!(
+                    err,
+                    "rsync-gate: authorized-keys: no line for client '{name}': {why}"
+                )?;
+            }
+            for line in cmd::authorized_keys::lines(&p, &policy, &gate, client.as_deref()) {
                 writeln!(out, "{line}")?;
             }
-            Ok(0)
+            // A client whose key does not parse is an error; one without a
+            // key (a client of another account, say) is not.
+            let broken = skipped
+                .iter()
+                .any(|(name, _)| p.clients.get(name).is_some_and(|c| c.key.is_some()));
+            Ok(u8::from(
+                broken || (client.is_some() && !skipped.is_empty()),
+            ))
         }
         Command::Audit(a) => cmd::audit::run(
             cmd::audit::Options {
@@ -203,6 +256,55 @@ fn run(command: Command) -> Result<u8> {
             &mut std::io::stderr(),
         ),
     }
+}
+
+/// `--version`: the version and commit; with `-v` also the rsync the
+/// default policy names (and what it supports) and the kernel's Landlock ABI.
+fn version(verbose: bool, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "rsync-gate {}", cli::VERSION)?;
+    if !verbose {
+        return Ok(());
+    }
+    let default = Path::new(policy::DEFAULT_POLICY);
+    let (rsync, whence) = match policy::load(default, &policy::PlainReader) {
+        Ok(p) => (
+            p.gate.rsync,
+            format!("[gate] rsync in {}", default.display()),
+        ),
+        Err(_) if !default.exists() => (
+            policy::Gate::default().rsync,
+            format!("the default; there is no {}", default.display()),
+        ),
+        Err(_) => (
+            policy::Gate::default().rsync,
+            format!(
+                "the default; {} does not load (rsync-gate check)",
+                default.display()
+            ),
+        ),
+    };
+    writeln!(out, "rsync:    {} ({whence})", rsync.display())?;
+    match host::rsync::version(&rsync) {
+        Some(v) => {
+            let caps = host::rsync::probe(&rsync).unwrap_or_default();
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            writeln!(
+                out,
+                "          {v}; --confine-root: {}, --drop-D: {}",
+                yes(caps.confine_root),
+                yes(caps.drop_d)
+            )?;
+        }
+        None => writeln!(out, "          cannot be run")?,
+    }
+    match host::landlock_abi() {
+        Some(abi) => writeln!(out, "landlock: ABI {abi}")?,
+        None => writeln!(
+            out,
+            "landlock: not available (the kernel has none, or it is turned off)"
+        )?,
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<policy::Policy> {

@@ -270,3 +270,153 @@ impl Drop for HeldSignals {
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
     }
 }
+
+/// This thread's nice value (`getpriority(PRIO_PROCESS, 0)`; on Linux the
+/// nice value belongs to the thread, and a child inherits its creator's).
+pub fn nice_value() -> io::Result<i32> {
+    nix::errno::Errno::clear();
+    // SAFETY: getpriority(2) takes no pointers and changes nothing.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if n == -1 && nix::errno::Errno::last_raw() != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n)
+}
+
+/// Set this thread's nice value (`setpriority(PRIO_PROCESS, 0, n)`).
+pub fn set_nice_value(n: i32) -> io::Result<()> {
+    // SAFETY: setpriority(2) takes no pointers; it changes only this
+    // thread's scheduling priority.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `IOPRIO_WHO_PROCESS` (linux/ioprio.h): `who` is a thread id, 0 = self.
+const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+/// The class sits above the 13 bits of level data.
+const IOPRIO_CLASS_SHIFT: u32 = 13;
+
+/// This thread's I/O priority: (class, level), class 0 being "none" (the
+/// kernel then derives a best-effort level from the nice value).
+pub fn io_priority() -> io::Result<(u8, u8)> {
+    // SAFETY: ioprio_get(2) takes two integers and no pointers, and
+    // changes nothing.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0 as libc::c_int) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let class = u8::try_from((r >> IOPRIO_CLASS_SHIFT) & 0x7).unwrap_or(0);
+    let level = u8::try_from(r & 0xff).unwrap_or(0);
+    Ok((class, level))
+}
+
+/// Set this thread's I/O priority (`ioprio_set(IOPRIO_WHO_PROCESS, 0,
+/// class << 13 | level)`); a child inherits it.
+pub fn set_io_priority(class: u8, level: u8) -> io::Result<()> {
+    let value = (libc::c_int::from(class) << IOPRIO_CLASS_SHIFT) | libc::c_int::from(level);
+    // SAFETY: ioprio_set(2) takes three integers and no pointers; it
+    // changes only this thread's I/O scheduling priority.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_int,
+            value,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Does this process have a single thread (so that a child forked from it
+/// is a consistent copy: no lock held, no allocation half done, by a
+/// thread the child does not have)? Read from `/proc/self/status`; false
+/// when it cannot be read.
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
+}
+
+/// Run `f` in a child process that has switched to `uid`, `gid` and the
+/// supplementary `groups` (all of them: real, effective and saved), and
+/// return what `f` returned, passed back through a pipe. `check` asks this
+/// way, as the SSH account, what `serve` will be allowed to do: open the
+/// policy, append to the audit log, create in `lock_dir`, run rsync and
+/// the login shell. Needs root; refused unless this process has a single
+/// thread.
+pub fn run_as(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    f: impl FnOnce() -> Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, Gid, Uid};
+    use std::io::{Read, Write};
+    if !single_threaded() {
+        return Err(io::Error::other(
+            "cannot act as another account from a process with several threads",
+        ));
+    }
+    let gids: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: this process has one thread (checked just above, and nothing
+    // between that check and here starts one), so the child is a complete
+    // copy of it: no lock or allocator state is left half-changed by a
+    // thread the child lacks, and the child may run ordinary code.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => {
+            drop(read_end);
+            let switched = nix::unistd::setgroups(&gids)
+                .and_then(|()| nix::unistd::setgid(Gid::from_raw(gid)))
+                .and_then(|()| nix::unistd::setuid(Uid::from_raw(uid)))
+                .is_ok()
+                && nix::unistd::getuid().as_raw() == uid
+                && nix::unistd::geteuid().as_raw() == uid
+                && nix::unistd::getegid().as_raw() == gid;
+            let code = if switched {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                    Ok(bytes) => {
+                        let mut w = std::fs::File::from(write_end);
+                        if w.write_all(&bytes).is_ok() { 0 } else { 3 }
+                    }
+                    Err(_) => 4,
+                }
+            } else {
+                2
+            };
+            // SAFETY: _exit(2) ends the child at once, without running the
+            // parent's atexit handlers or flushing buffers it copied from
+            // the parent (which would write the parent's output twice).
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut bytes = Vec::new();
+            let read = std::fs::File::from(read_end).read_to_end(&mut bytes);
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => {}
+                    other => break other,
+                }
+            };
+            read?;
+            match status.map_err(io::Error::from)? {
+                WaitStatus::Exited(_, 0) => Ok(bytes),
+                WaitStatus::Exited(_, 2) => Err(io::Error::other(format!(
+                    "cannot switch to uid {uid}, gid {gid}"
+                ))),
+                other => Err(io::Error::other(format!(
+                    "the child acting as uid {uid} failed ({other:?})"
+                ))),
+            }
+        }
+    }
+}

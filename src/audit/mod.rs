@@ -1,5 +1,6 @@
 //! Audit records (one JSON object per line), the log they go to, and their
-//! review ([`review`]) and syslog summaries ([`syslog`]).
+//! review ([`review`]), syslog summaries ([`syslog`]) and journal entries
+//! ([`journald`]).
 //!
 //! Every decision writes one line before anything runs; a session that ran
 //! writes a second line when it ends. Each line is appended with a single
@@ -7,6 +8,7 @@
 //! interleave, and a failed or short write refuses the request.
 
 pub mod follow;
+pub mod journald;
 pub mod review;
 pub mod syslog;
 
@@ -286,6 +288,10 @@ pub struct Record {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxStatus>,
+    /// The lower priority rsync runs at, when the client asked for one
+    /// (`nice`/`ionice` in front of `rsync`): what was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -497,6 +503,38 @@ impl AuditLog {
             ));
         }
         Ok(())
+    }
+}
+
+/// Where records go besides the audit log, as `[gate] syslog` and `[gate]
+/// journald` say. Best effort: a failed send is ignored, never a reason to
+/// refuse (the audit log is the record).
+#[derive(Debug, Default)]
+pub struct Mirrors {
+    syslog: Option<syslog::Syslog>,
+    journal: Option<journald::Journald>,
+}
+
+impl Mirrors {
+    /// Connect to those the policy asks for that are there.
+    pub fn connect(syslog: bool, journald: bool) -> Mirrors {
+        Mirrors {
+            syslog: syslog
+                .then(|| syslog::Syslog::connect(Path::new(syslog::DEFAULT_SOCKET)))
+                .flatten(),
+            journal: journald
+                .then(|| journald::Journald::connect(journald::socket()))
+                .flatten(),
+        }
+    }
+
+    pub fn send(&self, record: &Record) {
+        if let Some(s) = &self.syslog {
+            s.send(record);
+        }
+        if let Some(j) = &self.journal {
+            j.send(record);
+        }
     }
 }
 

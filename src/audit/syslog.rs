@@ -37,6 +37,12 @@ impl Syslog {
 pub fn line(r: &Record) -> String {
     let denied = r.decision == Some(Verdict::Deny);
     let pri = AUTHPRIV * 8 + if denied { WARNING } else { INFO };
+    format!("<{pri}>rsync-gate[{}]: {}", std::process::id(), summary(r))
+}
+
+/// The one-line summary of a record (`client=... from=... decision=...`),
+/// without control characters: syslog's message, and the journal's.
+pub fn summary(r: &Record) -> String {
     let source = r.source.as_ref().map(|s| s.addr.as_str()).unwrap_or("-");
     let mut msg = format!("client={} from={source}", r.client);
     match r.decision {
@@ -69,11 +75,7 @@ pub fn line(r: &Record) -> String {
         msg.push_str(&format!(" ms={ms}"));
     }
     msg.push_str(&format!(" session={}", r.session));
-    format!(
-        "<{pri}>rsync-gate[{}]: {}",
-        std::process::id(),
-        crate::escape::display(&msg)
-    )
+    crate::escape::display(&msg)
 }
 
 #[cfg(test)]

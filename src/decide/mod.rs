@@ -14,7 +14,7 @@ use crate::policy::{Client, Module, Policy};
 pub use crate::request::conn::Conn;
 use crate::request::inband::InBand;
 use crate::request::options::{self, Meaning, PathRole, Rule, Spec, Takes, Value, WriteOnly};
-use crate::request::{Opt, OptValue, ParseError, Request, ServerArgs, Word};
+use crate::request::{Opt, OptValue, ParseError, Priority, Request, ServerArgs, Word};
 use locate::{locate, locate_rel, parse_path};
 
 /// What the installed rsync supports (probed once, see [`crate::host`]).
@@ -77,6 +77,8 @@ pub struct TriggerGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonGrant {
     pub modules: Vec<String>,
+    /// The lower priority the daemon runs at (a `nice`/`ionice` prefix).
+    pub priority: Priority,
 }
 
 /// Which side rsync plays.
@@ -124,6 +126,12 @@ pub struct Grant {
     pub paths: Vec<Target>,
     /// Options the gate adds.
     pub added: Vec<Added>,
+    /// Options the client sent that the gate leaves out of rsync's argv:
+    /// receiver-side deletes on a pull (openrsync sends them; a sender has
+    /// nothing to delete).
+    pub dropped: Vec<&'static Spec>,
+    /// The lower priority rsync runs at (a `nice`/`ionice` prefix).
+    pub priority: Priority,
 }
 
 /// An option the gate adds to what the client asked for.
@@ -275,12 +283,13 @@ fn decide_inner(
             Some(t) => trigger(ctx, t, &[]).map(Decision::Trigger),
             None => Err(DenyReason::NoCommand),
         },
-        Request::Daemon => {
+        Request::Daemon { priority } => {
             if client.modules.is_empty() {
                 return Err(DenyReason::NoModules);
             }
             Ok(Decision::Daemon(DaemonGrant {
                 modules: client.modules.clone(),
+                priority: *priority,
             }))
         }
         Request::Server(args) => {
@@ -382,6 +391,35 @@ fn check_module_rules(m: &Module, args: &ServerArgs) -> Result<(), DenyReason> {
     Ok(())
 }
 
+/// A path with spaces from a client that does not escape them (rsync
+/// older than 3.2.4, openrsync) reaches the gate as several words, split by
+/// the remote shell: the first names a module, a later one does not. The
+/// words, as the refusal shows them.
+fn split_path(
+    ctx: &Context<'_>,
+    client: &Client,
+    args: &ServerArgs,
+    relative: bool,
+) -> Option<Vec<String>> {
+    const SHOWN: usize = 8;
+    let sender = args.sender;
+    let (first, rest) = args.paths.split_first()?;
+    locate_rel(ctx.policy, client, first, sender, true, relative).ok()?;
+    let stray = rest.iter().any(|w| {
+        matches!(
+            locate_rel(ctx.policy, client, w, sender, true, relative),
+            Err(DenyReason::NoModule(_) | DenyReason::ModuleNotAvailable(_))
+        )
+    });
+    stray.then(|| {
+        args.paths
+            .iter()
+            .take(SHOWN)
+            .map(|w| shown(&w.bytes))
+            .collect()
+    })
+}
+
 fn checked<'p>(
     ctx: &Context<'p>,
     client: &'p Client,
@@ -394,6 +432,27 @@ fn checked<'p>(
     } else {
         Mode::Receiver
     };
+    // A sender has nothing to delete: the receiver-side delete options
+    // openrsync sends on a pull are left out of the argv (and so judged by
+    // no knob). A daemon's in-band request cannot be rewritten, and rsync
+    // clients never send them there.
+    let mut dropped = Vec::new();
+    let kept;
+    let args = if mode == Mode::Sender && matches!(form, Form::Checked) {
+        let (gone, keep): (Vec<Opt>, Vec<Opt>) = args
+            .opts
+            .iter()
+            .cloned()
+            .partition(|o| o.spec.meaning == Meaning::ReceiverDeletes);
+        dropped = gone.iter().map(|o| o.spec).collect();
+        kept = ServerArgs {
+            opts: keep,
+            ..args.clone()
+        };
+        &kept
+    } else {
+        args
+    };
     let files_from = args
         .opts
         .iter()
@@ -405,6 +464,12 @@ fn checked<'p>(
     };
     if args.paths.is_empty() {
         return Err(DenyReason::NoPath);
+    }
+    if args.paths.len() > 1
+        && matches!(form, Form::Checked)
+        && let Some(words) = split_path(ctx, client, args, sources == Sources::Relative)
+    {
+        return Err(DenyReason::SplitPath(words));
     }
     if mode == Mode::Receiver && args.paths.len() > 1 {
         return Err(DenyReason::TooManyDestinations);
@@ -504,6 +569,8 @@ fn checked<'p>(
         path_opts,
         paths,
         added,
+        dropped,
+        priority: args.priority,
     })
 }
 
@@ -536,9 +603,18 @@ fn checked_added(
         added.push(Added::WholeFile);
     }
     if mode == Mode::Receiver && !m.devices {
-        if server.caps.drop_d {
+        if m.specials {
+            // FIFOs and sockets may come in, device nodes may not: --drop-D
+            // would keep out both, and only the kernel sandbox tells them
+            // apart.
+            if args.creates_devices() && !server.sandbox {
+                return Err(DenyReason::NodesUnconfined {
+                    why: "with specials = true only the kernel sandbox keeps device nodes out, and none is active",
+                });
+            }
+        } else if server.caps.drop_d {
             added.push(Added::DropD);
-        } else if args.has(Meaning::CreatesNodes) && !server.sandbox {
+        } else if (args.creates_devices() || args.creates_specials()) && !server.sandbox {
             return Err(DenyReason::NodesUnconfined {
                 why: "the server's rsync has no --drop-D and no kernel sandbox is active",
             });
@@ -606,7 +682,7 @@ fn in_band_rules(
     }
     if mode == Mode::Receiver
         && !m.devices
-        && args.has(Meaning::CreatesNodes)
+        && (args.creates_devices() || (!m.specials && args.creates_specials()))
         && !ctx.server.sandbox
     {
         return Err(DenyReason::NodesUnconfined {
@@ -791,7 +867,8 @@ mod tests {
                     "drop".into(),
                     "handin".into(),
                     "links".into()
-                ]
+                ],
+                priority: Priority::default(),
             })
         );
         assert_eq!(deny("c", "id"), DenyReason::CommandNotAllowed("id".into()));
@@ -1359,6 +1436,235 @@ mod tests {
         assert!(
             matches!(&d, Decision::Checked(g) if g.added == [Added::MungeLinks, Added::NoSetuid]),
             "{d:?}"
+        );
+    }
+
+    /// An in-band request of a `host::MODULE` session for client "c".
+    fn in_band(module: &str, args: &[&str], sandbox: bool) -> Decision {
+        use crate::request::inband;
+        let p = policy();
+        let argv: Vec<Vec<u8>> = std::iter::once("rsyncd")
+            .chain(args.iter().copied())
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let req = inband::parse(module, &argv).map(Request::InBand);
+        let ctx = Context {
+            policy: &p,
+            client: "c",
+            conn: None,
+            server: Server {
+                caps: CAPS,
+                sandbox,
+            },
+        };
+        decide(&ctx, req.as_ref())
+    }
+
+    /// openrsync sends receiver-side deletes to a sender (`openrsync -avz
+    /// --delete host:www/ dst/` asks for `--delete-before -g -l -o -p -D -r
+    /// -t -v -z . www/`). A sender has nothing to delete: the gate leaves
+    /// them out of the argv, in any module, and the grant says so. What
+    /// would delete on the server stays refused, and so does an in-band
+    /// request, which the gate cannot rewrite.
+    #[test]
+    fn a_pull_drops_receiver_side_deletes() {
+        let g = grant(
+            "c",
+            "rsync --server --sender --delete-before -g -l -o -p -D -r -t -v -z . www/",
+        );
+        let dropped: Vec<&str> = g.dropped.iter().map(|s| s.long).collect();
+        assert_eq!(dropped, ["delete-before"]);
+        assert_eq!(g.opts.len(), 9);
+        assert!(g.opts.iter().all(|o| o.spec.rule != Rule::Delete));
+        for opt in [
+            "--delete",
+            "--del",
+            "--delete-before",
+            "--delete-during",
+            "--delete-delay",
+            "--delete-after",
+            "--delete-excluded",
+            "--force",
+        ] {
+            for module in ["www", "nested", "backup"] {
+                let g = grant("c", &format!("{PULL} {opt} . {module}/"));
+                assert_eq!(g.dropped.len(), 1, "{opt} {module}");
+                assert!(g.opts.iter().all(|o| o.spec.rule != Rule::Delete));
+            }
+        }
+        // What deletes (or marks deletions) on the sending side is judged
+        // as before.
+        for opt in [
+            "--remove-source-files",
+            "--remove-sent-files",
+            "--delete-missing-args",
+        ] {
+            assert_eq!(
+                deny("c", &format!("{PULL} {opt} . www/")).code(),
+                "option_not_permitted",
+                "{opt}"
+            );
+        }
+        // Pushes keep them, judged by the module's knobs.
+        assert_eq!(
+            deny("c", &format!("{PUSH} --delete-before . nested/")).code(),
+            "option_not_permitted"
+        );
+        let g = grant("c", &format!("{PUSH} --delete-before . backup/"));
+        assert!(g.dropped.is_empty());
+        assert!(g.opts.iter().any(|o| o.spec.long == "delete-before"));
+        // In-band: refused in a read-only module, as the daemon's own
+        // `refuse options` does.
+        let d = in_band(
+            "www",
+            &["--server", "--sender", "-r", "--delete-before", ".", "sub/"],
+            true,
+        );
+        assert!(
+            matches!(&d, Decision::Deny(r) if r.code() == "option_not_permitted"),
+            "{d:?}"
+        );
+    }
+
+    /// A path with spaces from an rsync older than 3.2.4 (or openrsync)
+    /// arrives split at its spaces; the refusal says so.
+    #[test]
+    fn a_path_split_at_its_spaces_says_so() {
+        let r = deny(
+            "c",
+            "rsync --server --sender -logDtpre.iLsf . www/dir with space/",
+        );
+        assert_eq!(r.code(), "split_path");
+        assert_eq!(
+            r.to_string(),
+            "the path arrived as the separate words 'www/dir' 'with' 'space/': this looks \
+             like a path with spaces from an rsync older than 3.2.4: use -s, or escape the spaces"
+        );
+        assert_eq!(
+            deny("c", &format!("{PUSH} . backup/new dir/")).code(),
+            "split_path"
+        );
+        assert_eq!(
+            deny("c", &format!("{PULLR} . www/./a b")).code(),
+            "split_path"
+        );
+        // Escaped (rsync 3.2.4 and later), it is one path.
+        let g = grant("c", &format!("{PULL} . www/dir\\ with\\ space/"));
+        assert_eq!(g.paths.len(), 1);
+        // Several module paths, or a first word that is no module path,
+        // are what they were.
+        grant("c", &format!("{PULL} . www/a www/b"));
+        assert_eq!(
+            deny("c", &format!("{PULL} . nope/a b")).code(),
+            "module_not_available"
+        );
+        assert_eq!(
+            deny("c", &format!("{PUSH} . backup/a backup/b")).code(),
+            "too_many_destinations"
+        );
+        assert_eq!(
+            deny("c", &format!("{PULL} . www/a backup/b")).code(),
+            "multiple_modules"
+        );
+    }
+
+    /// `specials = true` (module `nested`): FIFOs and sockets may be
+    /// created, device nodes may not. --drop-D would keep out both, so only
+    /// the sandbox can hold it: without the sandbox a push that may create
+    /// device nodes is refused, in both request forms.
+    #[test]
+    fn specials_let_fifos_in_and_keep_devices_out() {
+        let old = RsyncCaps::default();
+        // (caps, sandbox, options, allowed)
+        let table: &[(RsyncCaps, bool, &str, bool)] = &[
+            (CAPS, true, "-logDtpre.iLsfxCIvu", true),
+            (old, true, "-logDtpre.iLsfxCIvu", true),
+            (CAPS, false, "-logDtpre.iLsfxCIvu", false),
+            (old, false, "-logDtpre.iLsfxCIvu", false),
+            (CAPS, false, "-rlt --devices", false),
+            (CAPS, false, "-rlt --specials", true),
+            (old, false, "-rlt --specials", true),
+            (CAPS, false, "-rlt", true),
+        ];
+        for (caps, sandbox, opts, allowed) in table {
+            let cmd = format!("rsync --server {opts} . nested/x/");
+            match with(
+                Server {
+                    caps: *caps,
+                    sandbox: *sandbox,
+                },
+                "c",
+                &cmd,
+            ) {
+                Decision::Checked(g) => {
+                    assert!(allowed, "{caps:?} {sandbox} {opts}: allowed");
+                    assert!(!g.added.contains(&Added::DropD), "{cmd}: {:?}", g.added);
+                }
+                Decision::Deny(r) => {
+                    assert!(!allowed, "{caps:?} {sandbox} {opts}: {r}");
+                    assert_eq!(r.code(), "nodes_unconfined");
+                    assert!(r.to_string().contains("specials = true"), "{r}");
+                }
+                d => panic!("{d:?}"),
+            }
+            let mut args = vec!["--server"];
+            args.extend(opts.split(' '));
+            args.extend([".", "x/"]);
+            let ib = in_band("nested", &args, *sandbox);
+            assert_eq!(
+                matches!(ib, Decision::InBand(_)),
+                *allowed,
+                "in-band {opts} sandbox={sandbox}: {ib:?}"
+            );
+        }
+        // Without specials, --drop-D keeps both out as before.
+        let g = grant("c", &format!("{PUSH} . backup/"));
+        assert!(g.added.contains(&Added::DropD));
+    }
+
+    /// A `nice`/`ionice` prefix rides along with the grant; raising the
+    /// priority is refused.
+    #[test]
+    fn priority_prefixes() {
+        let g = grant(
+            "c",
+            "nice -n 19 ionice -c3 rsync --server --sender -logDtpre.iLsfxCIvu . www/",
+        );
+        assert_eq!(g.priority.nice, Some(19));
+        assert_eq!(
+            g.priority.io,
+            Some(crate::request::priority::IoPriority::Idle)
+        );
+        let g = grant("c", &format!("{PULL} . www/"));
+        assert!(g.priority.is_none());
+        match run("c", None, "ionice -c2 -n7 rsync --server --daemon .") {
+            Decision::Daemon(d) => assert_eq!(
+                d.priority.io,
+                Some(crate::request::priority::IoPriority::BestEffort(7))
+            ),
+            other => panic!("{other:?}"),
+        }
+        for cmd in [
+            "nice -n -5 rsync --server --sender -r . www/",
+            "ionice -c1 rsync --server --sender -r . www/",
+            "ionice -c realtime rsync --server --daemon .",
+        ] {
+            let r = deny("c", cmd);
+            assert_eq!(r.code(), "priority_refused", "{cmd}: {r}");
+        }
+        // Options before --server are judged like any other.
+        let g = grant(
+            "c",
+            "rsync --fake-super --server -logDtpre.iLsfxCIvu . backup/",
+        );
+        assert!(g.opts.iter().any(|o| o.spec.long == "fake-super"));
+        assert_eq!(
+            deny("c", "rsync --log-file=/tmp/x --server -r . backup/").code(),
+            "option_refused"
+        );
+        assert_eq!(
+            deny("c", "rsync -L --server --sender -r . www/").code(),
+            "option_not_permitted"
         );
     }
 

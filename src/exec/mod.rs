@@ -6,6 +6,7 @@
 //! or the request.
 
 pub mod files;
+pub mod priority;
 pub mod sandbox;
 pub mod slots;
 pub mod trigger;
@@ -51,6 +52,8 @@ pub struct Ready {
     /// Where the child's log comes from, when the plan has one.
     log: Option<LogChannel>,
     pub confinement: Confinement,
+    /// The lower priority applied (None: the client asked for none).
+    pub priority: Option<String>,
 }
 
 impl Ready {
@@ -61,8 +64,10 @@ impl Ready {
 
 /// Do everything the plan needs before the child starts. The order
 /// matters: files and directories first (the sandbox would forbid them),
-/// then the slot, then the sandbox, last because it restricts the gate
-/// itself.
+/// then the slot, then the lower priority the client asked for (the gate
+/// only waits from then on), then the log channel (a transfer log's named
+/// pipe is made under lock_dir) and its tokens, then the sandbox, last
+/// because it restricts the gate itself.
 pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
     for f in &plan.files {
         files::write(f).map_err(|e| PrepareError::Io(format!("{}: {e}", f.path.display())))?;
@@ -81,6 +86,7 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
             }
         },
     };
+    let priority = priority::apply(&plan.priority).map_err(PrepareError::Io)?;
     // The log channel, and the transfer log's secret tokens: a session that
     // cannot have them does not start. (Before the sandbox: the named
     // pipe is made under lock_dir.)
@@ -113,6 +119,7 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
         _slot: slot,
         log,
         confinement,
+        priority,
     })
 }
 
@@ -327,6 +334,7 @@ pub fn run(ready: Ready, sink: Option<Box<dyn LogSink>>) -> io::Result<Outcome> 
         _slot: slot,
         log,
         confinement: _,
+        priority: _,
     } = ready;
     let mut cmd = command(&plan);
     // Signals to forward wait until forwarding is in place (the log
@@ -466,6 +474,7 @@ mod tests {
             sandbox: SandboxChoice::Off,
             log_fd: None,
             file_log: None,
+            priority: Default::default(),
             notes: vec![],
         }
     }

@@ -57,12 +57,20 @@ pub enum Status {
     Partial,
 }
 
-fn write_rights(devices: bool) -> BitFlags<AccessFs> {
-    let mut w = AccessFs::from_all(ABI_HANDLED) & !AccessFs::Execute;
-    if !devices {
-        w &= !(AccessFs::MakeChar | AccessFs::MakeBlock | AccessFs::MakeFifo | AccessFs::MakeSock);
-    }
-    w
+/// Rights in a writable tree: everything but executing and creating
+/// device nodes, FIFOs and sockets (granted per tree, below).
+fn write_rights() -> BitFlags<AccessFs> {
+    AccessFs::from_all(ABI_HANDLED) & !(device_rights() | special_rights() | AccessFs::Execute)
+}
+
+/// Creating device nodes.
+fn device_rights() -> BitFlags<AccessFs> {
+    AccessFs::MakeChar | AccessFs::MakeBlock
+}
+
+/// Creating FIFOs and sockets.
+fn special_rights() -> BitFlags<AccessFs> {
+    AccessFs::MakeFifo | AccessFs::MakeSock
 }
 
 fn read_rights() -> BitFlags<AccessFs> {
@@ -91,8 +99,11 @@ fn build(plan: &SandboxPlan) -> Result<landlock::RulesetCreated, landlock::Rules
         .add_rules(path_beneath_rules(&plan.read, read_rights()))?
         .add_rules(path_beneath_rules(
             &plan.write,
-            read_rights() | write_rights(plan.devices),
-        ))
+            read_rights() | write_rights(),
+        ))?
+        // Rights add up along a path: these trees are among `write`.
+        .add_rules(path_beneath_rules(&plan.devices, device_rights()))?
+        .add_rules(path_beneath_rules(&plan.specials, special_rights()))
 }
 
 /// Apply the sandbox to this process (and so to everything it starts).
@@ -117,13 +128,21 @@ mod tests {
 
     #[test]
     fn rights_for_writable_trees() {
-        let w = write_rights(false);
+        let w = write_rights();
         assert!(w.contains(
             AccessFs::WriteFile | AccessFs::MakeReg | AccessFs::RemoveFile | AccessFs::Refer
         ));
-        assert!(!w.contains(AccessFs::MakeChar));
+        for node in [
+            AccessFs::MakeChar,
+            AccessFs::MakeBlock,
+            AccessFs::MakeFifo,
+            AccessFs::MakeSock,
+        ] {
+            assert!(!w.contains(node), "{node:?}");
+        }
         assert!(!w.contains(AccessFs::Execute));
-        assert!(write_rights(true).contains(AccessFs::MakeChar | AccessFs::MakeFifo));
+        assert_eq!(device_rights(), AccessFs::MakeChar | AccessFs::MakeBlock);
+        assert_eq!(special_rights(), AccessFs::MakeFifo | AccessFs::MakeSock);
     }
 
     /// The sandbox applies to the calling process, so exercise it in a
@@ -140,6 +159,9 @@ mod tests {
         std::fs::create_dir(&outside).unwrap();
         std::fs::write(inside.join("ok"), "ok").unwrap();
         std::fs::write(outside.join("secret"), "s").unwrap();
+        for sub in ["pipes", "plain"] {
+            std::fs::create_dir(d.path().join(sub)).unwrap();
+        }
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -166,8 +188,11 @@ mod tests {
         };
         let base = std::path::PathBuf::from(base);
         let inside = base.join("inside");
+        let (pipes, plain) = (base.join("pipes"), base.join("plain"));
         let plan = SandboxPlan {
             read: vec![inside.clone()],
+            write: vec![pipes.clone(), plain.clone()],
+            specials: vec![pipes.clone()],
             ..Default::default()
         };
         if crate::sys::landlock_abi().is_none() {
@@ -180,6 +205,31 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
         let e = std::fs::write(inside.join("new"), "x").unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        // Writable trees: files everywhere; FIFOs and sockets only where
+        // the plan lists them; device nodes nowhere.
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        let fifo = |dir: &std::path::Path| nix::unistd::mkfifo(&dir.join("fifo"), Mode::S_IRWXU);
+        let sock = |dir: &std::path::Path| std::os::unix::net::UnixListener::bind(dir.join("sock"));
+        let dev = |dir: &std::path::Path| {
+            mknod(
+                &dir.join("null"),
+                SFlag::S_IFCHR,
+                Mode::S_IRWXU,
+                makedev(1, 3),
+            )
+        };
+        std::fs::write(plain.join("f"), "x").unwrap();
+        std::fs::write(pipes.join("f"), "x").unwrap();
+        fifo(&pipes).unwrap();
+        sock(&pipes).unwrap();
+        assert_eq!(fifo(&plain).unwrap_err(), nix::errno::Errno::EACCES);
+        assert_eq!(
+            sock(&plain).unwrap_err().kind(),
+            std::io::ErrorKind::PermissionDenied
+        );
+        assert!(dev(&pipes).is_err());
+        assert!(dev(&plain).is_err());
+        assert!(!pipes.join("null").exists() && !plain.join("null").exists());
         // Executing system binaries still works.
         assert!(Command::new("/bin/true").status().unwrap().success());
         eprintln!("CHILD-CHECKED");

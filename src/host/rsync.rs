@@ -48,6 +48,24 @@ pub fn probe(rsync: &Path) -> Option<RsyncCaps> {
     Some(parse_help(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The first line of `rsync --version` with its runs of spaces made one
+/// (`rsync version 3.5.0 protocol version 32`), for `rsync-gate --version
+/// -v`; None when it cannot be run or says nothing.
+pub fn version(rsync: &Path) -> Option<String> {
+    let out = Command::new(rsync)
+        .arg("--version")
+        .env_clear()
+        .env("PATH", CHILD_PATH)
+        .env("HOME", CHILD_HOME)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next()?.split_whitespace().collect::<Vec<_>>();
+    (!first.is_empty()).then(|| crate::escape::display(&first.join(" ")))
+}
+
 /// The cache's text, opened without following a link, if it is a regular
 /// file of root or this account that nobody else can write.
 fn read_cache(path: &Path) -> Option<String> {

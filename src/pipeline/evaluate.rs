@@ -134,7 +134,7 @@ pub fn requested_mode(request: Result<&Request, &ParseError>) -> Option<Mode> {
         Ok(Request::Server(_)) => Some(Mode::Receiver),
         Ok(Request::InBand(ib)) if ib.args.sender => Some(Mode::Sender),
         Ok(Request::InBand(_)) => Some(Mode::Receiver),
-        Ok(Request::Daemon) => Some(Mode::Daemon),
+        Ok(Request::Daemon { .. }) => Some(Mode::Daemon),
         _ => None,
     }
 }
@@ -225,7 +225,7 @@ pub fn evaluate(i: &Inputs<'_>, request: Result<&Request, &ParseError>) -> Evalu
                 Err(reason) => refuse(reason, Some(mode), modules),
             }
         }
-        Decision::Daemon(d) => match daemon(i, &d.modules) {
+        Decision::Daemon(d) => match daemon(i, &d) {
             Ok((plan, text, left_out)) => Evaluation::Run(Box::new(Run {
                 mode: Mode::Daemon,
                 modules: d.modules,
@@ -296,9 +296,10 @@ fn checked(i: &Inputs<'_>, g: &decide::Grant) -> Result<ExecPlan, DenyReason> {
 
 fn daemon(
     i: &Inputs<'_>,
-    names: &[String],
+    d: &decide::DaemonGrant,
 ) -> Result<(ExecPlan, String, Vec<DenyReason>), DenyReason> {
     require_sandbox(i)?;
+    let names = &d.modules;
     let mut notes = Vec::new();
     let mut left_out = Vec::new();
     let modules = confine::check_modules(
@@ -328,6 +329,7 @@ fn daemon(
         conn: i.conn,
         session: i.session,
         sandbox: i.sandbox(),
+        priority: d.priority,
     })
     .map_err(DenyReason::Internal)?;
     if let Some(alias) = crate::trust::root_alias() {

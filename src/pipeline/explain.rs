@@ -80,6 +80,9 @@ impl Explanation {
         for m in &plan.mkdirs {
             notes.push(format!("would create {}", m.expect.display()));
         }
+        if !plan.priority.is_none() {
+            notes.push(format!("would lower the priority: {}", plan.priority));
+        }
         if let Some(s) = &plan.slot {
             notes.push(format!(
                 "would take one of {} connection slots ({})",
@@ -278,7 +281,7 @@ pub fn explain(
                 None => "the job's output is discarded (no log)".into(),
             });
             if let Some(t) = plan.timeout {
-                notes.push(format!("the job is stopped after {}s", t.as_secs()));
+                notes.push(format!("the job is stopped after {}", duration_shown(t)));
             }
             if !plan.passed && !plan.words.is_empty() {
                 notes.push(format!(
@@ -347,4 +350,36 @@ pub fn render(e: &Explanation, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out, "config:\n{c}")?;
     }
     Ok(())
+}
+
+/// A whole number of the largest unit that divides it: `12h`, `90s`.
+fn duration_shown(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::duration_shown;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_shown_in_their_largest_whole_unit() {
+        for (secs, want) in [
+            (43_200, "12h"),
+            (86_400 * 7, "7d"),
+            (90, "90s"),
+            (600, "10m"),
+            (3_601, "3601s"),
+        ] {
+            assert_eq!(duration_shown(Duration::from_secs(secs)), want);
+        }
+        assert_eq!(duration_shown(Duration::from_millis(250)), "250ms");
+    }
 }

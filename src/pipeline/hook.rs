@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use super::evaluate::{self, Evaluation, Inputs};
 use super::session::{session_id, source};
-use crate::audit::{self, AuditLog, Event, Reason, Record, Verdict, syslog};
+use crate::audit::{self, AuditLog, Event, Mirrors, Reason, Record, Verdict};
 use crate::decide::RsyncCaps;
 use crate::deny::DenyReason;
 use crate::host::{self, Account};
@@ -224,11 +224,7 @@ pub fn hook(which: Hook, policy_path: &Path, client: &str) -> u8 {
             }
         }
     };
-    if policy.gate.syslog
-        && let Some(s) = syslog::Syslog::connect(Path::new(syslog::DEFAULT_SOCKET))
-    {
-        s.send(&r);
-    }
+    Mirrors::connect(policy.gate.syslog, policy.gate.journald).send(&r);
     if let Err(e) = log.write(&r)
         && which == Hook::PreXfer
     {

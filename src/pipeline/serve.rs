@@ -218,7 +218,7 @@ fn gather(policy_path: &Path, env: &SshEnv) -> Stage<Given> {
 fn load_policy(session: &mut Session, path: &Path) -> Stage<Policy> {
     match policy::load_checked(path) {
         Ok(p) => {
-            session.open_log(&p.gate.audit_log, p.gate.syslog);
+            session.open_log(&p.gate.audit_log, p.gate.syslog, p.gate.journald);
             if let Some(reason) = session.log_error() {
                 deny_line(&reason);
                 return Err(1);
@@ -228,7 +228,7 @@ fn load_policy(session: &mut Session, path: &Path) -> Stage<Policy> {
         Err(e) => {
             // The policy names the audit log; fall back to the default one,
             // with the same safety checks.
-            session.open_log(&policy::Gate::default().audit_log, false);
+            session.open_log(&policy::Gate::default().audit_log, false, false);
             let reason = match e {
                 LoadError::Unsafe(e) => DenyReason::PolicyUnsafe(e.to_string()),
                 LoadError::Invalid(e) => DenyReason::PolicyInvalid(e.to_string()),

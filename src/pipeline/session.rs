@@ -1,14 +1,15 @@
 //! A session's bookkeeping: its id, who connected from where with what
-//! command, and the audit records it writes (and the syslog summaries that
-//! mirror them). Every refusal goes through [`Session::refuse`]: one audit
-//! record, one `rsync-gate: denied:` line on stderr.
+//! command, and the audit records it writes (and the syslog summaries and
+//! journal entries that mirror them). Every refusal goes through
+//! [`Session::refuse`]: one audit record, one `rsync-gate: denied:` line on
+//! stderr.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
 use crate::audit::{
-    self, AuditLog, Event, Mode, Reason, Record, SandboxStatus, Source, Verdict, syslog,
+    self, AuditLog, Event, Mirrors, Mode, Reason, Record, SandboxStatus, Source, Verdict,
 };
 use crate::deny::DenyReason;
 use crate::exec::{Confinement, Outcome, Ready, sandbox};
@@ -24,7 +25,7 @@ pub struct Session {
     source: Option<Source>,
     command: Option<String>,
     log: Result<AuditLog, String>,
-    syslog: Option<syslog::Syslog>,
+    mirrors: Mirrors,
     started: SystemTime,
 }
 
@@ -59,17 +60,16 @@ impl Session {
             source: source(conn),
             command: command.map(audit::escape),
             log: Err("the policy could not be loaded".into()),
-            syslog: None,
+            mirrors: Mirrors::default(),
             started,
         }
     }
 
-    /// Open the audit log (with its safety checks) and syslog.
-    pub fn open_log(&mut self, path: &Path, syslog: bool) {
+    /// Open the audit log (with its safety checks), and syslog and the
+    /// journal when the policy says so.
+    pub fn open_log(&mut self, path: &Path, syslog: bool, journald: bool) {
         self.log = AuditLog::open_checked(path);
-        if syslog {
-            self.syslog = syslog::Syslog::connect(Path::new(syslog::DEFAULT_SOCKET));
-        }
+        self.mirrors = Mirrors::connect(syslog, journald);
     }
 
     /// The log could not be opened: nothing may run, and nothing can be
@@ -103,9 +103,7 @@ impl Session {
     }
 
     fn write(&mut self, record: &Record) -> Result<(), DenyReason> {
-        if let Some(s) = &self.syslog {
-            s.send(record);
-        }
+        self.mirrors.send(record);
         match &mut self.log {
             Ok(log) => log
                 .write(record)
@@ -223,6 +221,7 @@ impl Session {
         r.argv = ready.plan().argv_shown();
         r.notes = ready.plan().notes.clone();
         r.sandbox = Some(sandbox_status(ready.confinement));
+        r.priority = ready.priority.clone();
         self.write(&r)
     }
 

@@ -175,18 +175,14 @@ fn one_run(policy_path: &Path, client: &str, name: &str, run: &PendingRun) {
     write_end(&policy.gate, end, started);
 }
 
-/// Record a run's end: in the audit log, and in syslog when the policy
-/// says so (as every session's records).
+/// Record a run's end: in the audit log, and in syslog and the journal
+/// when the policy says so (as every session's records).
 fn write_end(gate: &policy::Gate, mut end: Record, started: SystemTime) {
     end.time = audit::rfc3339(SystemTime::now());
     end.duration_ms = end
         .duration_ms
         .or_else(|| started.elapsed().ok().map(audit::millis));
-    if gate.syslog
-        && let Some(s) = audit::syslog::Syslog::connect(Path::new(audit::syslog::DEFAULT_SOCKET))
-    {
-        s.send(&end);
-    }
+    audit::Mirrors::connect(gate.syslog, gate.journald).send(&end);
     match AuditLog::open_checked(&gate.audit_log) {
         Ok(mut log) => {
             if let Err(e) = log.write(&end) {

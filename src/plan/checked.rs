@@ -41,7 +41,17 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
         session,
     } = i;
     let mut args = args(grant, &confined);
-    let mut notes = confined.notes.clone();
+    let mut notes: Vec<String> = grant
+        .dropped
+        .iter()
+        .map(|spec| {
+            format!(
+                "dropped {}: this server is the sender, which has nothing to delete",
+                spec.display()
+            )
+        })
+        .collect();
+    notes.extend(confined.notes.iter().cloned());
     notes.extend(
         confined
             .pins
@@ -60,14 +70,17 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
                 Mode::Sender => (vec![root], vec![]),
                 Mode::Receiver => (vec![], vec![root]),
             };
+            let nodes = |allowed: bool| if allowed { write.clone() } else { vec![] };
+            let (devices, specials) = (nodes(module.devices), nodes(module.specials));
             notes.push(format!(
-                "sandbox ({mode}): {} {}",
+                "sandbox ({mode}): {} {}{}",
                 if write.is_empty() {
                     "read-only"
                 } else {
                     "read-write"
                 },
-                confined.root.display()
+                confined.root.display(),
+                super::nodes_note(!devices.is_empty(), !specials.is_empty())
             ));
             SandboxChoice::Apply(SandboxPlan {
                 read,
@@ -75,7 +88,8 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
                 exec: vec![policy.gate.rsync.clone()],
                 // rsync writes its transfer log to the session's pipe.
                 append: file_log.iter().filter_map(|f| f.fifo.clone()).collect(),
-                devices: module.devices,
+                devices,
+                specials,
             })
         }
     };
@@ -109,6 +123,7 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
         sandbox,
         log_fd: None,
         file_log,
+        priority: grant.priority,
         notes,
     }
 }
@@ -301,6 +316,26 @@ mod tests {
         assert_eq!(
             &args_for("rsync --server -r -@-1 . w/")[..3],
             ["--server", "-r", "--modify-window=-1"]
+        );
+        // openrsync's receiver-side deletes on a pull are left out; its
+        // -h, -8 and --progress go by their long names.
+        assert_eq!(
+            args_for(
+                "rsync --server --sender --delete-before -g -l -r -t -v -h --progress -8 . w/"
+            ),
+            [
+                "--server",
+                "--sender",
+                "-glrtv",
+                "--human-readable",
+                "--progress",
+                "--8-bit-output",
+                "--munge-links",
+                "--confine-root=/srv/w",
+                "--",
+                ".",
+                "/proc/self/fd/3/",
+            ]
         );
         // Aliases are passed under the row's own name.
         assert_eq!(

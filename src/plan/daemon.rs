@@ -212,6 +212,8 @@ pub struct Inputs<'a> {
     pub session: &'a str,
     /// The kernel sandbox goes around the daemon.
     pub sandbox: bool,
+    /// The lower priority the daemon runs at.
+    pub priority: crate::request::Priority,
 }
 
 /// The plan for a daemon session: the config and lock files to write and
@@ -282,9 +284,18 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
             }
             read.push(config.clone());
             let mut write_roots = Vec::new();
+            let (mut devices, mut specials) = (Vec::new(), Vec::new());
             for (m, root) in i.modules {
                 if m.writable() {
                     write_roots.push(root.clone());
+                    // Each module's own node rights: another module's
+                    // devices = true must not open this one.
+                    if m.devices {
+                        devices.push(root.clone());
+                    }
+                    if m.specials {
+                        specials.push(root.clone());
+                    }
                 } else {
                     read.push(root.clone());
                 }
@@ -297,7 +308,8 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
                 write: write_roots,
                 exec: vec![policy.gate.rsync.clone(), i.config.gate.to_path_buf()],
                 append,
-                devices: i.modules.iter().any(|(m, _)| m.devices),
+                devices,
+                specials,
             })
         }
     };
@@ -325,6 +337,7 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
         sandbox,
         log_fd: Some(DAEMON_LOG_FD),
         file_log,
+        priority: i.priority,
         notes,
     };
     Ok((plan, text))
@@ -485,16 +498,19 @@ modules = ["www", "backup", "drop"]
         );
     }
 
-    /// Every option checked mode refuses in a module (asked of the decision
-    /// itself, one request per table row) is in that module's generated
-    /// `refuse options` under each of its names, and nothing else is, but
-    /// for the rows a daemon cannot be told to refuse (which the hook
-    /// refuses instead).
+    /// Every option the hook refuses in a module (asked of the decision
+    /// itself, one in-band request per table row; these are what checked
+    /// mode refuses, but for the receiver-side deletes checked mode drops
+    /// from a pull's argv, which an in-band request cannot lose) is in that
+    /// module's generated `refuse options` under each of its names, and
+    /// nothing else is, but for the rows a daemon cannot be told to refuse
+    /// (which the hook refuses instead).
     #[test]
     fn refuse_options_are_what_checked_mode_refuses() {
         use crate::decide::{self, Context, Decision, RsyncCaps, Server};
-        use crate::request::options::{OPTIONS, Takes, Value};
-        use crate::request::{Request, Word, parse_server_args};
+        use crate::request::Request;
+        use crate::request::inband;
+        use crate::request::options::{OPTIONS, PathRole, Takes, Value};
         use std::collections::BTreeSet;
         let p = policy::load_text(
             Path::new("/p.toml"),
@@ -545,6 +561,9 @@ modules = ["ro", "strict", "handin", "open"]
                     Takes::Nothing => None,
                     Takes::Value(Value::Int { min, .. }) => Some(min.max(1).to_string()),
                     Takes::Value(Value::Size { min, .. }) => Some(min.max(1).to_string()),
+                    // A list from the client: what a file on the server
+                    // would be is the value's business, not the row's.
+                    Takes::Value(Value::Path(PathRole::FilesFrom)) => Some("-".to_string()),
                     Takes::Value(Value::Path(_)) => Some("x".to_string()),
                     Takes::Value(_) => Some("a".to_string()),
                 };
@@ -554,12 +573,15 @@ modules = ["ro", "strict", "handin", "open"]
                     None => format!("--{}", spec.long),
                 };
                 // The option as a daemon would get it in-band (where even
-                // --daemon is just a word to parse).
-                let words: Vec<Word> = ["-r", &opt, ".", &format!("{}/", m.name)]
-                    .iter()
-                    .map(|w| Word::plain(w.as_bytes().to_vec()))
-                    .collect();
-                let req = parse_server_args(!m.writable(), &words).map(Request::Server);
+                // --daemon is just a word to parse), with what the hook
+                // requires of uploads into these modules.
+                let mut argv = vec!["rsyncd", "--server"];
+                if !m.writable() {
+                    argv.push("--sender");
+                }
+                argv.extend(["-rW", "--ignore-existing", &opt, ".", "sub/"]);
+                let argv: Vec<Vec<u8>> = argv.iter().map(|w| w.as_bytes().to_vec()).collect();
+                let req = inband::parse(&m.name, &argv).map(Request::InBand);
                 let d = decide::decide(&ctx, req.as_ref());
                 if let Decision::Deny(r) = &d
                     && matches!(r.code(), "option_refused" | "option_not_permitted")

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 pub use crate::confine::MakeDir;
 use crate::host::{Account, CHILD_HOME, CHILD_PATH};
+use crate::request::Priority;
 use crate::request::conn::Connection;
 
 /// What to run.
@@ -49,6 +50,9 @@ pub struct ExecPlan {
     /// One audit record per file rsync sends, receives or deletes, read
     /// from the log pipe (`log_fd`): modules with `transfer_log`.
     pub file_log: Option<filelog::FileLogPlan>,
+    /// The lower priority to run at (applied to the gate before it starts
+    /// the child, which inherits it).
+    pub priority: Priority,
     /// Human-readable remarks (explain, audit).
     pub notes: Vec<String>,
 }
@@ -178,8 +182,20 @@ pub struct SandboxPlan {
     /// created, removed or truncated (the audit log the daemon's hooks
     /// append to, `max connections` lock files).
     pub append: Vec<PathBuf>,
-    /// May device nodes, FIFOs and sockets be created in writable trees?
-    pub devices: bool,
+    /// Writable trees (of `write`) where device nodes may be created.
+    pub devices: Vec<PathBuf>,
+    /// Writable trees (of `write`) where FIFOs and sockets may be created.
+    pub specials: Vec<PathBuf>,
+}
+
+/// What a sandbox note adds about device and special files in a writable
+/// tree.
+pub(crate) fn nodes_note(devices: bool, specials: bool) -> &'static str {
+    match (devices, specials) {
+        (true, _) => ", device nodes, FIFOs and sockets may be created",
+        (false, true) => ", FIFOs and sockets may be created, device nodes may not",
+        (false, false) => "",
+    }
 }
 
 /// The lock file of a module's connection slots (shared by both request
@@ -225,6 +241,7 @@ mod tests {
             notes: vec![],
             log_fd: None,
             file_log: None,
+            priority: Default::default(),
         };
         let strings = 15 + 6 + 9 + 1001 + "PATH=/usr/bin:/bin".len() + 1;
         let pointers = 4 * std::mem::size_of::<usize>();
@@ -262,6 +279,7 @@ mod tests {
             sandbox: SandboxChoice::Off,
             notes: vec![],
             log_fd: None,
+            priority: Default::default(),
             file_log: Some(filelog::FileLogPlan {
                 tokens: filelog::Tokens::placeholders(),
                 limit: 5,

@@ -4,6 +4,7 @@
 //! semantic mistakes are errors reported as `file:line:col: message`, and a
 //! policy with any error is not used at all.
 
+pub mod keys;
 pub mod net;
 
 use std::collections::BTreeMap;
@@ -54,6 +55,9 @@ pub struct Gate {
     pub sandbox: Sandbox,
     pub include: Vec<String>,
     pub syslog: bool,
+    /// Also send every record to the systemd journal, as a structured
+    /// entry (when its socket exists).
+    pub journald: bool,
     pub wait_for_slot: Duration,
     /// Most per-file transfer records one session writes (modules with
     /// `transfer_log`); past it one record counts the rest.
@@ -69,6 +73,7 @@ impl Default for Gate {
             sandbox: Sandbox::BestEffort,
             include: Vec::new(),
             syslog: false,
+            journald: false,
             wait_for_slot: Duration::ZERO,
             transfer_log_limit: DEFAULT_TRANSFER_LOG_LIMIT,
         }
@@ -102,6 +107,9 @@ pub struct Module {
     pub overwrite: bool,
     pub munge_links: bool,
     pub devices: bool,
+    /// FIFOs and sockets may be created (default: as `devices`); device
+    /// nodes only with `devices`.
+    pub specials: bool,
     pub follow_links: bool,
     pub max_connections: u32,
     /// Seconds of I/O inactivity after which rsync ends the session
@@ -286,6 +294,7 @@ struct RawGate {
     sandbox: Option<Sandbox>,
     include: Option<Vec<Spanned<String>>>,
     syslog: Option<bool>,
+    journald: Option<bool>,
     wait_for_slot: Option<Spanned<String>>,
     transfer_log_limit: Option<Spanned<i64>>,
 }
@@ -301,6 +310,7 @@ struct RawModule {
     overwrite: Option<bool>,
     munge_links: Option<bool>,
     devices: Option<bool>,
+    specials: Option<bool>,
     follow_links: Option<bool>,
     max_connections: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
@@ -814,6 +824,9 @@ impl Builder {
         if let Some(s) = raw.syslog {
             gate.syslog = s;
         }
+        if let Some(j) = raw.journald {
+            gate.journald = j;
+        }
         if let Some(inc) = &raw.include {
             for v in inc {
                 match check_abs_path(v.get_ref()) {
@@ -936,6 +949,14 @@ impl Builder {
         if delete && read_only {
             diags.push(src.diag(span.clone(), "delete = true needs read_only = false"));
         }
+        let devices = r.devices.unwrap_or(false);
+        let specials = r.specials.unwrap_or(devices);
+        if devices && !specials {
+            diags.push(src.diag(
+                span.clone(),
+                "specials = false contradicts devices = true (a module that takes device nodes takes FIFOs and sockets too)",
+            ));
+        }
         if delete && !overwrite {
             diags.push(src.diag(
                 span.clone(),
@@ -995,7 +1016,8 @@ impl Builder {
                 delete,
                 overwrite,
                 munge_links: r.munge_links.unwrap_or(!read_only),
-                devices: r.devices.unwrap_or(false),
+                devices,
+                specials,
                 follow_links: r.follow_links.unwrap_or(false),
                 max_connections,
                 timeout,
@@ -1361,7 +1383,7 @@ trigger = "mirror"
             !www.munge_links,
             "read-only modules default to munge_links = false"
         );
-        assert!(!www.devices && !www.follow_links && www.list);
+        assert!(!www.devices && !www.specials && !www.follow_links && www.list);
         assert_eq!(www.origin.line, 10);
         let backup = &p.modules["backup"];
         assert!(
@@ -1427,6 +1449,10 @@ trigger = "mirror"
             (
                 "[modules.a]\npath = \"/a\"\nread_only = false\ndelete = true\noverwrite = false\n",
                 "/p.toml:1:1: delete = true contradicts overwrite = false",
+            ),
+            (
+                "[modules.a]\npath = \"/a\"\nread_only = false\ndevices = true\nspecials = false\n",
+                "/p.toml:1:1: specials = false contradicts devices = true",
             ),
             (
                 "[modules.\"a b\"]\npath = \"/a\"\n",

@@ -4,12 +4,14 @@
 pub mod conn;
 pub mod inband;
 pub mod options;
+pub mod priority;
 pub mod secluded;
 pub mod split;
 
 use std::fmt;
 
 use options::{Meaning, Spec, Takes, Value};
+pub use priority::Priority;
 pub use split::{SplitError, Word};
 
 /// What the client asked for.
@@ -19,8 +21,9 @@ pub enum Request {
     Probe,
     /// `rsync --server [--sender] OPTIONS . PATHS`.
     Server(ServerArgs),
-    /// `rsync --server --daemon .`.
-    Daemon,
+    /// `rsync --server --daemon .` (with the priority of a `nice` or
+    /// `ionice` prefix).
+    Daemon { priority: Priority },
     /// One in-band request of a daemon session (the pre-xfer hook's).
     InBand(inband::InBand),
     /// Words that are not an rsync invocation (only a trigger client may
@@ -43,6 +46,8 @@ pub struct ServerArgs {
     /// `-s`: the `.` and the paths (and long options) are on stdin and
     /// have not been read yet.
     pub secluded: bool,
+    /// A `nice`/`ionice` prefix (`--rsync-path='nice -n 19 rsync'`).
+    pub priority: Priority,
 }
 
 /// One option use.
@@ -79,6 +84,16 @@ impl ServerArgs {
     pub fn has(&self, meaning: Meaning) -> bool {
         self.opts.iter().any(|o| o.spec.meaning == meaning)
     }
+
+    /// May the receiver create device nodes (`-D`, `--devices`)?
+    pub fn creates_devices(&self) -> bool {
+        self.has(Meaning::CreatesNodes) || self.has(Meaning::CreatesDevices)
+    }
+
+    /// May the receiver create FIFOs and sockets (`-D`, `--specials`)?
+    pub fn creates_specials(&self) -> bool {
+        self.has(Meaning::CreatesNodes) || self.has(Meaning::CreatesSpecials)
+    }
 }
 
 /// Why a request could not be parsed.
@@ -104,6 +119,9 @@ pub enum ParseError {
     NoDot,
     /// A word after the `.` that rsync would read as an option.
     OptionAfterDot(String),
+    /// A `nice`/`ionice` prefix the gate cannot honour: malformed, or it
+    /// would raise the priority.
+    Priority(String),
 }
 
 impl fmt::Display for ParseError {
@@ -132,6 +150,7 @@ impl fmt::Display for ParseError {
                 f,
                 "'{w}' after the '.' would be read as an option; options go before the '.' (a path starting with '-' is written ./-name)"
             ),
+            ParseError::Priority(why) => write!(f, "priority prefix refused: {why}"),
         }
     }
 }
@@ -163,6 +182,12 @@ fn is_rsync_program(w: &Word) -> bool {
 }
 
 /// Parse split words.
+///
+/// A client's `--rsync-path` puts words in front of `--server`: a `nice`
+/// or `ionice` prefix before the program (read by [`priority`]; the gate
+/// applies it itself), and options after it (`rsync --fake-super --server
+/// ...`), which are read with the same table and checks as the options
+/// after `--server`.
 pub fn parse_words(words: &[Word]) -> Result<Request, ParseError> {
     let Some((first, rest)) = words.split_first() else {
         return Ok(Request::Other { words: Vec::new() });
@@ -170,23 +195,34 @@ pub fn parse_words(words: &[Word]) -> Result<Request, ParseError> {
     if first.bytes == b"true" && first.glob.is_none() && rest.is_empty() {
         return Ok(Request::Probe);
     }
-    if !is_rsync_program(first) {
-        return Ok(Request::Other {
-            words: words.to_vec(),
-        });
-    }
-    let Some((server, rest)) = rest.split_first() else {
+    let (priority, words) =
+        if priority::is_prefix_program(first) && rest.iter().any(is_rsync_program) {
+            priority::parse_prefix(words)?
+        } else {
+            (Priority::default(), words)
+        };
+    let Some((program, rest)) = words.split_first() else {
         return Err(ParseError::NoServer);
     };
-    if server.bytes != b"--server" || server.glob.is_some() {
-        return Err(ParseError::NoServer);
+    if !is_rsync_program(program) {
+        if priority.is_none() {
+            return Ok(Request::Other {
+                words: words.to_vec(),
+            });
+        }
+        return Err(ParseError::Priority(format!(
+            "'{}' where rsync was expected",
+            crate::escape::message(&program.bytes)
+        )));
     }
+    let (pre_opts, rest) = parse_before_server(rest)?;
     if rest.iter().any(|w| w.bytes == b"--daemon") {
-        let exact = rest.len() == 2
+        let exact = pre_opts.is_empty()
+            && rest.len() == 2
             && rest.first().is_some_and(|w| w.bytes == b"--daemon")
             && rest.get(1).is_some_and(|w| w.bytes == b".");
         return if exact {
-            Ok(Request::Daemon)
+            Ok(Request::Daemon { priority })
         } else {
             Err(ParseError::BadDaemon)
         };
@@ -195,7 +231,53 @@ pub fn parse_words(words: &[Word]) -> Result<Request, ParseError> {
         Some((w, r)) if w.bytes == b"--sender" => (true, r),
         _ => (false, rest),
     };
-    parse_server_args(sender, rest).map(Request::Server)
+    let mut args = parse_server_args(sender, rest)?;
+    if !pre_opts.is_empty() {
+        let post = std::mem::take(&mut args.opts);
+        args.opts = pre_opts;
+        args.opts.extend(post);
+    }
+    args.priority = priority;
+    Ok(Request::Server(args))
+}
+
+/// The options between the program and `--server` (from `--rsync-path`),
+/// and the words after `--server`. rsync reads options wherever they are;
+/// the gate reads these with the same table and checks as the others. Here
+/// `-e` is what rsync makes of it before `--server`, `--rsh` (refused),
+/// not a capability string.
+fn parse_before_server(words: &[Word]) -> Result<(Vec<Opt>, &[Word]), ParseError> {
+    let mut opts = Vec::new();
+    let mut i = 0;
+    loop {
+        let Some(w) = words.get(i) else {
+            return Err(ParseError::NoServer);
+        };
+        i += 1;
+        let b = &w.bytes[..];
+        if w.glob.is_some() {
+            return Err(ParseError::NoServer);
+        }
+        if b.starts_with(b"--server=") {
+            return Err(ParseError::NoServer);
+        }
+        match b {
+            b"--server" => return Ok((opts, words.get(i..).unwrap_or_default())),
+            b"--sender" => return Err(ParseError::MisplacedSender),
+            b"--daemon" => return Err(ParseError::BadDaemon),
+            b"--" => return Err(ParseError::NoServer),
+            _ => {}
+        }
+        let next = words.get(i);
+        let consumed = if let Some(long) = b.strip_prefix(b"--") {
+            parse_long(long, next, &mut opts)?
+        } else if let Some(cluster) = b.strip_prefix(b"-").filter(|c| !c.is_empty()) {
+            parse_cluster_as(cluster, next, &mut opts, Cluster::BeforeServer)?
+        } else {
+            return Err(ParseError::NoServer);
+        };
+        i += consumed;
+    }
 }
 
 /// Parse the words after `--server [--sender]`: options, `.`, paths.
@@ -220,6 +302,7 @@ pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, Par
                     opts,
                     paths: Vec::new(),
                     secluded: true,
+                    priority: Priority::default(),
                 });
             }
             return Err(ParseError::NoDot);
@@ -276,6 +359,7 @@ pub fn parse_server_args(sender: bool, words: &[Word]) -> Result<ServerArgs, Par
         opts,
         paths,
         secluded: false,
+        priority: Priority::default(),
     })
 }
 
@@ -326,6 +410,15 @@ fn parse_long(body: &[u8], next: Option<&Word>, out: &mut Vec<Opt>) -> Result<us
     }
 }
 
+/// Where a short-option cluster stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cluster {
+    /// After `--server`: `e` starts the protocol capability string.
+    Server,
+    /// Before `--server`: `e` is rsync's `-e`, `--rsh`.
+    BeforeServer,
+}
+
 /// Parse a short-option cluster (without its `-`); returns how many
 /// following words were consumed.
 fn parse_cluster(
@@ -333,11 +426,20 @@ fn parse_cluster(
     next: Option<&Word>,
     out: &mut Vec<Opt>,
 ) -> Result<usize, ParseError> {
+    parse_cluster_as(cluster, next, out, Cluster::Server)
+}
+
+fn parse_cluster_as(
+    cluster: &[u8],
+    next: Option<&Word>,
+    out: &mut Vec<Opt>,
+    place: Cluster,
+) -> Result<usize, ParseError> {
     let mut idx = 0;
     while let Some(&letter) = cluster.get(idx) {
         idx += 1;
         let rest = cluster.get(idx..).unwrap_or_default();
-        if letter == b'e' {
+        if letter == b'e' && place == Cluster::Server {
             // The capability string ends the cluster.
             check_capabilities(rest)?;
             out.push(Opt {
@@ -347,7 +449,12 @@ fn parse_cluster(
             return Ok(0);
         }
         let shown = format!("-{}", char::from(letter));
-        let spec = options::by_short(letter).ok_or_else(|| {
+        let spec = if letter == b'e' {
+            options::by_long("rsh")
+        } else {
+            options::by_short(letter)
+        };
+        let spec = spec.ok_or_else(|| {
             ParseError::UnknownOption(if letter.is_ascii_graphic() {
                 shown.clone()
             } else {
@@ -751,7 +858,12 @@ mod tests {
     #[test]
     fn recognises_probe_daemon_and_others() {
         assert_eq!(parse("true"), Ok(Request::Probe));
-        assert_eq!(parse("rsync --server --daemon ."), Ok(Request::Daemon));
+        assert_eq!(
+            parse("rsync --server --daemon ."),
+            Ok(Request::Daemon {
+                priority: Priority::default()
+            })
+        );
         let first = |cmd: &str| match parse(cmd) {
             Ok(Request::Other { words }) => words[0].lossy(),
             other => panic!("{cmd}: {other:?}"),
@@ -772,8 +884,22 @@ mod tests {
     fn refuses_malformed_requests() {
         let table: &[(&str, ParseError)] = &[
             ("rsync", ParseError::NoServer),
-            ("rsync --sender --server . x", ParseError::NoServer),
-            ("rsync -e sh --server . x", ParseError::NoServer),
+            ("rsync --sender --server . x", ParseError::MisplacedSender),
+            ("rsync x --server . x", ParseError::NoServer),
+            ("rsync -- --server . x", ParseError::NoServer),
+            ("rsync -v", ParseError::NoServer),
+            (
+                "rsync --fake-super --daemon --server .",
+                ParseError::BadDaemon,
+            ),
+            (
+                "rsync --fake-super --server --daemon .",
+                ParseError::BadDaemon,
+            ),
+            (
+                "rsync --frob --server . x",
+                ParseError::UnknownOption("--frob".into()),
+            ),
             (
                 "rsync --server -v --sender . x",
                 ParseError::MisplacedSender,
@@ -824,6 +950,72 @@ mod tests {
         let a = server("rsync --server -r -- . x -y");
         assert_eq!(a.paths.len(), 2);
         assert_eq!(a.paths[1].bytes, b"-y");
+    }
+
+    /// What `--rsync-path` puts before `--server` is read like what comes
+    /// after it: options by the same table (`-e` being rsync's `--rsh`
+    /// there), a `nice`/`ionice` prefix as a priority.
+    #[test]
+    fn words_before_server() {
+        let a = server("rsync --fake-super --server -logDtpre.iLsfxCIvu . dst/");
+        assert_eq!(longs(&a)[0], "fake-super");
+        assert_eq!(longs(&a)[1], "links");
+        assert_eq!(a.paths.len(), 1);
+        assert!(!a.sender && a.priority.is_none());
+        let a = server("rsync --fake-super --server --sender -g -l . src/");
+        assert!(a.sender);
+        assert_eq!(longs(&a), ["fake-super", "group", "links"]);
+        // Refused options stay refused: the decision names them.
+        let a = server("rsync -e sh --server . x");
+        assert_eq!(a.opts[0].spec.long, "rsh");
+        let a = server("rsync --log-file=/tmp/x --server . x");
+        assert!(matches!(a.opts[0].spec.rule, options::Rule::Refuse(_)));
+        // Secluded args: the options before --server are kept.
+        let a = server("rsync --fake-super --server -slogDtpre.iLsfxCIvu");
+        assert!(a.secluded);
+        assert_eq!(longs(&a)[0], "fake-super");
+        // A priority prefix.
+        let a = server("nice -n 19 rsync --server --sender -logDtpre.iLsfxCIvu . src/");
+        assert_eq!(a.priority.nice, Some(19));
+        assert!(a.sender);
+        let a = server("ionice -c3 /usr/bin/rsync --fake-super --server . dst/");
+        assert_eq!(a.priority.io, Some(priority::IoPriority::Idle));
+        assert_eq!(longs(&a), ["fake-super"]);
+        assert_eq!(
+            parse("nice -n 19 ionice -c3 rsync --server --daemon ."),
+            Ok(Request::Daemon {
+                priority: Priority {
+                    nice: Some(19),
+                    io: Some(priority::IoPriority::Idle)
+                }
+            })
+        );
+        // Raising, and anything but rsync after the prefix, are refused;
+        // a prefix program without rsync is just another command.
+        assert!(matches!(
+            parse("nice -n -5 rsync --server . x"),
+            Err(ParseError::Priority(_))
+        ));
+        assert!(matches!(
+            parse("ionice -c1 rsync --server . x"),
+            Err(ParseError::Priority(_))
+        ));
+        assert!(matches!(
+            parse("nice -n 19 sh -c rsync"),
+            Err(ParseError::Priority(_))
+        ));
+        assert!(matches!(
+            parse("nice -n 19 id"),
+            Ok(Request::Other { words }) if words[0].bytes == b"nice"
+        ));
+        assert!(matches!(parse("nice true"), Ok(Request::Other { .. })));
+        // Secluded arguments keep the command line's priority.
+        let cmd = server("nice rsync --server --sender -slogDtpre.iLsfxCIvu");
+        let stdin: Vec<Vec<u8>> = vec![b"rsync".to_vec(), b".".to_vec(), b"src/".to_vec()];
+        assert_eq!(
+            parse_secluded(&cmd, &stdin).unwrap().priority.nice,
+            Some(10)
+        );
     }
 
     #[test]

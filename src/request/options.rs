@@ -159,8 +159,16 @@ pub enum Meaning {
     NoRelative,
     /// `--from0`.
     From0,
-    /// `-D`, `--devices`, `--specials`: the receiver may create nodes.
+    /// `-D`: the receiver may create device nodes and special files.
     CreatesNodes,
+    /// `--devices`: the receiver may create device nodes.
+    CreatesDevices,
+    /// `--specials`: the receiver may create FIFOs and sockets.
+    CreatesSpecials,
+    /// Makes the receiver delete files; a sender ignores it (it has nothing
+    /// to delete). openrsync sends these to a sender on a pull with
+    /// `--delete`, where the gate drops them from rsync's argv.
+    ReceiverDeletes,
 }
 
 /// One row of the option table.
@@ -255,6 +263,9 @@ pub const MAX_ALLOC: u64 = 8 * GIB;
 const DAEMON_ONLY: &str = "daemon options are not accepted here";
 const SET_BY_GATE: &str = "the gate sets this itself";
 const CLIENT_ONLY: &str = "it is a client-side option; rsync clients never send it to a server";
+// openrsync sends some options a real rsync client keeps to itself; rsync's
+// server accepts them and they change only how its own messages look
+// (`-h`, `-8`) or nothing at all (`--progress`, `--no-super` on a sender).
 const FILTER_FILES: &str =
     "filter rules travel in the protocol; the server's rule files are not the client's to name";
 
@@ -330,7 +341,9 @@ pub static OPTIONS: &[Spec] = &[
     // ---- options with a short letter ----
     flag("ipv4", Some(b'4'), Refuse(CLIENT_ONLY)),
     flag("ipv6", Some(b'6'), Refuse(CLIENT_ONLY)),
-    flag("8-bit-output", Some(b'8'), Refuse(CLIENT_ONLY)),
+    // openrsync sends it: it only changes how the server's messages show
+    // names with high-bit bytes.
+    flag("8-bit-output", Some(b'8'), Allow),
     flag("acls", Some(b'A'), Allow),
     flag("cvs-exclude", Some(b'C'), Allow),
     with_meaning(flag("D", Some(b'D'), Allow), Meaning::CreatesNodes),
@@ -373,7 +386,9 @@ pub static OPTIONS: &[Spec] = &[
         Refuse(FILTER_FILES),
     ),
     flag("group", Some(b'g'), Allow),
-    flag("human-readable", Some(b'h'), Refuse(CLIENT_ONLY)),
+    // openrsync sends it (`-avhP`): it only changes how the server's
+    // messages show numbers.
+    flag("human-readable", Some(b'h'), Allow),
     flag("itemize-changes", Some(b'i'), Refuse(CLIENT_ONLY)),
     flag("copy-dirlinks", Some(b'k'), FollowLinks),
     flag("links", Some(b'l'), Allow),
@@ -505,14 +520,23 @@ pub static OPTIONS: &[Spec] = &[
         Refuse("debug output can reveal server files"),
     ),
     in_write_only(flag("delay-updates", None, Replaces), Reveals(WO_PARTIAL)),
-    flag("delete", None, Delete),
-    flag("delete-after", None, Delete),
-    flag("delete-before", None, Delete),
-    flag("delete-delay", None, Delete),
-    with_aliases(flag("delete-during", None, Delete), &["del"]),
-    flag("delete-excluded", None, Delete),
+    with_meaning(flag("delete", None, Delete), Meaning::ReceiverDeletes),
+    with_meaning(flag("delete-after", None, Delete), Meaning::ReceiverDeletes),
+    with_meaning(
+        flag("delete-before", None, Delete),
+        Meaning::ReceiverDeletes,
+    ),
+    with_meaning(flag("delete-delay", None, Delete), Meaning::ReceiverDeletes),
+    with_meaning(
+        with_aliases(flag("delete-during", None, Delete), &["del"]),
+        Meaning::ReceiverDeletes,
+    ),
+    with_meaning(
+        flag("delete-excluded", None, Delete),
+        Meaning::ReceiverDeletes,
+    ),
     flag("delete-missing-args", None, Delete),
-    with_meaning(flag("devices", None, Allow), Meaning::CreatesNodes),
+    with_meaning(flag("devices", None, Allow), Meaning::CreatesDevices),
     valued(
         "dparam",
         None,
@@ -544,7 +568,7 @@ pub static OPTIONS: &[Spec] = &[
     ),
     flag("fake-super", None, Allow),
     valued("files-from", None, Value::Path(PathRole::FilesFrom), Allow),
-    flag("force", None, Delete),
+    with_meaning(flag("force", None, Delete), Meaning::ReceiverDeletes),
     flag("fsync", None, Allow),
     valued("groupmap", None, text(Charset::IdMap, 1024), Allow),
     flag("help", None, Refuse(CLIENT_ONLY)),
@@ -649,6 +673,9 @@ pub static OPTIONS: &[Spec] = &[
         Meaning::NoRelative,
     ),
     flag("no-specials", None, Allow),
+    // openrsync sends it: the receiver acts as a non-root user (no owners,
+    // no device nodes), a sender ignores it.
+    flag("no-super", None, Allow),
     in_write_only(
         with_aliases(flag("no-W", None, Allow), &["no-whole-file"]),
         Reveals(WO_DELTA),
@@ -693,7 +720,8 @@ pub static OPTIONS: &[Spec] = &[
         Refuse(CLIENT_ONLY),
     ),
     flag("preallocate", None, Allow),
-    flag("progress", None, Refuse(CLIENT_ONLY)),
+    // openrsync sends it (`-P`); rsync's server ignores it.
+    flag("progress", None, Allow),
     valued(
         "protocol",
         None,
@@ -730,7 +758,7 @@ pub static OPTIONS: &[Spec] = &[
         text(Charset::Printable, 0),
         Refuse(CLIENT_ONLY),
     ),
-    with_meaning(flag("specials", None, Allow), Meaning::CreatesNodes),
+    with_meaning(flag("specials", None, Allow), Meaning::CreatesSpecials),
     flag("stats", None, Allow),
     valued("stderr", None, text(Charset::Names, 16), Allow),
     with_aliases(
@@ -1181,6 +1209,97 @@ mod tests {
         }
     }
 
+    /// Every word openrsync sends a server (measured with openrsync's
+    /// upstream and the KlaraSystems line that macOS ships: one option per
+    /// word), read as the row of its rsync spelling, so the same policy
+    /// knobs govern it; none is refused whatever the policy.
+    #[test]
+    fn openrsync_spellings_are_the_rows_of_their_long_forms() {
+        use crate::request::{Request, parse_command};
+        let table: &[(&str, &str)] = &[
+            ("-D", "D"),
+            ("-H", "hard-links"),
+            ("-O", "omit-dir-times"),
+            ("-S", "sparse"),
+            ("-W", "whole-file"),
+            ("-g", "group"),
+            ("-l", "links"),
+            ("-n", "dry-run"),
+            ("-o", "owner"),
+            ("-p", "perms"),
+            ("-r", "recursive"),
+            ("-t", "times"),
+            ("-u", "update"),
+            ("-v", "verbose"),
+            ("-x", "one-file-system"),
+            ("-z", "compress"),
+            ("-h", "human-readable"),
+            ("-8", "8-bit-output"),
+            ("--progress", "progress"),
+            ("--no-super", "no-super"),
+            ("--super", "super"),
+            ("--ignore-non-existing", "existing"),
+            ("--existing", "existing"),
+            ("--delete-before", "delete-before"),
+            ("--dirs", "dirs"),
+            ("--relative", "relative"),
+            ("--numeric-ids", "numeric-ids"),
+            ("--partial", "partial"),
+            ("--backup", "backup"),
+            ("--ignore-existing", "ignore-existing"),
+            ("--size-only", "size-only"),
+            ("--list-only", "list-only"),
+            ("--from0", "from0"),
+            ("--files-from=-", "files-from"),
+            ("--link-dest=../prev", "link-dest"),
+            ("--max-size=1048576", "max-size"),
+            ("--min-size=1", "min-size"),
+            ("--bwlimit=1000", "bwlimit"),
+            ("--suffix .bak", "suffix"),
+            ("--temp-dir tmp", "temp-dir"),
+        ];
+        for (word, long) in table {
+            let cmd = format!("rsync --server --sender {word} . x");
+            let Ok(Request::Server(a)) = parse_command(cmd.as_bytes()) else {
+                panic!("{word} does not parse");
+            };
+            let [o] = a.opts.as_slice() else {
+                panic!("{word}: {:?}", a.opts);
+            };
+            assert_eq!(Some(o.spec), by_long(long), "{word}");
+            assert!(!matches!(o.spec.rule, Rule::Refuse(_)), "{word} is refused");
+        }
+        // The delete family on a pull: a sender ignores these, and the
+        // gate drops them (see decide).
+        for long in [
+            "delete",
+            "delete-before",
+            "delete-during",
+            "delete-delay",
+            "delete-after",
+            "delete-excluded",
+            "del",
+            "force",
+        ] {
+            assert_eq!(
+                by_long(long).map(|s| s.meaning),
+                Some(Meaning::ReceiverDeletes),
+                "{long}"
+            );
+        }
+        for long in [
+            "remove-source-files",
+            "remove-sent-files",
+            "delete-missing-args",
+        ] {
+            assert_ne!(
+                by_long(long).map(|s| s.meaning),
+                Some(Meaning::ReceiverDeletes),
+                "{long} acts on the sending side"
+            );
+        }
+    }
+
     // One test per row: each row's rule is what the product promises.
     macro_rules! row {
         ($name:ident, $long:expr, $rule:pat) => {
@@ -1301,6 +1420,7 @@ mod tests {
     row!(row_no_r, "no-r", Rule::Allow);
     row!(row_no_relative, "no-relative", Rule::Allow);
     row!(row_no_specials, "no-specials", Rule::Allow);
+    row!(row_no_super, "no-super", Rule::Allow);
     row!(row_numeric_ids, "numeric-ids", Rule::Allow);
     row!(row_old_compress, "old-compress", Rule::Allow);
     row!(row_only_write_batch, "only-write-batch", Rule::Refuse(_));
@@ -1327,14 +1447,14 @@ mod tests {
     row!(row_use_qsort, "use-qsort", Rule::Allow);
     row!(row_ipv4, "ipv4", Rule::Refuse(_));
     row!(row_ipv6, "ipv6", Rule::Refuse(_));
-    row!(row_8_bit_output, "8-bit-output", Rule::Refuse(_));
+    row!(row_8_bit_output, "8-bit-output", Rule::Allow);
     row!(row_f_letter, "F", Rule::Refuse(_));
     row!(row_remote_option, "remote-option", Rule::Refuse(_));
     row!(row_p_letter, "P", Rule::Refuse(_));
     row!(row_version, "version", Rule::Refuse(_));
     row!(row_archive, "archive", Rule::Refuse(_));
     row!(row_filter, "filter", Rule::Refuse(_));
-    row!(row_human_readable, "human-readable", Rule::Refuse(_));
+    row!(row_human_readable, "human-readable", Rule::Allow);
     row!(row_itemize_changes, "itemize-changes", Rule::Refuse(_));
     row!(row_address, "address", Rule::Refuse(_));
     row!(row_append_verify, "append-verify", Rule::Replaces);
@@ -1364,7 +1484,7 @@ mod tests {
     row!(row_outbuf, "outbuf", Rule::Refuse(_));
     row!(row_password_file, "password-file", Rule::Refuse(_));
     row!(row_port, "port", Rule::Refuse(_));
-    row!(row_progress, "progress", Rule::Refuse(_));
+    row!(row_progress, "progress", Rule::Allow);
     row!(row_protocol, "protocol", Rule::Refuse(_));
     row!(row_sockopts, "sockopts", Rule::Refuse(_));
     row!(row_stop_after, "stop-after", Rule::Refuse(_));

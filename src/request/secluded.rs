@@ -129,6 +129,7 @@ pub fn parse_secluded(
         opts,
         paths: tail.paths,
         secluded: false,
+        priority: cmdline.priority,
     })
 }
 

@@ -267,16 +267,54 @@ fn last_command(script: &str) -> String {
         .to_string()
 }
 
+/// The commands of a shell script: its lines that are neither blank nor a
+/// comment.
+fn commands(script: &str) -> Vec<&str> {
+    script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
 #[test]
 fn readme_test_command_is_what_ci_runs() {
     let readme = read(&repo().join("README.md"));
     let ci = read(&repo().join(".ci/run"));
     let documented = first_code_line_after(&readme, "\n## Running the tests\n");
-    let run = last_command(&ci);
     assert_eq!(documented, "cargo test --locked");
+    // .ci/run runs exactly the README's test command, then only the
+    // package step the README describes there too.
+    let commands = commands(&ci);
+    let after: Vec<&str> = commands
+        .iter()
+        .skip_while(|c| **c != documented)
+        .skip(1)
+        .copied()
+        .collect();
+    assert!(
+        commands.contains(&documented.as_str()),
+        ".ci/run must run exactly the README's test command"
+    );
     assert_eq!(
-        run, documented,
-        ".ci/run must end by running exactly the README's test command"
+        after,
+        [
+            "cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0",
+            "bash tools/package-test",
+        ],
+        ".ci/run: after the test command, only the package step"
+    );
+    assert_eq!(last_command(&ci), "bash tools/package-test");
+    let running = readme
+        .split_once("\n## Running the tests\n")
+        .unwrap()
+        .1
+        .split("\n## ")
+        .next()
+        .unwrap();
+    assert!(
+        running.contains("tools/package-test"),
+        "README.md, \"Running the tests\", must describe the package step"
     );
     assert!(ci.starts_with("#!/usr/bin/env bash\n"));
     assert!(ci.contains("set -euo pipefail"));
@@ -361,6 +399,59 @@ fn every_refusal_code_is_documented() {
             "README.md's refusal table has no row for `{code}`"
         );
     }
+}
+
+/// Issue 12: the set-up recipes (README.md, examples/*/README.md) never
+/// empty an existing log (`install ... /dev/null LOG` truncates it unless
+/// guarded by `[ -e LOG ] ||`), give each account its own tmpfiles.d file,
+/// and install the binary built with `cargo build --release --locked`.
+#[test]
+fn setup_recipes_are_safe_on_a_shared_server() {
+    let mut docs = vec![repo().join("README.md")];
+    docs.extend(files_under(&repo().join("examples"), &|n| n == "README.md"));
+    let mut installs = 0;
+    for doc in &docs {
+        for block in code_blocks(&read(doc)) {
+            for line in block.lines() {
+                // (a fix `check` prints counts as a recipe too)
+                let line = line.trim_start();
+                let line = line.strip_prefix("fix: ").unwrap_or(line);
+                if let Some(i) = line.find("/dev/null ") {
+                    if !line[..i].contains("install ") {
+                        continue;
+                    }
+                    installs += 1;
+                    let target = line[i + "/dev/null ".len()..].trim();
+                    assert!(
+                        line.starts_with(&format!("[ -e {target} ] || install ")),
+                        "{}: this would empty an existing {target}:\n  {line}",
+                        doc.display()
+                    );
+                }
+                if line.contains("> /etc/tmpfiles.d/") {
+                    assert!(
+                        !line.contains("/etc/tmpfiles.d/rsync-gate.conf"),
+                        "{}: one tmpfiles.d file for every account:\n  {line}",
+                        doc.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(installs >= 5, "only {installs} log installs seen");
+    let readme = read(&repo().join("README.md"));
+    let binary = readme
+        .split_once("\n### 1. The binary\n")
+        .and_then(|(_, rest)| rest.split_once("\n#### With cargo\n"))
+        .map(|(_, rest)| code_blocks(rest))
+        .unwrap_or_default();
+    assert_eq!(
+        binary.first().map(String::as_str),
+        Some(
+            "cargo build --release --locked\n\
+             install -o root -g root -m 0755 target/release/rsync-gate /usr/local/bin/rsync-gate\n"
+        )
+    );
 }
 
 #[test]

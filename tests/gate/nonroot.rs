@@ -16,7 +16,7 @@
 //! lock directory and the writable module; everything else (policy, module
 //! `www`, the directories above) is root's.
 //!
-//! These tests need root, `useradd`/`userdel`/`groupdel` and `setpriv`:
+//! These tests need root, `useradd`/`usermod`/`userdel`/`groupdel` and `setpriv`:
 //! outside CI a missing piece skips (with a note), in CI it fails.
 
 use std::ffi::OsStr;
@@ -35,6 +35,7 @@ use crate::sshd::{self, Sshd};
 
 const USERADD: &str = "/usr/sbin/useradd";
 const USERDEL: &str = "/usr/sbin/userdel";
+const USERMOD: &str = "/usr/sbin/usermod";
 const GROUPDEL: &str = "/usr/sbin/groupdel";
 const SETPRIV: &str = "/usr/bin/setpriv";
 const ENV: &str = "/usr/bin/env";
@@ -48,7 +49,7 @@ const DENIED: &str = "rsync-gate: denied: ";
 /// Root, the account tools, setpriv and rsync; outside CI a missing piece
 /// skips the test (false), in CI it fails it.
 pub(crate) fn prerequisites() -> bool {
-    let tools = [USERADD, USERDEL, GROUPDEL, SETPRIV, ENV]
+    let tools = [USERADD, USERDEL, USERMOD, GROUPDEL, SETPRIV, ENV]
         .iter()
         .all(|t| common::require(t).is_some());
     if !tools || common::real_rsync().is_none() {
@@ -160,6 +161,24 @@ impl TestAccount {
         account
     }
 
+    /// Make `shell` the account's login shell.
+    pub(crate) fn set_shell(&self, shell: &str) {
+        let out = account_tool(
+            USERMOD,
+            &[
+                OsStr::new("--shell"),
+                OsStr::new(shell),
+                OsStr::new(&self.name),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "usermod --shell {shell} {}: {}",
+            self.name,
+            common::stderr(&out)
+        );
+    }
+
     /// Give `p` to this account (owner and group).
     pub(crate) fn chown(&self, p: &Path) {
         chown(p, self.uid, self.gid);
@@ -216,7 +235,7 @@ impl Drop for TestAccount {
     }
 }
 
-fn chown(p: &Path, uid: u32, gid: u32) {
+pub(crate) fn chown(p: &Path, uid: u32, gid: u32) {
     nix::unistd::chown(p, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
         .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
 }
@@ -228,16 +247,15 @@ fn owner(p: &Path) -> u32 {
 }
 
 /// The gate binary as the account can run it: the build's own when every
-/// directory above it is searchable by others, else a root-owned copy in
-/// the world (as README "Installation" step 1 installs it).
+/// directory above it is searchable by others and root's alone (what
+/// `check` and `authorized-keys` require of the gate's path), else a
+/// root-owned copy in the world (as README "Installation" step 1 installs
+/// it).
 pub(crate) fn gate_for(world: &World) -> PathBuf {
+    use rsync_gate::cmd::authorized_keys::{gate_path_unreachable, gate_path_unsafe};
     let bin = common::gate_bin();
-    let searchable = bin
-        .ancestors()
-        .skip(1)
-        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0));
     let runnable = std::fs::metadata(&bin).is_ok_and(|m| m.mode() & 0o005 == 0o005);
-    if searchable && runnable {
+    if runnable && gate_path_unsafe(&bin).is_none() && gate_path_unreachable(&bin).is_none() {
         return bin;
     }
     let copy = world.root.join("bin/rsync-gate");
@@ -264,14 +282,14 @@ const POLICY: &str = "[modules.www]\npath = \"{srv}/www\"\n\n\
 
 /// A world set up for a non-root account. Fields drop in order: the
 /// account goes (and anything still running as it) before the files.
-struct Setup {
-    user: TestAccount,
-    world: World,
-    gate: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) user: TestAccount,
+    pub(crate) world: World,
+    pub(crate) gate: PathBuf,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let world = World::new();
         let homes = world.root.join("home");
         std::fs::create_dir(&homes).expect("mkdir home");
@@ -304,7 +322,7 @@ impl Setup {
     /// `rsync -e` shim playing sshd: the gate runs as the account, with a
     /// fresh environment (HOME, USER, LOGNAME, SHELL, PATH of the account)
     /// plus sshd's two variables, serving `client` from `policy`.
-    fn shim(&self, client: &str, policy: &Path) -> PathBuf {
+    pub(crate) fn shim(&self, client: &str, policy: &Path) -> PathBuf {
         let tag: String = policy
             .to_string_lossy()
             .chars()
@@ -332,7 +350,7 @@ impl Setup {
     }
 
     /// The rsync client (root, elsewhere in real life) through the shim.
-    fn rsync_with(&self, policy: &Path, client: &str, args: &[&str]) -> Output {
+    pub(crate) fn rsync_with(&self, policy: &Path, client: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new(RSYNC);
         cmd.arg("-e")
             .arg(self.shim(client, policy))
@@ -341,20 +359,21 @@ impl Setup {
         sshd::run_timed(cmd, sshd::RUN_LIMIT)
     }
 
-    fn rsync(&self, args: &[&str]) -> Output {
+    pub(crate) fn rsync(&self, args: &[&str]) -> Output {
         self.rsync_with(&self.world.policy, "c", args)
     }
 
     /// `ssh host true` through the shim (the connectivity probe).
-    fn probe(&self) -> Output {
+    pub(crate) fn probe(&self) -> Output {
         let mut cmd = Command::new(self.shim("c", &self.world.policy));
         cmd.args(["h", "true"]);
         sshd::run_timed(cmd, sshd::RUN_LIMIT)
     }
 
-    /// `rsync-gate check --policy P --account NAME`, run by root.
-    fn check(&self, policy: &Path) -> (bool, String) {
-        let out = Command::new(common::gate_bin())
+    /// `rsync-gate check --policy P --account NAME`, run by root (with
+    /// the gate the account runs, whose path check judges too).
+    pub(crate) fn check(&self, policy: &Path) -> (bool, String) {
+        let out = Command::new(&self.gate)
             .arg("check")
             .arg("--policy")
             .arg(policy)
@@ -371,12 +390,12 @@ impl Setup {
     }
 
     /// A client-side directory name, with the trailing slash.
-    fn dst(&self, name: &str) -> String {
+    pub(crate) fn dst(&self, name: &str) -> String {
         sshd::slash(&self.world.client.join(name))
     }
 
     /// A client-side tree to push.
-    fn src(&self) -> PathBuf {
+    pub(crate) fn src(&self) -> PathBuf {
         let src = self.world.client.join("src");
         if !src.exists() {
             std::fs::create_dir(&src).expect("mkdir src");
@@ -387,7 +406,7 @@ impl Setup {
         src
     }
 
-    fn audit_text(&self) -> String {
+    pub(crate) fn audit_text(&self) -> String {
         std::fs::read_to_string(&self.world.audit).unwrap_or_default()
     }
 
@@ -407,12 +426,12 @@ impl Setup {
     }
 }
 
-fn assert_ok(out: &Output, what: &str) {
+pub(crate) fn assert_ok(out: &Output, what: &str) {
     sshd::assert_ok(out, what);
 }
 
 /// Refused with exactly this message (after `rsync-gate: denied: `).
-fn assert_refused(out: &Output, what: &str, message: &str) {
+pub(crate) fn assert_refused(out: &Output, what: &str, message: &str) {
     sshd::assert_denied(out, what, &format!("{DENIED}{message}"));
 }
 

@@ -58,7 +58,7 @@ const SEND_HOSTILE_ENV: [&str; 6] = [
 
 /// Are sshd, ssh, ssh-keygen and rsync here, and are we root? Outside CI a
 /// missing piece skips the test (false); in CI it fails it.
-fn prerequisites() -> bool {
+pub(crate) fn prerequisites() -> bool {
     let tools = [SSHD, SSH, SSH_KEYGEN]
         .iter()
         .all(|t| common::require(t).is_some());
@@ -382,7 +382,7 @@ impl Sshd {
 
     /// A key whose forced command is the gate, serving `client` from the
     /// world's policy.
-    fn gate_key(&self, world: &World, client: &str) -> Key {
+    pub(crate) fn gate_key(&self, world: &World, client: &str) -> Key {
         let command = format!(
             "{} serve --policy {} --client {}",
             common::sh_quote(common::gate_bin().as_os_str()),
@@ -442,6 +442,23 @@ impl Sshd {
         if let Some(c) = command {
             cmd.arg(c);
         }
+        run_timed(cmd, RUN_LIMIT)
+    }
+
+    /// `CLIENT -e "<ssh ...>" ARGS` with another rsync client (an older
+    /// rsync, openrsync), run in the world's client directory.
+    pub(crate) fn rsync_client(
+        &self,
+        world: &World,
+        key: &Key,
+        client: &Path,
+        args: &[&str],
+    ) -> Output {
+        let mut cmd = Command::new(client);
+        cmd.arg("-e")
+            .arg(self.rsh(key, &[]))
+            .args(args)
+            .current_dir(&world.client);
         run_timed(cmd, RUN_LIMIT)
     }
 

@@ -306,6 +306,7 @@ path = "{www}"
 [modules.nested]
 path = "{nested}"
 read_only = false
+specials = true
 
 [modules.backup]
 path = "{backup}"
@@ -527,6 +528,19 @@ pub mod rsync_doc {
     /// Skip an upload when the existing file of its name compares a
     /// certain way (content, time order, size, a time window).
     pub const COMPARES_EXISTING: &[&str] = &["checksum", "update", "size-only", "modify-window"];
+    /// Deletes on the receiving side only: a sender ignores them (it has
+    /// nothing to delete). `--delete-missing-args` is not one (the sender
+    /// marks the missing arguments), nor are the `remove-*` options (the
+    /// sender removes what it sent).
+    pub const SENDER_IGNORES: &[&str] = &[
+        "delete",
+        "delete-before",
+        "delete-during",
+        "delete-delay",
+        "delete-after",
+        "delete-excluded",
+        "force",
+    ];
     /// Never a client's to choose: other programs, logs, batch files,
     /// daemon configuration, identity, the confinement itself, server-side
     /// rule files, trust in the sender's list, and what only clients use.
@@ -754,7 +768,7 @@ pub fn check_decision(
             let Some(c) = client else {
                 return Err("daemon grant for an unknown client".into());
             };
-            if !matches!(parsed, Ok(Request::Daemon)) {
+            if !matches!(parsed, Ok(Request::Daemon { .. })) {
                 return Err(format!("daemon grant for {parsed:?}"));
             }
             if d.modules != c.modules || d.modules.is_empty() {
@@ -902,8 +916,16 @@ pub fn check_inband_grant(
     if receiver && !m.overwrite && !has(&["ignore-existing"]) {
         return Err("an in-band push without --ignore-existing into a no-overwrite module".into());
     }
-    if receiver && !m.devices && !sandboxed(policy, sel) && has(&["D", "devices", "specials"]) {
+    let nodes = if m.specials {
+        has(&["D", "devices"])
+    } else {
+        has(&["D", "devices", "specials"])
+    };
+    if receiver && !m.devices && !sandboxed(policy, sel) && nodes {
         return Err("an in-band device-creating push without the sandbox".into());
+    }
+    if !g.dropped.is_empty() {
+        return Err(format!("an in-band grant drops {:?}", g.dropped));
     }
     Ok(())
 }
@@ -931,6 +953,13 @@ fn grant_common<'p>(
     }
     if g.mode == Mode::Receiver && g.paths.len() != 1 {
         return Err(format!("push with {} destinations", g.paths.len()));
+    }
+    // What the gate leaves out of the argv: only what a sender ignores,
+    // only on a pull.
+    for spec in &g.dropped {
+        if g.mode != Mode::Sender || !rsync_doc::SENDER_IGNORES.contains(&spec.long) {
+            return Err(format!("--{} dropped from a {:?} grant", spec.long, g.mode));
+        }
     }
     for o in &g.opts {
         option_allowed(o.spec.long, m)?;
@@ -973,7 +1002,12 @@ fn check_added(policy: &Policy, sel: &Selector, g: &Grant, m: &Module) -> Result
     let receiver = g.mode == Mode::Receiver;
     want(receiver && !m.overwrite, Added::IgnoreExisting)?;
     want(receiver && !m.readable(), Added::WholeFile)?;
-    want(receiver && !m.devices && caps.drop_d, Added::DropD)?;
+    // With specials = true, --drop-D would keep out the FIFOs and sockets
+    // the module takes: only the sandbox keeps its device nodes out.
+    want(
+        receiver && !m.devices && !m.specials && caps.drop_d,
+        Added::DropD,
+    )?;
     want(m.munge_links, Added::MungeLinks)?;
     want(caps.confine_root, Added::ConfineRoot)?;
     want(receiver && !m.setuid, Added::NoSetuid)?;
@@ -994,13 +1028,12 @@ fn check_added(policy: &Policy, sel: &Selector, g: &Grant, m: &Module) -> Result
             ));
         }
     }
+    let has = |names: &[&str]| g.opts.iter().any(|o| names.contains(&o.spec.long));
     if receiver
         && !m.devices
-        && !caps.drop_d
         && !sandbox
-        && g.opts
-            .iter()
-            .any(|o| matches!(o.spec.long, "D" | "devices" | "specials"))
+        && (has(&["D", "devices"]) || (!m.specials && has(&["specials"])))
+        && !g.added.contains(&Added::DropD)
     {
         return Err("a device-creating push with neither --drop-D nor the sandbox".into());
     }
@@ -1202,6 +1235,9 @@ pub fn check_argv(
     if !seen_dashdash {
         return Err("no -- in the argv".into());
     }
+    if sender && let Some(l) = longs.iter().find(|l| rsync_doc::SENDER_IGNORES.contains(l)) {
+        return Err(format!("a pull's argv carries --{l}"));
+    }
     if it.next() != Some(b".".as_slice()) {
         return Err("-- is not followed by .".into());
     }
@@ -1240,11 +1276,12 @@ pub fn check_argv(
         return Err("no --whole-file for a push into a write-only module".into());
     }
     if receiver && !m.devices {
-        let nodes = letters.contains(&b'D') || has("devices") || has("specials");
-        if caps.drop_d && !has("drop-D") {
+        let devices = letters.contains(&b'D') || has("devices");
+        let specials = letters.contains(&b'D') || has("specials");
+        if caps.drop_d && !m.specials && !has("drop-D") {
             return Err("no --drop-D for a devices = false push".into());
         }
-        if !caps.drop_d && !sandbox && nodes {
+        if !has("drop-D") && !sandbox && (devices || (!m.specials && specials)) {
             return Err("a device-creating push with neither --drop-D nor the sandbox".into());
         }
     }

@@ -12,7 +12,7 @@
 //! something was not carried over; 2 nothing is printed (the input cannot
 //! be read, its format cannot be told, or rsync would refuse it).
 
-mod keys;
+pub(crate) mod keys;
 mod model;
 mod nets;
 mod rsyncd;
