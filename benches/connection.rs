@@ -12,7 +12,10 @@
 //!    program: `rsync-gate serve` running /bin/true as "rsync", minus running
 //!    /bin/true directly; with a 3-module and a 10,000-module policy;
 //! 3. the gate's peak resident memory before exec (VmHWM of the gate, read
-//!    by the program it runs).
+//!    by the program it runs);
+//! 4. the cost of per-file transfer records: a pull of 10,000 small files
+//!    through the gate from a module with `transfer_log = true` versus the
+//!    same pull with it off, median wall time of N runs each, interleaved.
 #![allow(
     clippy::print_stdout,
     clippy::expect_used,
@@ -64,10 +67,19 @@ struct Bench {
 
 impl Bench {
     fn new() -> Bench {
-        let dir = tempfile::Builder::new()
-            .prefix("gate-bench-")
-            .tempdir()
-            .expect("tempdir");
+        Bench::new_in(None)
+    }
+
+    /// A bench whose files live below `base` (default: the system's
+    /// temporary directory).
+    fn new_in(base: Option<&Path>) -> Bench {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("gate-bench-");
+        let dir = match base {
+            Some(b) => builder.tempdir_in(b),
+            None => builder.tempdir(),
+        }
+        .expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonicalize");
         set_mode(&root, 0o755);
         for d in ["srv", "srv/www", "log", "run", "bin", "client"] {
@@ -109,7 +121,11 @@ impl Bench {
     }
 
     fn gate_shim(&self, policy: &Path) -> PathBuf {
-        let p = self.root.join("bin/gate-shim");
+        let stem = policy
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let p = self.root.join(format!("bin/gate-shim-{stem}"));
         write_exec(
             &p,
             &format!(
@@ -125,6 +141,37 @@ impl Bench {
         let p = self.root.join("bin/plain-shim");
         write_exec(&p, "#!/bin/sh\nshift\nexec \"$@\"\n");
         p
+    }
+
+    /// A module `many` of 10,000 small files (100 directories of 100),
+    /// with or without per-file transfer records.
+    fn many_policy(&self, name: &str, transfer_log: bool) -> PathBuf {
+        let many = self.root.join("srv/many");
+        if !many.exists() {
+            for d in 0..100 {
+                let dir = many.join(format!("d{d:03}"));
+                std::fs::create_dir_all(&dir).expect("mkdir");
+                set_mode(&dir, 0o755);
+                for f in 0..100 {
+                    std::fs::write(
+                        dir.join(format!("f{f:03}.txt")),
+                        [b'a' + (f % 26) as u8; 100],
+                    )
+                    .expect("w");
+                }
+            }
+            set_mode(&many, 0o755);
+        }
+        let text = format!(
+            "[gate]\naudit_log = \"{root}/log/audit.jsonl\"\nlock_dir = \"{root}/run\"\n\n\
+             [modules.many]\npath = \"{root}/srv/many\"\ntransfer_log = {transfer_log}\n\n\
+             [clients.c]\nmodules = [\"many\"]\n",
+            root = self.root.display()
+        );
+        let path = self.root.join(name);
+        std::fs::write(&path, text).expect("write policy");
+        set_mode(&path, 0o644);
+        path
     }
 
     fn pull(&self, shim: &Path, src: &str) -> Duration {
@@ -263,4 +310,43 @@ fn main() {
             line.trim().trim_start_matches("VmHWM:").trim()
         );
     }
+
+    // 4. Per-file transfer records: 10,000 files pulled with and without.
+    // In memory (tmpfs) where there is one: a disk's noise would swamp the
+    // difference.
+    let shm = Path::new("/dev/shm");
+    let b = if shm.is_dir() {
+        Bench::new_in(Some(shm))
+    } else {
+        b
+    };
+    let many_runs = if quick { 5 } else { 31 };
+    let off = b.gate_shim(&b.many_policy("policy-many-off.toml", false));
+    let on = b.gate_shim(&b.many_policy("policy-many-on.toml", true));
+    b.pull(&off, "h:many/");
+    b.pull(&on, "h:many/");
+    let mut with_log = Vec::new();
+    let mut without_log = Vec::new();
+    for i in 0..many_runs {
+        // Interleaved, and each first in turn.
+        if i % 2 == 0 {
+            with_log.push(b.pull(&on, "h:many/"));
+            without_log.push(b.pull(&off, "h:many/"));
+        } else {
+            without_log.push(b.pull(&off, "h:many/"));
+            with_log.push(b.pull(&on, "h:many/"));
+        }
+    }
+    let (on_t, off_t) = (median(with_log), median(without_log));
+    println!(
+        "pull of 10,000 small files through the gate ({}), median of {many_runs}:",
+        if shm.is_dir() { "tmpfs" } else { "disk" }
+    );
+    println!("  transfer_log = false  {:8.1} ms", ms(off_t));
+    println!("  transfer_log = true   {:8.1} ms", ms(on_t));
+    println!(
+        "  ratio                 {:8.3} ({:+.1}%)",
+        ms(on_t) / ms(off_t),
+        (ms(on_t) / ms(off_t) - 1.0) * 100.0
+    );
 }

@@ -206,6 +206,11 @@ pub struct Audit {
     /// Only refusals.
     #[arg(long)]
     pub denied: bool,
+    /// Per-file transfer records (modules with transfer_log) instead of
+    /// decisions: time, session, client, module, operation,
+    /// bytes/length, path.
+    #[arg(long)]
+    pub files: bool,
     /// Only records at or after this time (2026-11-23, 2026-11-23T06:00:00Z,
     /// 2026-11-23T08:00:00+02:00, or ago: 30s, 5m, 2h, 3d).
     #[arg(long, value_name = "TIME")]
@@ -213,7 +218,8 @@ pub struct Audit {
     /// Only records before this time (as for --since).
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Per-client counts instead of records.
+    /// Per-client counts instead of records (with file records: files and
+    /// bytes sent, received and deleted).
     #[arg(long, conflicts_with = "follow")]
     pub summary: bool,
     /// JSON lines (with --summary: one object per client).

@@ -12,6 +12,7 @@
 //!    │ prepare   exec::prepare: files, directories, connection slot, Landlock    │
 //!    │ audit     pipeline::session: the allow record (or every refusal)          │
 //!    │ run       exec::run: spawn rsync, forward signals, wait; the end record    │
+//!    │           (pipeline::filelog: a record per file, as rsync logs it)        │
 //!    └─────────────────────────────────────────────────────────────────────────┘
 //!  pipeline::explain   the same evaluate, nothing prepared or run; with
 //!                      --trace its rules as applied (decide::trace)

@@ -244,6 +244,7 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
                     denied: a.denied,
                     since: a.since,
                     until: a.until,
+                    files: a.files,
                 },
                 summary: a.summary,
                 json: a.json,

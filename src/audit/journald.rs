@@ -83,6 +83,8 @@ pub fn fields(r: &Record) -> Vec<(&'static str, String)> {
             match r.event {
                 Event::Decision => "decision",
                 Event::End => "end",
+                // Not sent: file records go to the audit log only.
+                Event::File => "file",
                 Event::Other => "other",
             }
             .into(),

@@ -12,6 +12,7 @@ pub mod journald;
 pub mod review;
 pub mod syslog;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -31,6 +32,8 @@ pub enum Event {
     Decision,
     /// How a session (or an in-band request) ended.
     End,
+    /// A file sent, received or deleted (modules with `transfer_log`).
+    File,
     /// Written by another version of the gate.
     #[serde(other)]
     Other,
@@ -168,6 +171,83 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// What rsync did with a file (rsync's `%o`: `send`, `recv`, `del.`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOp {
+    /// Sent to the client (a pull).
+    Send,
+    /// Received from the client (a push).
+    Recv,
+    /// Deleted on the server (a push with `--delete`).
+    Del,
+    /// Written by another version of the gate.
+    #[serde(other)]
+    Other,
+}
+
+impl FileOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOp::Send => "send",
+            FileOp::Recv => "recv",
+            FileOp::Del => "del",
+            FileOp::Other => "other",
+        }
+    }
+}
+
+/// Files and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A file record (`"event": "file"`): one file sent, received or deleted;
+/// or, once a session has written `transfer_log_limit` of them, the one
+/// record that counts the rest (`omitted`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<FileOp>,
+    /// The file's path relative to the module (escaped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The file's length (0 for a deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// Bytes that crossed the connection for it (rsync's `%b`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// rsync cut the name short in its log (a name of about 2000 bytes or
+    /// more): `path` is its beginning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
+    /// The records left out past `transfer_log_limit`, per operation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub omitted: BTreeMap<FileOp, Tally>,
+}
+
+/// An end record's account of the session's file records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLogStatus {
+    /// File records written.
+    pub records: u64,
+    /// Files past `transfer_log_limit` (counted in one record).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: u64,
+    /// File records that could not be written.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unwritten: u64,
+    /// Lines rsync logged that the gate could not read as file records.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable: u64,
+    /// Why records are missing (the first error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A trigger decision's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -228,6 +308,12 @@ pub struct Record {
     /// for, whatever the decision (`rsync-gate learn` reads them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learn: Option<Learned>,
+    /// File records: the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+    /// End records of sessions with file records: how many were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_log: Option<FileLogStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
 }
@@ -284,6 +370,8 @@ impl Learned {
         }
     }
 }
+/// Most bytes [`AuditLog::write_batch`] is given at once.
+pub const BATCH_BYTES: usize = 64 * 1024;
 
 /// Most arguments one record lists: the options and the first paths of a
 /// large wildcard expansion; `argv_omitted` counts the rest.
@@ -426,11 +514,45 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// A log on an open file, as it is (tests: a file that cannot be
+    /// written).
+    #[cfg(test)]
+    pub(crate) fn from_file(file: File) -> AuditLog {
+        AuditLog { file }
+    }
+
+    /// A second handle on the same open log (appending to it as this one
+    /// does), for a thread of its own.
+    pub fn try_clone(&self) -> io::Result<AuditLog> {
+        Ok(AuditLog {
+            file: self.file.try_clone()?,
+        })
+    }
+
     /// Append one record with a single write.
     pub fn write(&mut self, record: &Record) -> io::Result<()> {
         let mut line = serde_json::to_vec(&*record.bounded()).map_err(io::Error::other)?;
         line.push(b'\n');
-        let n = self.file.write(&line)?;
+        self.write_line(&line)
+    }
+
+    /// Append several records with a single write: whole lines, so
+    /// parallel sessions still never interleave inside one (the file
+    /// records of one chunk of rsync's log; at most [`BATCH_BYTES`] or one
+    /// record).
+    pub fn write_batch(&mut self, records: &[Record]) -> io::Result<()> {
+        let mut lines = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut lines, &*r.bounded()).map_err(io::Error::other)?;
+            lines.push(b'\n');
+        }
+        self.write_line(&lines)
+    }
+
+    /// Append serialized records (each ending in a newline) with a single
+    /// write.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let n = self.file.write(line)?;
         if n != line.len() {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -560,7 +682,7 @@ mod tests {
         assert_eq!(back, r);
         // Records another version wrote still read.
         let other: Record = serde_json::from_str(
-            r#"{"time":"t","event":"file","session":"s","client":"c","mode":"x","sandbox":"not applied: no"}"#,
+            r#"{"time":"t","event":"later","session":"s","client":"c","mode":"x","sandbox":"not applied: no"}"#,
         )
         .unwrap();
         assert_eq!(other.event, Event::Other);

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{Event, Mode, Record, Verdict, days_from_civil};
+use super::{Event, FileInfo, FileOp, Mode, Record, Tally, Verdict, days_from_civil};
 
 const WHEN_HELP: &str = "use 2026-11-23, 2026-11-23T06:00:00Z, 2026-11-23T08:00:00+02:00, or a relative 30s, 5m, 2h, 3d";
 
@@ -132,10 +132,23 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     secs.checked_mul(1000)?.checked_add(ms)
 }
 
+/// Which records as to file records (`"event": "file"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FileRecords {
+    /// Every record but file records (the default listing).
+    #[default]
+    Without,
+    /// File records only (`--files`).
+    Only,
+    /// Every record (`--summary`, which counts files too).
+    With,
+}
+
 /// Filters for `rsync-gate audit`. A record is shown when it passes every
 /// filter that is set.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    pub files: FileRecords,
     pub client: Option<String>,
     /// Records naming this module (see [`Filter::keep`]).
     pub module: Option<String>,
@@ -161,6 +174,12 @@ impl Filter {
     /// it, but not the start and end records of `host::` sessions, which
     /// name every module the session offered.
     pub fn keep(&self, r: &Record) -> bool {
+        let file = r.event == Event::File;
+        match self.files {
+            FileRecords::Without if file => return false,
+            FileRecords::Only if !file => return false,
+            _ => {}
+        }
         if self.client.as_ref().is_some_and(|c| *c != r.client) {
             return false;
         }
@@ -295,6 +314,9 @@ pub fn format_line(r: &Record) -> String {
 }
 
 fn format_line_raw(r: &Record) -> String {
+    if let (Event::File, Some(f)) = (r.event, &r.file) {
+        return file_line(r, f);
+    }
     let source = r.source.as_ref().map_or("-", |s| s.addr.as_str());
     let session = if r.session.is_empty() {
         "-"
@@ -346,6 +368,46 @@ fn format_line_raw(r: &Record) -> String {
     .to_string()
 }
 
+/// A file record: time, session, client, module, then the operation, the
+/// bytes transferred and the file's length, and the path; or, for the
+/// record past `transfer_log_limit`, what it leaves out.
+fn file_line(r: &Record, f: &FileInfo) -> String {
+    let session = if r.session.is_empty() {
+        "-"
+    } else {
+        &r.session
+    };
+    let modules = if r.modules.is_empty() {
+        "-".to_string()
+    } else {
+        r.modules.join(",")
+    };
+    let tail = if f.omitted.is_empty() {
+        let op = f.op.map_or("-", FileOp::name);
+        let numbers = format!(
+            "{}/{}",
+            f.bytes.map_or("-".into(), |b| b.to_string()),
+            f.length.map_or("-".into(), |l| l.to_string())
+        );
+        let path = f.path.as_deref().unwrap_or("-");
+        let cut = if f.cut { " (name cut)" } else { "" };
+        format!("{op:<4} {numbers:>19} {path}{cut}")
+    } else {
+        let left: Vec<String> = f
+            .omitted
+            .iter()
+            .map(|(op, t)| format!("{} {} files {} bytes", op.name(), t.files, t.bytes))
+            .collect();
+        format!("omitted past transfer_log_limit: {}", left.join(", "))
+    };
+    format!(
+        "{} {session:<24} {:<12} {modules:<12} {tail}",
+        r.time, r.client
+    )
+    .trim_end()
+    .to_string()
+}
+
 /// One client's counts (`--summary`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClientSummary {
@@ -363,6 +425,58 @@ pub struct ClientSummary {
     pub modules: BTreeMap<String, usize>,
     /// Refusals per reason code.
     pub refusals: BTreeMap<String, usize>,
+    /// Files sent to the client (pulls) and their bytes, from file records.
+    #[serde(skip_serializing_if = "is_nothing")]
+    pub sent: Tally,
+    /// Files received from the client (pushes) and their bytes.
+    #[serde(skip_serializing_if = "is_nothing")]
+    pub received: Tally,
+    /// Files deleted on the server.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deleted: u64,
+}
+
+fn is_nothing(t: &Tally) -> bool {
+    *t == Tally::default()
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl ClientSummary {
+    /// Count a file record (or what a record past the limit left out).
+    fn count(&mut self, f: &FileInfo) {
+        let mut add = |op: FileOp, t: Tally| {
+            let to = match op {
+                FileOp::Send => &mut self.sent,
+                FileOp::Recv => &mut self.received,
+                FileOp::Del => {
+                    self.deleted = self.deleted.saturating_add(t.files);
+                    return;
+                }
+                FileOp::Other => return,
+            };
+            to.files = to.files.saturating_add(t.files);
+            to.bytes = to.bytes.saturating_add(t.bytes);
+        };
+        if let Some(op) = f.op {
+            add(
+                op,
+                Tally {
+                    files: 1,
+                    bytes: f.bytes.unwrap_or(0),
+                },
+            );
+        }
+        for (op, t) in &f.omitted {
+            add(*op, *t);
+        }
+    }
+
+    fn has_files(&self) -> bool {
+        !is_nothing(&self.sent) || !is_nothing(&self.received) || self.deleted > 0
+    }
 }
 
 /// Per-client counts. Every request counts once, by its session's
@@ -395,6 +509,9 @@ pub fn summarize(records: &[Record]) -> Vec<ClientSummary> {
         for r in &recs {
             if later(&r.time, &row.last_seen) {
                 row.last_seen = r.time.clone();
+            }
+            if let (Event::File, Some(f)) = (r.event, &r.file) {
+                row.count(f);
             }
         }
         let decisions = || recs.iter().filter(|r| r.event == Event::Decision);
@@ -456,11 +573,15 @@ fn ended_badly(end: &Record, no_request: bool) -> bool {
     !matches!(end.exit_status, None | Some(0))
 }
 
-/// The summary as a table.
+/// The summary as a table; with file records, the files and bytes sent
+/// to each client (`out`), received from it (`in`) and deleted.
 pub fn summary_text(rows: &[ClientSummary]) -> String {
-    let mut out = String::from(
-        "client        allowed  denied  failed  last seen                 modules / refusals\n",
-    );
+    let files = rows.iter().any(ClientSummary::has_files);
+    let mut out = String::from(if files {
+        "client        allowed  denied  failed  files out     bytes out  files in      bytes in  deleted  last seen                 modules / refusals\n"
+    } else {
+        "client        allowed  denied  failed  last seen                 modules / refusals\n"
+    });
     for row in rows {
         let counts = |m: &BTreeMap<String, usize>| -> String {
             m.iter()
@@ -474,8 +595,16 @@ pub fn summary_text(rows: &[ClientSummary]) -> String {
         } else {
             " / "
         };
+        let moved = if files {
+            format!(
+                "  {:>9} {:>13} {:>9} {:>13} {:>8}",
+                row.sent.files, row.sent.bytes, row.received.files, row.received.bytes, row.deleted
+            )
+        } else {
+            String::new()
+        };
         let line = format!(
-            "{:<13} {:>7} {:>7} {:>7}  {:<25} {mods}{sep}{reasons}",
+            "{:<13} {:>7} {:>7} {:>7}{moved}  {:<25} {mods}{sep}{reasons}",
             row.client, row.allowed, row.denied, row.failed, row.last_seen,
         );
         out.push_str(&crate::escape::display(line.trim_end()));

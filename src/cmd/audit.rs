@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result};
 
 use crate::audit::follow::{self, Follower};
-use crate::audit::review::{self, Filter, Lines};
+use crate::audit::review::{self, FileRecords, Filter, Lines};
 use crate::audit::{Mode, Record};
 use crate::policy;
 
@@ -23,6 +23,8 @@ pub struct FilterArgs {
     pub denied: bool,
     pub since: Option<String>,
     pub until: Option<String>,
+    /// File records only (`--files`).
+    pub files: bool,
 }
 
 /// What to show.
@@ -38,13 +40,18 @@ pub struct Options {
 }
 
 impl FilterArgs {
-    fn filter(self, now: SystemTime) -> Result<Filter> {
+    fn filter(self, now: SystemTime, summary: bool) -> Result<Filter> {
         let when = |flag: &str, v: Option<String>| {
             v.map(|s| review::parse_when(&s, now))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
         };
         Ok(Filter {
+            files: match (summary, self.files) {
+                (true, _) => FileRecords::With,
+                (false, true) => FileRecords::Only,
+                (false, false) => FileRecords::Without,
+            },
             since: when("--since", self.since)?,
             until: when("--until", self.until)?,
             client: self.client,
@@ -72,7 +79,7 @@ fn report_bad(err: &mut impl Write, bad: usize) {
 }
 
 pub fn run(o: Options, out: &mut impl Write, err: &mut impl Write) -> Result<u8> {
-    let filter = o.filter.filter(SystemTime::now())?;
+    let filter = o.filter.filter(SystemTime::now(), o.summary)?;
     let mut logs = o.logs;
     if logs.is_empty() {
         logs.push(

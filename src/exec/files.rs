@@ -67,7 +67,28 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        // Parallel sessions of a client write the same text: the first
+        // one's file stays (a daemon that has it open must not see it
+        // replaced), and only a different text replaces it.
+        let here = nix::fcntl::AT_FDCWD;
+        match nix::fcntl::renameat2(
+            here,
+            &tmp,
+            here,
+            path,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EEXIST)
+                if read_own(path).is_ok_and(|now| now == text.as_bytes()) =>
+            {
+                std::fs::remove_file(&tmp)
+            }
+            Err(nix::errno::Errno::EEXIST | nix::errno::Errno::EINVAL) => {
+                std::fs::rename(&tmp, path)
+            }
+            Err(e) => Err(e.into()),
+        }
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

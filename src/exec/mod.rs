@@ -49,6 +49,8 @@ pub enum Confinement {
 pub struct Ready {
     plan: ExecPlan,
     _slot: Option<slots::Slot>,
+    /// Where the child's log comes from, when the plan has one.
+    log: Option<LogChannel>,
     pub confinement: Confinement,
     /// The lower priority applied (None: the client asked for none).
     pub priority: Option<String>,
@@ -63,8 +65,9 @@ impl Ready {
 /// Do everything the plan needs before the child starts. The order
 /// matters: files and directories first (the sandbox would forbid them),
 /// then the slot, then the lower priority the client asked for (the gate
-/// only waits from then on), then the sandbox, last because it restricts
-/// the gate itself.
+/// only waits from then on), then the log channel (a transfer log's named
+/// pipe is made under lock_dir) and its tokens, then the sandbox, last
+/// because it restricts the gate itself.
 pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
     for f in &plan.files {
         files::write(f).map_err(|e| PrepareError::Io(format!("{}: {e}", f.path.display())))?;
@@ -84,6 +87,26 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
         },
     };
     let priority = priority::apply(&plan.priority).map_err(PrepareError::Io)?;
+    // The log channel, and the transfer log's secret tokens: a session that
+    // cannot have them does not start. (Before the sandbox: the named
+    // pipe is made under lock_dir.)
+    let fifo = plan.file_log.as_ref().and_then(|f| f.fifo.clone());
+    let log = match (plan.log_fd, fifo) {
+        (_, Some(path)) => Some(LogChannel::Fifo(LogFifo::make(&path)?)),
+        (Some(_), None) => {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| PrepareError::Io(format!("cannot make the log pipe: {e}")))?;
+            Some(LogChannel::Pipe { read, write })
+        }
+        (None, None) => None,
+    };
+    if plan.file_log.is_some() {
+        let tokens = crate::plan::filelog::Tokens {
+            start: random_token()?,
+            end: random_token()?,
+        };
+        plan.seal_file_log(tokens);
+    }
     let confinement = match &plan.sandbox {
         SandboxChoice::Apply(sb) => {
             Confinement::Applied(sandbox::apply(sb).map_err(PrepareError::Sandbox)?)
@@ -94,9 +117,121 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
     Ok(Ready {
         plan,
         _slot: slot,
+        log,
         confinement,
         priority,
     })
+}
+
+/// Where the child's log arrives.
+#[derive(Debug)]
+enum LogChannel {
+    /// A pipe whose write end the child gets as the plan's `log_fd`.
+    Pipe { read: OwnedFd, write: OwnedFd },
+    /// A named pipe the child opens by name.
+    Fifo(LogFifo),
+}
+
+/// A session's named pipe (`lock_dir/filelog/SESSION.fifo`): made afresh,
+/// never through a link, in a directory of the account's alone; the gate
+/// holds both ends (its own write end keeps the reader from seeing the end
+/// of the log before the child has opened it, and is closed once the
+/// child has ended). Removed when dropped, if the sandbox lets the gate;
+/// otherwise by a later session, once its session has ended.
+#[derive(Debug)]
+struct LogFifo {
+    read: OwnedFd,
+    write: OwnedFd,
+    name: FifoName,
+}
+
+impl LogFifo {
+    fn make(path: &std::path::Path) -> Result<LogFifo, PrepareError> {
+        let fail = |e: String| PrepareError::Io(format!("cannot start the transfer log: {e}"));
+        let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+        let us = nix::unistd::geteuid();
+        crate::trust::ensure_private_dir(dir, us.as_raw(), 0o700).map_err(fail)?;
+        sweep_fifos(dir);
+        nix::unistd::mkfifo(path, FileMode::from_bits_truncate(0o600))
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let opened = (|| {
+            let read = nix::fcntl::open(
+                path,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                FileMode::empty(),
+            )?;
+            let md = nix::sys::stat::fstat(&read)?;
+            let kind = nix::sys::stat::SFlag::from_bits_truncate(md.st_mode);
+            if !kind.contains(nix::sys::stat::SFlag::S_IFIFO) || md.st_uid != us.as_raw() {
+                return Err(nix::errno::Errno::EEXIST);
+            }
+            let write = nix::fcntl::open(
+                path,
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                FileMode::empty(),
+            )?;
+            // Reads wait for the log from now on.
+            nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
+            Ok((read, write))
+        })();
+        match opened {
+            Ok((read, write)) => Ok(LogFifo {
+                read,
+                write,
+                name: FifoName(path.to_path_buf()),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                Err(fail(format!("{}: {e}", path.display())))
+            }
+        }
+    }
+}
+
+/// Remove the named pipes of sessions that have ended (`NAME-PID.fifo`
+/// whose process is gone): a sandboxed session cannot remove its own.
+fn sweep_fifos(dir: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".fifo"))
+            .and_then(|n| n.rsplit('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone && e.file_type().is_ok_and(|t| t.is_fifo()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// 128 random bits as 32 hex digits (a transfer log token).
+fn random_token() -> Result<String, PrepareError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            PrepareError::Io(format!("cannot start the transfer log: /dev/urandom: {e}"))
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Takes what the child writes to its log pipe, as it arrives, in the
+/// thread that reads the pipe (so it must never block for long: the child
+/// waits while the pipe is full).
+pub trait LogSink: Send {
+    fn take(&mut self, bytes: &[u8]);
+    /// The pipe closed: everything has arrived.
+    fn closed(&mut self);
 }
 
 /// Create the planned directories one component at a time below the held
@@ -191,11 +326,13 @@ pub fn command(plan: &ExecPlan) -> Command {
 }
 
 /// Spawn the prepared plan and wait for it. The slot is held until the
-/// child has ended.
-pub fn run(ready: Ready) -> io::Result<Outcome> {
+/// child has ended. What the child writes to the log pipe is kept (see
+/// [`Outcome::log`]) and, as it arrives, handed to `sink`.
+pub fn run(ready: Ready, sink: Option<Box<dyn LogSink>>) -> io::Result<Outcome> {
     let Ready {
         plan,
         _slot: slot,
+        log,
         confinement: _,
         priority: _,
     } = ready;
@@ -203,8 +340,10 @@ pub fn run(ready: Ready) -> io::Result<Outcome> {
     // Signals to forward wait until forwarding is in place (the log
     // reader's thread, started meanwhile, never takes them).
     let held = crate::sys::hold_forwarded_signals()?;
-    let log = match plan.log_fd {
-        Some(target) => {
+    // The reader; the write end to close once the child has started (a
+    // pipe it inherited) or ended (a named pipe it opened itself).
+    let (reader, inherited, held_open) = match (plan.log_fd, log) {
+        (Some(target), Some(LogChannel::Pipe { read, write })) => {
             if plan
                 .keep_fds
                 .iter()
@@ -214,21 +353,22 @@ pub fn run(ready: Ready) -> io::Result<Outcome> {
                     "descriptor {target} is planned twice"
                 )));
             }
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
             crate::sys::inherit_as(&mut cmd, std::os::fd::AsFd::as_fd(&write), target);
-            Some((LogReader::start(read)?, write))
+            (Some(LogReader::start(read, sink)?), Some(write), None)
         }
-        None => None,
+        (_, Some(LogChannel::Fifo(fifo))) => {
+            let LogFifo { read, write, name } = fifo;
+            let reader = LogReader::start(read, sink)?;
+            (Some(reader), None, Some((write, name)))
+        }
+        _ => (None, None, None),
     };
     let start = Instant::now();
     let mut child = cmd.spawn()?;
     // The child has its own copies of the pinned descriptors (and of the
     // log pipe's write end) now.
     drop(plan.keep_fds);
-    let log = log.map(|(reader, write)| {
-        drop(write);
-        reader
-    });
+    drop(inherited);
     if let Err(e) = crate::sys::forward_signals_to(child.id()) {
         tracing::warn!("cannot forward signals to rsync: {e}");
     }
@@ -236,13 +376,29 @@ pub fn run(ready: Ready) -> io::Result<Outcome> {
     let status = child.wait()?;
     let duration = start.elapsed();
     drop(slot);
+    let fifo_name = held_open.map(|(write, name)| {
+        drop(write);
+        name
+    });
+    let log = reader.map(|r| r.finish(LOG_GRACE)).unwrap_or_default();
+    drop(fifo_name);
     Ok(Outcome {
         code: status.code(),
         signal: status.signal(),
         duration,
         pid: child.id(),
-        log: log.map(|r| r.finish(LOG_GRACE)).unwrap_or_default(),
+        log,
     })
+}
+
+/// A named pipe's name, removed when dropped (if the sandbox allows).
+#[derive(Debug)]
+struct FifoName(std::path::PathBuf);
+
+impl Drop for FifoName {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Reads a log pipe in a thread of its own (so a child that logs more than
@@ -253,28 +409,35 @@ struct LogReader {
 }
 
 impl LogReader {
-    fn start(read: OwnedFd) -> io::Result<LogReader> {
+    fn start(read: OwnedFd, mut sink: Option<Box<dyn LogSink>>) -> io::Result<LogReader> {
         use std::io::Read;
         let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, done) = std::sync::mpsc::channel();
-        let sink = std::sync::Arc::clone(&kept);
+        let keep = std::sync::Arc::clone(&kept);
         std::thread::Builder::new()
-            .name("daemon-log".into())
+            .name("rsync-log".into())
             .spawn(move || {
                 let mut pipe = std::fs::File::from(read);
-                let mut buf = [0u8; 8192];
+                let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     match pipe.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => {
-                            if let Ok(mut k) = sink.lock() {
+                            let got = buf.get(..n).unwrap_or_default();
+                            if let Ok(mut k) = keep.lock() {
                                 let room = LOG_LIMIT.saturating_sub(k.len());
-                                k.extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
+                                k.extend_from_slice(got.get(..n.min(room)).unwrap_or_default());
+                            }
+                            if let Some(s) = sink.as_mut() {
+                                s.take(got);
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => break,
                     }
+                }
+                if let Some(s) = sink.as_mut() {
+                    s.closed();
                 }
                 let _ = tx.send(());
             })?;
@@ -310,6 +473,7 @@ mod tests {
             slot: None,
             sandbox: SandboxChoice::Off,
             log_fd: None,
+            file_log: None,
             priority: Default::default(),
             notes: vec![],
         }
@@ -384,7 +548,7 @@ mod tests {
             plan.arg0 = "sh".into();
             plan.args = vec!["-c".into(), script.into()];
             plan.log_fd = log_fd;
-            run(prepare(plan).unwrap()).unwrap()
+            run(prepare(plan).unwrap(), None).unwrap()
         };
         let o = run_sh("echo one >&3; echo two >&3; exit 7", Some(3));
         assert_eq!((o.code, o.log.as_slice()), (Some(7), &b"one\ntwo\n"[..]));

@@ -8,8 +8,9 @@
 //! connections` with an `@ERROR` of its own. No hook runs for either. The
 //! daemon gets `--log-file=/proc/self/fd/3`, a pipe to the gate, where it
 //! logs what became of the client's module line before a module is chosen
-//! (then it switches to the module's log setting); after the daemon has
-//! exited, the gate reads that log and records the refusal as a `deny`
+//! (then it switches to the module's log setting: the same pipe in a module
+//! with `transfer_log`, whose lines [`super::filelog`] reads); after the
+//! daemon has exited, the gate reads that log and records the refusal as a `deny`
 //! decision with the same reason code checked mode gives (and what rsync
 //! said as its detail). Nothing in the log reaches a shell or a file: the
 //! client's module name is matched against the policy's names and shown
@@ -32,15 +33,24 @@ pub enum DaemonSaid {
 
 /// Read the daemon's log: lines `YYYY/MM/DD HH:MM:SS [PID] MESSAGE`. Only
 /// the daemon's own process (`pid`, the gate's child) answers the module
-/// line, so other processes' lines are passed over; the first line that
-/// says what became of the module line decides.
+/// line, so other processes' lines are passed over; its first line after
+/// the connection's (`connect from`, `rsync allowed access on module`)
+/// says what became of the module line, or nothing did. Later lines are
+/// not looked at: in a module with `transfer_log` the daemon goes on
+/// logging there, and what it logs then may be a client's doing (`-v`
+/// names a push sends).
 pub fn parse(log: &[u8], pid: u32) -> Option<DaemonSaid> {
     let tag = format!("[{pid}] ");
-    log.split(|&b| b == b'\n').find_map(|line| {
-        let at = line.windows(tag.len()).position(|w| w == tag.as_bytes())?;
-        let message = line.get(at + tag.len()..)?;
-        said(message)
-    })
+    log.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let at = line.windows(tag.len()).position(|w| w == tag.as_bytes())?;
+            line.get(at + tag.len()..)
+        })
+        .find(|message| {
+            !message.starts_with(b"connect from ")
+                && !message.starts_with(b"rsync allowed access on module ")
+        })
+        .and_then(said)
 }
 
 fn said(message: &[u8]) -> Option<DaemonSaid> {
@@ -236,6 +246,27 @@ mod tests {
                     "2026/12/01 16:59:57 [700] unknown module 'x' tried from U (1)",
                 ],
                 Some(DaemonSaid::MaxConnections(1)),
+            ),
+            // A module chosen: what follows (a transfer log, with a
+            // client's names) is not the module line's answer.
+            (
+                vec![
+                    connect,
+                    "2026/12/01 16:59:57 [700] rsync allowed access on module up from U (1)",
+                    "2026/12/01 16:59:57 [700] rsync to up/ from UNDETERMINED (127.0.0.1)",
+                    "2026/12/01 16:59:57 [700] receiving file list",
+                    "2026/12/01 16:59:57 [700] unknown module 'www' tried from U (1)",
+                    "2026/12/01 16:59:57 [700] max connections (2) reached",
+                ],
+                None,
+            ),
+            (
+                vec![
+                    connect,
+                    "2026/12/01 16:59:57 [700] rsync allowed access on module up from U (1)",
+                    "2026/12/01 16:59:57 [700] max connections (2) reached",
+                ],
+                Some(DaemonSaid::MaxConnections(2)),
             ),
         ] {
             assert_eq!(parse(&log(&lines), 700), want, "{lines:?}");

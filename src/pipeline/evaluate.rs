@@ -416,6 +416,7 @@ fn checked<T: Tracer>(
         account: i.account,
         conn: i.conn,
         sandbox: i.sandbox(),
+        session: i.session,
     });
     // A large wildcard expansion must not get as far as execve(2) failing
     // with E2BIG: refuse it, saying why.

@@ -6,6 +6,7 @@
 pub mod daemon_log;
 pub mod evaluate;
 pub mod explain;
+pub mod filelog;
 pub mod hook;
 pub mod serve;
 pub mod session;

@@ -5,10 +5,11 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::daemon_log;
 use super::evaluate::{self, Evaluation, Inputs, Refusal, Run};
 use super::session::{Session, deny_line};
+use super::{daemon_log, filelog};
 use crate::audit::Mode;
 use crate::decide::RsyncCaps;
 use crate::deny::DenyReason;
@@ -70,12 +71,46 @@ fn stages(policy_path: &Path, client: &str, env: &SshEnv) -> Stage<u8> {
         ..
     } = evaluate(&mut session, &inputs.with_caps_for(&request), &request)?;
     let ready = prepare(&mut session, plan, mode, &modules)?;
+    let files = file_records(&mut session, &ready, mode, &modules)?;
     audit(&mut session, mode, &modules, &ready)?;
-    let outcome = exec::run(ready);
+    let sink = files
+        .as_ref()
+        .map(|w| Box::new(filelog::Shared(Arc::clone(w))) as Box<dyn exec::LogSink>);
+    let outcome = exec::run(ready, sink);
     if let Ok(o) = &outcome {
         daemon_refusal(&mut session, &policy, &modules, &left_out, o);
     }
-    Ok(session.end(mode, modules, outcome))
+    let code = outcome.as_ref().ok().and_then(|o| o.code);
+    let status = files.map(|w| match w.lock() {
+        Ok(mut w) => w.status(code),
+        Err(_) => crate::audit::FileLogStatus {
+            error: Some("the transfer log's reader failed".into()),
+            ..Default::default()
+        },
+    });
+    Ok(session.end(mode, modules, outcome, status))
+}
+
+/// The writer of the session's file records (`transfer_log`), made before
+/// anything runs: a session whose records could not be written does not
+/// start.
+fn file_records(
+    session: &mut Session,
+    ready: &Ready,
+    mode: Mode,
+    modules: &[String],
+) -> Stage<Option<Arc<Mutex<filelog::FileLogWriter>>>> {
+    let Some(plan) = ready.plan().file_log.as_ref() else {
+        return Ok(None);
+    };
+    match session.file_records(plan) {
+        Ok(w) => Ok(Some(Arc::new(Mutex::new(w)))),
+        Err(e) => Err(session.refuse(&Refusal::new(
+            DenyReason::Internal(format!("cannot start the transfer log: {e}")),
+            Some(mode),
+            modules.to_vec(),
+        ))),
+    }
 }
 
 /// A `host::` session whose daemon refused the module the client named (no

@@ -250,17 +250,38 @@ impl Session {
         self.write(&r)
     }
 
-    /// The end record: how the child ended, or why it could not start.
+    /// The writer of the session's file records (`transfer_log`): a
+    /// handle of its own on the audit log. None when the log is not open.
+    pub fn file_records(
+        &self,
+        plan: &crate::plan::filelog::FileLogPlan,
+    ) -> Result<super::filelog::FileLogWriter, String> {
+        let log = match &self.log {
+            Ok(log) => log.try_clone().map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.clone()),
+        };
+        Ok(super::filelog::FileLogWriter::new(
+            plan,
+            log,
+            &self.id,
+            &self.client,
+        ))
+    }
+
+    /// The end record: how the child ended, or why it could not start,
+    /// and (with `transfer_log`) how many file records were written.
     pub fn end(
         &mut self,
         mode: Mode,
         modules: Vec<String>,
         outcome: std::io::Result<Outcome>,
+        file_log: Option<audit::FileLogStatus>,
     ) -> u8 {
         let mut end = self.record(Event::End);
         end.command = None;
         end.mode = Some(mode);
         end.modules = modules;
+        end.file_log = file_log;
         let code = match outcome {
             Ok(o) => {
                 end.exit_status = o.code;

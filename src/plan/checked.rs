@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 
+use super::filelog::{self, CheckedNames, FileLogPlan, Names, Tokens};
 use super::{ExecPlan, SandboxChoice, SandboxPlan, SlotPlan, child_env, lock_file};
 use crate::confine::Confined;
 use crate::decide::{Added, Grant, Mode};
@@ -23,6 +24,8 @@ pub struct Inputs<'a> {
     pub conn: Option<&'a Connection>,
     /// The kernel sandbox goes around rsync (decided with the grant).
     pub sandbox: bool,
+    /// The session id (names the transfer log's pipe).
+    pub session: &'a str,
 }
 
 /// The plan for a checked grant.
@@ -35,8 +38,9 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
         account,
         conn,
         sandbox,
+        session,
     } = i;
-    let args = args(grant, &confined);
+    let mut args = args(grant, &confined);
     let mut notes: Vec<String> = grant
         .dropped
         .iter()
@@ -54,6 +58,9 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
             .iter()
             .map(|p| format!("pinned {} = {}", p.proc_path().display(), p.real.display())),
     );
+    let file_log = module
+        .transfer_log
+        .then(|| file_log(policy, module, grant, &confined, session));
     let sandbox = match (policy.gate.sandbox, sandbox) {
         (Sandbox::Off, _) => SandboxChoice::Off,
         (_, false) => SandboxChoice::Unavailable,
@@ -79,7 +86,8 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
                 read,
                 write,
                 exec: vec![policy.gate.rsync.clone()],
-                append: vec![],
+                // rsync writes its transfer log to the session's pipe.
+                append: file_log.iter().filter_map(|f| f.fifo.clone()).collect(),
                 devices,
                 specials,
             })
@@ -91,6 +99,17 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
         max: module.max_connections,
         wait: policy.gate.wait_for_slot,
     });
+    if let Some(f) = &file_log
+        && let Some(fifo) = &f.fifo
+    {
+        // rsync's own log options go before the `--`.
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.splice(at..at, filelog::checked_args(fifo, &f.tokens));
+        notes.push(format!(
+            "transfer log: one audit record per file, through the named pipe {} (made for the session)",
+            fifo.display()
+        ));
+    }
     ExecPlan {
         program: policy.gate.rsync.clone(),
         arg0: "rsync".into(),
@@ -103,8 +122,52 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
         slot,
         sandbox,
         log_fd: None,
+        file_log,
         priority: grant.priority,
         notes,
+    }
+}
+
+/// The transfer log of a checked grant: the pipe rsync logs to, and how
+/// the names it logs map to the module.
+fn file_log(
+    policy: &Policy,
+    module: &Module,
+    grant: &Grant,
+    confined: &Confined,
+    session: &str,
+) -> FileLogPlan {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let fds: Vec<(i32, std::path::PathBuf)> = confined
+        .pins
+        .iter()
+        .map(|p| (p.fd.as_raw_fd(), p.real.clone()))
+        .chain(
+            confined
+                .mkdirs
+                .iter()
+                .map(|m| (m.slot.as_raw_fd(), m.expect.clone())),
+        )
+        .collect();
+    let dest = match grant.mode {
+        Mode::Sender => None,
+        Mode::Receiver => confined
+            .args
+            .last()
+            .and_then(|a| filelog::dest(a.as_bytes(), &fds)),
+    };
+    FileLogPlan {
+        tokens: Tokens::placeholders(),
+        limit: policy.gate.transfer_log_limit,
+        names: Names::Checked(CheckedNames {
+            module: module.name.clone(),
+            root: confined.root.clone(),
+            mode: grant.mode,
+            fds,
+            dest,
+        }),
+        fifo: Some(filelog::fifo_path(&policy.gate.lock_dir, session)),
     }
 }
 

@@ -14,6 +14,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::filelog::{END_ENV, FileLogPlan, Names, START_ENV, Tokens};
 use super::{ExecPlan, FileContent, PlannedFile, SandboxChoice, SandboxPlan, child_env, lock_file};
 use crate::decide::{knob_refuses, write_only_refuses_row};
 use crate::host::Account;
@@ -34,10 +35,11 @@ pub const ROOT_ALIAS_ENV: &str = "RSYNC_GATE_ROOT_ALIAS";
 /// (`--log-file=/proc/self/fd/3`). rsync logs there what happens before a
 /// module is chosen, which no hook sees: an unknown module, `max
 /// connections` reached, a module listing. Once a module is chosen rsync
-/// switches to that module's log setting (none: syslog, as a daemon without
-/// `log file` always did), so transfers log nothing to the gate. The gate
-/// reads the pipe and records the daemon's refusals as its own
-/// ([`crate::audit`] `deny` decisions).
+/// switches to that module's log setting: none (syslog, as a daemon without
+/// `log file` always did), or, in a module with `transfer_log`, this same
+/// descriptor, where it then logs every file it sends, receives or deletes
+/// ([`super::filelog`]). The gate reads the pipe and records the daemon's
+/// refusals as its own ([`crate::audit`] `deny` decisions).
 pub const DAEMON_LOG_FD: i32 = 3;
 
 /// Table rows a daemon's `refuse options` cannot name, and why. The hook
@@ -179,6 +181,9 @@ pub fn config_text(
         if m.writable() && !m.setuid {
             out.push_str(&format!("incoming chmod = {}\n", options::STRIP_SETUID));
         }
+        if m.transfer_log {
+            out.push_str(&super::filelog::daemon_lines(DAEMON_LOG_FD));
+        }
         out.push_str(&format!("refuse options = {}\n", refuse_options(m)));
         out.push_str(&format!("pre-xfer exec = {pre}\n"));
         out.push_str(&format!("post-xfer exec = {post}\n"));
@@ -242,6 +247,31 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
     // "shell", and accepts only its own hook command lines, so no shell
     // ever runs.
     env.push(("RSYNC_SHELL".into(), i.config.gate.as_os_str().to_owned()));
+    let logged: Vec<(String, PathBuf)> = i
+        .modules
+        .iter()
+        .filter(|(m, _)| m.transfer_log)
+        .map(|(m, root)| (m.name.clone(), root.clone()))
+        .collect();
+    let file_log = (!logged.is_empty()).then(|| {
+        let tokens = Tokens::placeholders();
+        env.push((START_ENV.into(), tokens.start.clone().into()));
+        env.push((END_ENV.into(), tokens.end.clone().into()));
+        notes.push(format!(
+            "transfer log: one audit record per file in {}, from /proc/self/fd/{DAEMON_LOG_FD}",
+            logged
+                .iter()
+                .map(|(m, _)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        FileLogPlan {
+            tokens,
+            limit: policy.gate.transfer_log_limit,
+            names: Names::Daemon(logged),
+            fifo: None,
+        }
+    });
     let sandbox = match (policy.gate.sandbox, i.sandbox) {
         (Sandbox::Off, _) => SandboxChoice::Off,
         (_, false) => SandboxChoice::Unavailable,
@@ -306,6 +336,7 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
         slot: None,
         sandbox,
         log_fd: Some(DAEMON_LOG_FD),
+        file_log,
         priority: i.priority,
         notes,
     };

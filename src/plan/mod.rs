@@ -6,6 +6,7 @@
 
 pub mod checked;
 pub mod daemon;
+pub mod filelog;
 pub mod trigger;
 
 use std::ffi::OsString;
@@ -46,6 +47,9 @@ pub struct ExecPlan {
     /// gate keeps what arrives on it (rsync daemon's own log: what it
     /// refused before any hook ran).
     pub log_fd: Option<i32>,
+    /// One audit record per file rsync sends, receives or deletes, read
+    /// from the log pipe (`log_fd`): modules with `transfer_log`.
+    pub file_log: Option<filelog::FileLogPlan>,
     /// The lower priority to run at (applied to the gate before it starts
     /// the child, which inherits it).
     pub priority: Priority,
@@ -56,12 +60,55 @@ pub struct ExecPlan {
 impl ExecPlan {
     /// argv as text for the audit log and `explain`: every byte shown
     /// (escaped as every audit field is), nothing replaced.
+    /// The transfer log's secret tokens show as their placeholders.
     pub fn argv_shown(&self) -> Vec<String> {
         use std::os::unix::ffi::OsStrExt;
+        let secret = self.file_log.as_ref().map(|f| &f.tokens);
         std::iter::once(&self.arg0)
             .chain(self.args.iter())
-            .map(|a| crate::escape::field(a.as_bytes()))
+            .map(|a| {
+                let shown = crate::escape::field(a.as_bytes());
+                match secret {
+                    Some(t) if t.sealed() => shown
+                        .replace(&t.start, filelog::START_PLACEHOLDER)
+                        .replace(&t.end, filelog::END_PLACEHOLDER),
+                    _ => shown,
+                }
+            })
             .collect()
+    }
+
+    /// Put the transfer log's real tokens where the plan has their
+    /// placeholders: in the gate's own `--log-file-format` (before the
+    /// `--`; a client's `--log-file*` are refused) or the daemon's two
+    /// variables, nowhere else (a client's path may spell a placeholder).
+    /// Done just before rsync starts; nothing the gate records or shows
+    /// holds them.
+    pub fn seal_file_log(&mut self, tokens: filelog::Tokens) {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(f) = self.file_log.as_mut() else {
+            return;
+        };
+        let sealed = |v: &[u8]| -> OsString {
+            String::from_utf8_lossy(v)
+                .replace(filelog::START_PLACEHOLDER, &tokens.start)
+                .replace(filelog::END_PLACEHOLDER, &tokens.end)
+                .into()
+        };
+        let options = self.args.iter().position(|a| a == "--");
+        for a in self.args.iter_mut().take(options.unwrap_or(usize::MAX)) {
+            if a.as_bytes().starts_with(filelog::FORMAT_OPTION.as_bytes()) {
+                *a = sealed(a.as_bytes());
+            }
+        }
+        for (k, v) in self.env.iter_mut() {
+            if k == filelog::START_ENV {
+                *v = tokens.start.clone().into();
+            } else if k == filelog::END_ENV {
+                *v = tokens.end.clone().into();
+            }
+        }
+        f.tokens = tokens;
     }
 
     /// What starting the program takes, as execve(2) counts it: the
@@ -193,11 +240,73 @@ mod tests {
             sandbox: SandboxChoice::Off,
             notes: vec![],
             log_fd: None,
+            file_log: None,
             priority: Default::default(),
         };
         let strings = 15 + 6 + 9 + 1001 + "PATH=/usr/bin:/bin".len() + 1;
         let pointers = 4 * std::mem::size_of::<usize>();
         assert_eq!(plan.exec_size(), (strings + pointers, 1001));
+    }
+
+    /// The real tokens go into the gate's own format option and the
+    /// daemon's variables only: a client's path that spells a placeholder
+    /// stays as it was, and the shown argv never holds a token.
+    #[test]
+    fn sealing_puts_the_tokens_in_the_gates_own_places_only() {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let mut plan = ExecPlan {
+            program: PathBuf::from("/usr/bin/rsync"),
+            arg0: "rsync".into(),
+            args: vec![
+                "--server".into(),
+                "--log-file-format=@log-start@ %o %l %b %f @log-end@".into(),
+                "--".into(),
+                ".".into(),
+                OsString::from_vec(b"/proc/self/fd/3/@log-start@\xff@log-end@".to_vec()),
+                "--log-file-format=@log-start@".into(),
+            ],
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                (filelog::START_ENV.into(), filelog::START_PLACEHOLDER.into()),
+                (filelog::END_ENV.into(), filelog::END_PLACEHOLDER.into()),
+                ("X".into(), "@log-start@".into()),
+            ],
+            cwd: PathBuf::from("/"),
+            keep_fds: vec![],
+            mkdirs: vec![],
+            files: vec![],
+            slot: None,
+            sandbox: SandboxChoice::Off,
+            notes: vec![],
+            log_fd: None,
+            priority: Default::default(),
+            file_log: Some(filelog::FileLogPlan {
+                tokens: filelog::Tokens::placeholders(),
+                limit: 5,
+                names: filelog::Names::Daemon(vec![]),
+                fifo: None,
+            }),
+        };
+        let (args, env, shown) = (plan.args.clone(), plan.env.clone(), plan.argv_shown());
+        let (s, e) = ("a".repeat(32), "b".repeat(32));
+        plan.seal_file_log(filelog::Tokens {
+            start: s.clone(),
+            end: e.clone(),
+        });
+        assert_eq!(
+            plan.args[1],
+            OsString::from(format!("--log-file-format={s} %o %l %b %f {e}"))
+        );
+        assert_eq!(plan.args[2..], args[2..]);
+        assert_eq!(
+            plan.args[4].as_bytes(),
+            b"/proc/self/fd/3/@log-start@\xff@log-end@"
+        );
+        assert_eq!(plan.env[1].1, OsString::from(&s));
+        assert_eq!(plan.env[2].1, OsString::from(&e));
+        assert_eq!(plan.env[3], env[3]);
+        assert_eq!(plan.argv_shown(), shown);
+        assert!(plan.file_log.as_ref().unwrap().tokens.sealed());
     }
 
     #[test]

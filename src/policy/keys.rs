@@ -99,7 +99,8 @@ pub static SECTIONS: &[Section] = &[
                 default: "`\"/run/rsync-gate\"`",
                 toml_default: Some("\"/run/rsync-gate\""),
                 meaning: "`max_connections` lock files, generated daemon configs, rsync \
-                    capability cache, trigger state. Created on demand (0755). Owned \
+                    capability cache, trigger state, the named pipes of `transfer_log` \
+                    sessions. Created on demand (0755). Owned \
                     by root or the account and writable by its owner alone (not a \
                     sticky shared directory), every directory above it root's or the \
                     account's; otherwise every session is refused \
@@ -158,6 +159,16 @@ pub static SECTIONS: &[Section] = &[
                     `max_connections` slot before it is refused. Digits and a unit \
                     `ms`, `s`, `m` or `h` (`\"250ms\"`, `\"30s\"`, `\"5m\"`), at \
                     most `\"24h\"`. `host::` sessions never wait.",
+            },
+            Key {
+                names: &["transfer_log_limit"],
+                ty: "integer",
+                default: "`100000`",
+                toml_default: Some("100000"),
+                meaning: "Most per-file records (`transfer_log`) one session writes, 0 \
+                    to 100000000; past it one record counts the files left out (with \
+                    their bytes, per operation), and the end record says how many. 0 \
+                    keeps only that count.",
             },
         ],
     },
@@ -313,6 +324,21 @@ pub static SECTIONS: &[Section] = &[
                     `--usermap='*:0'`): `host:path` pushes get `--chmod=ug-s`, the \
                     daemon config says `incoming chmod = ug-s`. `true`: uploads keep \
                     them (a root backup of `/` that must restore setuid programs).",
+            },
+            Key {
+                names: &["transfer_log"],
+                ty: "bool",
+                default: "`false`",
+                toml_default: Some("false"),
+                meaning: "One audit record per file rsync sends, receives or deletes in \
+                    this module, in both request forms: its path relative to the \
+                    module, the operation (`send`, `recv`, `del`), its length and the \
+                    bytes transferred for it (rsync's `%o %f %l %b`), tied to the \
+                    session ([file records](#file-records)). rsync logs each file to \
+                    the gate as it goes (a named pipe under `lock_dir`, `filelog/`, \
+                    in `host:path` form; the daemon's log descriptor in `host::` \
+                    form); a session whose record channel cannot be set up is \
+                    refused (`internal`). Review with `rsync-gate audit --files`.",
             },
             Key {
                 names: &["list"],

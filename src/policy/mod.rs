@@ -65,6 +65,9 @@ pub struct Gate {
     /// entry (when its socket exists).
     pub journald: bool,
     pub wait_for_slot: Duration,
+    /// Most per-file transfer records one session writes (modules with
+    /// `transfer_log`); past it one record counts the rest.
+    pub transfer_log_limit: u64,
 }
 
 impl Default for Gate {
@@ -78,6 +81,7 @@ impl Default for Gate {
             syslog: false,
             journald: false,
             wait_for_slot: Duration::ZERO,
+            transfer_log_limit: DEFAULT_TRANSFER_LOG_LIMIT,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Module {
     /// Uploads keep set-user-ID and set-group-ID bits (otherwise rsync
     /// strips them: `--chmod=ug-s`, a daemon module's `incoming chmod`).
     pub setuid: bool,
+    /// One audit record per file sent, received or deleted.
+    pub transfer_log: bool,
     pub uid: Option<String>,
     pub gid: Option<String>,
     pub list: bool,
@@ -185,6 +191,11 @@ pub const MAX_MODULE_TIMEOUT: u32 = 30 * 86_400;
 /// A module's `timeout` when it sets `max_connections` and no `timeout`:
 /// a stalled client frees its slot after this long.
 pub const DEFAULT_SLOT_TIMEOUT: u32 = 600;
+
+/// `[gate] transfer_log_limit` when the policy does not set it.
+pub const DEFAULT_TRANSFER_LOG_LIMIT: u64 = 100_000;
+/// Largest `[gate] transfer_log_limit`.
+pub const MAX_TRANSFER_LOG_LIMIT: u64 = 100_000_000;
 
 /// Most entries in a trigger's `args`, and most variables in its `env`.
 pub const MAX_TRIGGER_LIST: usize = 256;
@@ -297,6 +308,7 @@ const GATE_KEYS: &[&str] = &[
     "syslog",
     "journald",
     "wait_for_slot",
+    "transfer_log_limit",
 ];
 const MODULE_KEYS: &[&str] = &[
     "path",
@@ -312,6 +324,7 @@ const MODULE_KEYS: &[&str] = &[
     "max_connections",
     "timeout",
     "setuid",
+    "transfer_log",
     "uid",
     "gid",
     "list",
@@ -1344,6 +1357,20 @@ impl Builder {
         if let Ok(Some(f)) = cx.boolean(t, "journald") {
             gate.journald = f.value;
         }
+        if let Ok(Some(f)) = cx.integer(t, "transfer_log_limit", "a whole number of records") {
+            match u64::try_from(f.value) {
+                Ok(n) if n <= MAX_TRANSFER_LOG_LIMIT => gate.transfer_log_limit = n,
+                _ => {
+                    let shown = cx.written(f.at.clone());
+                    cx.err(
+                        f.at,
+                        format!(
+                            "transfer_log_limit must be a whole number of records from 0 to {MAX_TRANSFER_LOG_LIMIT}, not {shown}"
+                        ),
+                    );
+                }
+            }
+        }
         if let Ok(Some(f)) = cx.string(t, "wait_for_slot", "a duration in quotes, like \"30s\"") {
             match parse_duration(&f.value) {
                 Ok(d) => gate.wait_for_slot = d,
@@ -1380,6 +1407,7 @@ impl Builder {
         let specials = cx.boolean(t, "specials");
         let follow_links = cx.boolean(t, "follow_links");
         let setuid = cx.boolean(t, "setuid");
+        let transfer_log = cx.boolean(t, "transfer_log");
         let list = cx.boolean(t, "list");
         let (ro, wo, del, ow) = (
             given(&read_only, true),
@@ -1484,6 +1512,7 @@ impl Builder {
                 max_connections,
                 timeout,
                 setuid: flag(&setuid, false),
+                transfer_log: flag(&transfer_log, false),
                 uid: uid.ok().flatten(),
                 gid: gid.ok().flatten(),
                 list: flag(&list, true),
@@ -1950,7 +1979,7 @@ trigger = "mirror"
         (
             "[gate]\nfrobnicate = 1\n",
             &[
-                "/p.toml:2:1: unknown key 'frobnicate' in [gate] (the keys there are: rsync, audit_log, lock_dir, sandbox, include, syslog, journald, wait_for_slot)",
+                "/p.toml:2:1: unknown key 'frobnicate' in [gate] (the keys there are: rsync, audit_log, lock_dir, sandbox, include, syslog, journald, wait_for_slot, transfer_log_limit)",
             ],
         ),
         (
@@ -2026,7 +2055,7 @@ trigger = "mirror"
         (
             "[modules.a]\npath = \"/srv/a\"\nfrobnicate = true\n",
             &[
-                "/p.toml:3:1: unknown key 'frobnicate' in [modules.a] (the keys there are: path, comment, read_only, write_only, delete, overwrite, munge_links, devices, specials, follow_links, max_connections, timeout, setuid, uid, gid, list)",
+                "/p.toml:3:1: unknown key 'frobnicate' in [modules.a] (the keys there are: path, comment, read_only, write_only, delete, overwrite, munge_links, devices, specials, follow_links, max_connections, timeout, setuid, transfer_log, uid, gid, list)",
             ],
         ),
         (
@@ -2511,6 +2540,44 @@ from = [\"192.0.2.1/24\"]
         assert_eq!(
             e,
             "/p.toml:3:10: setuid: expected true or false, found the text \"no\""
+        );
+    }
+
+    #[test]
+    fn transfer_log_and_its_limit() {
+        let p = load_str(
+            "[modules.a]\npath = \"/a\"\n[modules.b]\npath = \"/b\"\ntransfer_log = true\n",
+        )
+        .unwrap();
+        assert!(!p.modules["a"].transfer_log && p.modules["b"].transfer_log);
+        assert_eq!(p.gate.transfer_log_limit, DEFAULT_TRANSFER_LOG_LIMIT);
+        for (n, want) in [(0, 0), (5, 5), (100_000_000, MAX_TRANSFER_LOG_LIMIT)] {
+            let p = load_str(&format!("[gate]\ntransfer_log_limit = {n}\n")).unwrap();
+            assert_eq!(p.gate.transfer_log_limit, want);
+        }
+        for bad in ["-1", "100000001", "\"10\""] {
+            let e = first_error(&format!("[gate]\ntransfer_log_limit = {bad}\n"));
+            assert!(e.starts_with("/p.toml:2:22: "), "{bad}: {e}");
+        }
+        let e = first_error("[gate]\ntransfer_log_limit = -1\n");
+        assert!(
+            e.ends_with(
+                "transfer_log_limit must be a whole number of records from 0 to 100000000, not -1"
+            ),
+            "{e}"
+        );
+        let e = first_error("[modules.a]\npath = \"/a\"\ntransfer_log = \"yes\"\n");
+        assert_eq!(
+            e,
+            "/p.toml:3:16: transfer_log: expected true or false, found the text \"yes\""
+        );
+        // A module key, not a [gate] one, and the other way round.
+        assert!(
+            first_error("[gate]\ntransfer_log = true\n").contains("unknown key 'transfer_log'"),
+        );
+        assert!(
+            first_error("[modules.a]\npath = \"/a\"\ntransfer_log_limit = 3\n")
+                .contains("unknown key 'transfer_log_limit'")
         );
     }
 

@@ -287,6 +287,58 @@ fn check_reports_a_daemon_directory_of_another_account() {
     );
 }
 
+/// The directory of the transfer log's named pipes (`lock_dir/filelog`,
+/// modules with `transfer_log`): another account's, or root's, and
+/// `host:path` sessions of such a module are refused; check says so, and
+/// its fix makes them work.
+#[test]
+fn check_reports_a_filelog_directory_the_account_cannot_use() {
+    if !nonroot::prerequisites() {
+        return;
+    }
+    let s = Setup::new();
+    edit_policy(
+        &s,
+        "[modules.www]\n",
+        "[modules.www]\ntransfer_log = true\n",
+    );
+    let dir = s.world.run.join("filelog");
+    std::fs::create_dir(&dir).expect("mkdir filelog");
+    common::set_mode(&dir, 0o700);
+    let name = &s.user.name;
+    for (uid, says) in [
+        (
+            65534,
+            format!(
+                "{} is owned by {}",
+                dir.display(),
+                rsync_gate::trust::owner_name(65534)
+            ),
+        ),
+        (0, format!("{name} cannot write in {}", dir.display())),
+    ] {
+        chown(&dir, uid, uid);
+        let out = s.rsync(&["-a", "h:www/", &s.dst("x")]);
+        sshd::assert_denied(
+            &out,
+            &format!("h: pull, filelog/ of uid {uid}"),
+            "internal error on the server",
+        );
+        let report = assert_check_error(
+            &s,
+            &says,
+            &format!("chown -R {name}:{name} {}", dir.display()),
+        );
+        assert!(report.contains("modules with transfer_log"), "{report}");
+    }
+    apply(&format!("chown -R {name}:{name} {}", dir.display()));
+    assert_check_ok(&s);
+    assert_ok(
+        &s.rsync(&["-a", "h:www/", &s.dst("y")]),
+        "h: pull after the fix",
+    );
+}
+
 /// Behind a real sshd, which runs the forced command through the login
 /// shell: bash with a `.bashrc` that prints, and nologin, fail every
 /// session; check runs the shell as sshd does and says why.

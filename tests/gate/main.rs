@@ -19,6 +19,7 @@ mod daemon;
 mod docs;
 mod dropbox;
 mod examples;
+mod filelog;
 mod ftpsync;
 #[path = "../../tools/docs/mod.rs"]
 mod gendocs;

@@ -324,12 +324,12 @@ fn lock_dir_fix(ctx: &Ctx<'_>) -> String {
 
 /// `lock_dir` (daemon configs, lock files, trigger state): `serve` refuses
 /// every session when it is not the account's and root's alone, and
-/// `host::` sessions, modules with `max_connections` and triggers fail
-/// when the account cannot create or write what goes there.
+/// `host::` sessions, modules with `max_connections` or `transfer_log` and
+/// triggers fail when the account cannot create or write what goes there.
 fn lock_dir(ctx: &Ctx<'_>, r: &mut Report) {
     let dir = &ctx.policy.gate.lock_dir;
     let uid = ctx.uid();
-    let fails = "host:: sessions, modules with max_connections and triggers fail (\"internal error on the server\")";
+    let fails = "host:: sessions, modules with max_connections or transfer_log and triggers fail (\"internal error on the server\")";
     let md = match std::fs::symlink_metadata(dir) {
         Ok(md) => md,
         Err(_) => {
@@ -413,6 +413,13 @@ fn lock_dir(ctx: &Ctx<'_>, r: &mut Report) {
         "every host:: session fails (\"internal error on the server\")".into(),
         false,
     )];
+    if ctx.policy.modules.values().any(|m| m.transfer_log) {
+        subs.push((
+            dir.join(plan::filelog::FIFO_DIR),
+            "host:path sessions of modules with transfer_log are refused (\"internal error on the server\")".into(),
+            false,
+        ));
+    }
     if !ctx.policy.triggers.is_empty() {
         subs.push((dir.join("triggers"), "every trigger fails".into(), false));
     }

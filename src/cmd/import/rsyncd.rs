@@ -242,12 +242,7 @@ pub static PARAMS: &[Def] = &[
         Ty::Int,
         How::LostIfSet("the gate has no module timeout yet (the client's --timeout applies)"),
     ),
-    def(
-        "transfer logging",
-        false,
-        Ty::Bool,
-        How::LostIfTrue("the audit log records sessions, not each file"),
-    ),
+    def("transfer logging", false, Ty::Bool, How::Mapped),
     def("uid", false, Ty::Str, How::Mapped),
     def(
         "use chroot",
@@ -1107,6 +1102,8 @@ pub struct ModSpec {
     pub read_only_why: String,
     pub write_only: bool,
     pub list: bool,
+    /// `transfer logging = yes`: a record per file (`transfer_log`).
+    pub transfer_log: bool,
     pub max_connections: u32,
     pub uid: Option<String>,
     pub gid: Option<String>,
@@ -1163,6 +1160,13 @@ impl ModSpec {
         }
         if !self.list {
             t.set("list", Val::Bool(false), Some("list = no".into()));
+        }
+        if self.transfer_log {
+            t.set(
+                "transfer_log",
+                Val::Bool(true),
+                Some("transfer logging = yes: each file is an audit record".into()),
+            );
         }
         if self.max_connections > 0 {
             t.set(
@@ -1356,6 +1360,7 @@ fn map_module(m: &RawModule, imp: &mut Import) -> Option<ModSpec> {
     };
     let write_only = boolean("write only", false);
     let list = boolean("list", true);
+    let transfer_log = boolean("transfer logging", false);
     let id = |name: &str, imp: &mut Import| -> Option<String> {
         let p = get(name)?;
         let v = match expand_percent(&p.value) {
@@ -1497,6 +1502,7 @@ fn map_module(m: &RawModule, imp: &mut Import) -> Option<ModSpec> {
         read_only_why,
         write_only,
         list,
+        transfer_log,
         max_connections,
         uid,
         gid,

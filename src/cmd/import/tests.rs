@@ -678,6 +678,26 @@ fn module_knobs() {
     }
 }
 
+/// `transfer logging = yes` (in the module or as a global default) is
+/// the module's `transfer_log`.
+#[test]
+fn transfer_logging_becomes_transfer_log() {
+    for (conf, want) in [
+        ("[m]\npath=/m\n", false),
+        ("[m]\npath=/m\ntransfer logging = yes\n", true),
+        ("[m]\npath=/m\ntransferlogging = 1\n", true),
+        ("transfer logging = yes\n[m]\npath=/m\n", true),
+        (
+            "transfer logging = yes\n[m]\npath=/m\ntransfer logging = no\n",
+            false,
+        ),
+    ] {
+        let (imp, p) = rsyncd(conf);
+        assert_eq!(p.modules["m"].transfer_log, want, "{conf}");
+        assert_eq!(lost(&imp), "", "{conf}");
+    }
+}
+
 #[test]
 fn refuse_options_against_the_gate() {
     // (refuse options, delete allowed, warnings containing)
