@@ -322,13 +322,27 @@ impl World {
 
     /// Every audit record so far.
     pub fn audit_records(&self) -> Vec<serde_json::Value> {
-        match std::fs::read_to_string(&self.audit) {
-            Ok(t) => t
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-                .collect(),
-            Err(_) => Vec::new(),
+        // A session may still be writing (a `host::` hook's end record can
+        // come after the client has gone): a line being written has no
+        // newline yet. Every whole record ends with one, so a log that
+        // still ends without one after a few seconds is a broken record.
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = match std::fs::read_to_string(&self.audit) {
+                Ok(t) => t,
+                Err(_) => return Vec::new(),
+            };
+            if text.is_empty() || text.ends_with('\n') {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+            })
+            .collect()
     }
 
     /// The last decision record.
