@@ -227,8 +227,10 @@ pub fn ensure_private_dir(path: &Path, account: u32, mode: u32) -> Result<PathBu
             .mode(mode)
             .create(path)
         {
+            // A recursive create succeeds where the directory exists by
+            // now (made by a parallel session); anything else in the way
+            // is an error.
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
         }
     }
@@ -539,6 +541,128 @@ mod tests {
         set_mode(&f, 0o666);
         let md = std::fs::metadata(&f).unwrap();
         assert!(describe(&f, &md, 0, alias).is_some());
+    }
+
+    /// A file owned by neither root nor the account the checks are made
+    /// for: as root, one given to an unused uid; otherwise the test's own.
+    fn foreign_file(d: &Path) -> (PathBuf, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let f = d.join("foreign");
+        std::fs::write(&f, "").unwrap();
+        set_mode(&f, 0o644);
+        if uid() == 0 {
+            std::os::unix::fs::chown(&f, Some(4_000_000_123), None).unwrap();
+        }
+        let owner = std::fs::metadata(&f).unwrap().uid();
+        assert_ne!(owner, 0);
+        (f, owner)
+    }
+
+    #[test]
+    fn owners_other_than_root_and_the_account_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let (f, owner) = foreign_file(d.path());
+        let md = std::fs::symlink_metadata(&f).unwrap();
+        let other = owner.wrapping_add(1);
+        assert_eq!(
+            describe(&f, &md, other, None),
+            Some(format!(
+                "{} is owned by {}, not root or the account",
+                f.display(),
+                owner_name(owner)
+            ))
+        );
+        assert_eq!(
+            describe(&f, &md, 0, None),
+            Some(format!(
+                "{} is owned by {}, not root",
+                f.display(),
+                owner_name(owner)
+            ))
+        );
+        // The account's own file, and one whose owner is root's alias.
+        assert_eq!(describe(&f, &md, owner, None), None);
+        assert_eq!(describe(&f, &md, other, Some(owner)), None);
+        // root_or: root, the account, nobody else (no alias outside a user
+        // namespace, where the tests run).
+        assert_eq!(root_alias(), None);
+        assert!(root_or(0, 999));
+        assert!(root_or(999, 999));
+        assert!(!root_or(1000, 999));
+        assert!(!root_or(1, 999));
+        assert!(!root_or(65534, 999));
+    }
+
+    #[test]
+    fn the_identity_map_has_no_alias_even_for_the_last_uid() {
+        // 0..4294967295 leaves out 4294967295 itself: only the identity
+        // rule says there is no alias.
+        assert_eq!(root_alias_from("0 0 4294967295\n", "4294967295"), None);
+        assert_eq!(
+            root_alias_from("0 0 4294967294\n", "4294967295"),
+            Some(4294967295)
+        );
+    }
+
+    #[test]
+    fn dot_dot_is_walked_as_the_kernel_walks_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        for sub in ["x", "y"] {
+            std::fs::create_dir(root.join(sub)).unwrap();
+            set_mode(&root.join(sub), 0o755);
+        }
+        // In the path itself and in a link's target.
+        assert_eq!(
+            check_path(&root.join("x/../y"), uid()).unwrap(),
+            root.join("y")
+        );
+        symlink("../y", root.join("x/up")).unwrap();
+        assert_eq!(
+            check_path(&root.join("x/up"), uid()).unwrap(),
+            root.join("y")
+        );
+        // Leaving a module by `..` is not inside it.
+        assert!(!is_within(&root.join("x/../y/f"), &root.join("x")));
+        assert!(is_within(&root.join("y/../x/f"), &root.join("x")));
+    }
+
+    #[test]
+    fn at_most_forty_links_are_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(root.join("end")).unwrap();
+        set_mode(&root.join("end"), 0o755);
+        // l0 -> end, l1 -> l0, ...: walking lN follows N + 1 links.
+        symlink(root.join("end"), root.join("l0")).unwrap();
+        for i in 1..=MAX_LINKS {
+            symlink(root.join(format!("l{}", i - 1)), root.join(format!("l{i}"))).unwrap();
+        }
+        let last_ok = root.join(format!("l{}", MAX_LINKS - 1));
+        assert_eq!(check_path(&last_ok, uid()).unwrap(), root.join("end"));
+        let e = check_path(&root.join(format!("l{MAX_LINKS}")), uid()).unwrap_err();
+        assert!(e.ends_with(": too many symlinks"), "{e}");
+        // A loop ends the same way.
+        symlink("b", root.join("a")).unwrap();
+        symlink("a", root.join("b")).unwrap();
+        let e = check_path(&root.join("a"), uid()).unwrap_err();
+        assert!(e.ends_with(": too many symlinks"), "{e}");
+    }
+
+    #[test]
+    fn a_private_directory_that_cannot_be_made_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::write(base.join("file"), "").unwrap();
+        set_mode(&base.join("file"), 0o644);
+        let e = ensure_private_dir(&base.join("file/run"), uid(), 0o755).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "cannot create {}: Not a directory (os error 20)",
+                base.join("file/run").display()
+            )
+        );
     }
 
     #[test]
