@@ -271,7 +271,7 @@ fn the_package_installs_works_upgrades_and_purges() {
     let check = ok(GATE, &["check"]);
     assert!(
         check.ends_with(&format!(
-            "{POLICY}: OK (0 modules, 0 clients, 0 triggers, 1 file(s))\n"
+            "{POLICY}: OK (0 modules, 0 clients, 0 triggers, 1 file(s); account root)\n"
         )),
         "{check}"
     );
