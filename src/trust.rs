@@ -666,6 +666,38 @@ mod tests {
     }
 
     #[test]
+    fn within_fails_closed_past_forty_links() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(root.join("m")).unwrap();
+        std::fs::create_dir(root.join("out")).unwrap();
+        // l0 -> out, l1 -> l0, ...: lN is N + 1 links from `out`, which is
+        // not inside m; one link too many counts as inside.
+        symlink(root.join("out"), root.join("l0")).unwrap();
+        for i in 1..=MAX_LINKS {
+            symlink(root.join(format!("l{}", i - 1)), root.join(format!("l{i}"))).unwrap();
+        }
+        let m = root.join("m");
+        assert!(!is_within(&root.join(format!("l{}/f", MAX_LINKS - 1)), &m));
+        assert!(is_within(&root.join(format!("l{MAX_LINKS}/f")), &m));
+    }
+
+    #[test]
+    fn a_home_spelled_outside_but_lying_inside_is_contained() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let module = root.join("srv");
+        std::fs::create_dir_all(module.join("u")).unwrap();
+        symlink(module.join("u"), root.join("home")).unwrap();
+        assert!(contains_home(&module, &root.join("home")));
+        // And one spelled inside that leads out is contained too (its name
+        // is the module's).
+        std::fs::create_dir(root.join("elsewhere")).unwrap();
+        symlink(root.join("elsewhere"), module.join("away")).unwrap();
+        assert!(contains_home(&module, &module.join("away")));
+    }
+
+    #[test]
     fn home_containment() {
         let d = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(d.path()).unwrap();
