@@ -149,6 +149,18 @@ pub static SECTIONS: &[Section] = &[
                     `ms`, `s`, `m` or `h` (`\"250ms\"`, `\"30s\"`, `\"5m\"`), at \
                     most `\"24h\"`. `host::` sessions never wait.",
             },
+            Key {
+                names: &["account"],
+                ty: "string",
+                default: "none",
+                toml_default: None,
+                meaning: "The SSH account this policy's keys log in to when sshd asks \
+                    the gate for them (`AuthorizedKeysCommand ... authorized-keys \
+                    --for-sshd %u %f`; see [Keys from the policy \
+                    (AuthorizedKeysCommand)](#keys-from-the-policy-authorizedkeyscommand)): \
+                    `--for-sshd` prints a key's line only when sshd asks for this \
+                    account. Unset: it prints nothing for anyone.",
+            },
         ],
     },
     Section {

@@ -4,6 +4,7 @@
 //! semantic mistakes are errors reported as `file:line:col: message`, and a
 //! policy with any error is not used at all.
 
+pub mod index;
 pub mod keys;
 pub mod net;
 
@@ -59,6 +60,8 @@ pub struct Gate {
     /// entry (when its socket exists).
     pub journald: bool,
     pub wait_for_slot: Duration,
+    /// The SSH account `authorized-keys --for-sshd` answers for.
+    pub account: Option<String>,
 }
 
 impl Default for Gate {
@@ -72,6 +75,7 @@ impl Default for Gate {
             syslog: false,
             journald: false,
             wait_for_slot: Duration::ZERO,
+            account: None,
         }
     }
 }
@@ -285,6 +289,7 @@ struct RawGate {
     syslog: Option<bool>,
     journald: Option<bool>,
     wait_for_slot: Option<Spanned<String>>,
+    account: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -826,6 +831,12 @@ impl Builder {
             match parse_duration(w.get_ref()) {
                 Ok(d) => gate.wait_for_slot = d,
                 Err(e) => diags.push(src.diag(w.span(), e)),
+            }
+        }
+        if let Some(a) = &raw.account {
+            match index::check_account(a.get_ref()) {
+                Ok(()) => gate.account = Some(a.get_ref().clone()),
+                Err(e) => diags.push(src.diag(a.span(), e)),
             }
         }
         gate
