@@ -603,8 +603,16 @@ fn main() {
         .expect("authorized-keys");
     let ak = keydir.join("authorized_keys");
     std::fs::write(&ak, &out.stdout).expect("write authorized_keys");
-    let lines = out.stdout.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count();
-    let file_sshd = start_sshd(&keydir, "file", &format!("AuthorizedKeysFile {}\n", ak.display()));
+    let lines = out
+        .stdout
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    let file_sshd = start_sshd(
+        &keydir,
+        "file",
+        &format!("AuthorizedKeysFile {}\n", ak.display()),
+    );
     let cmd_sshd = start_sshd(
         &keydir,
         "cmd",

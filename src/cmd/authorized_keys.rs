@@ -395,7 +395,10 @@ mod tests {
     #[test]
     fn fingerprints_are_openssh_s() {
         for (key, want) in [
-            (ED25519, "SHA256:+EyCjARF9muT6tm/YwmCpprP3sc3cCxtKd3zgQpY15c"),
+            (
+                ED25519,
+                "SHA256:+EyCjARF9muT6tm/YwmCpprP3sc3cCxtKd3zgQpY15c",
+            ),
             (RSA, "SHA256:l7a9Bv8WkaS8l+8qFDYkD9kDHYX4BiBjKc5NuQdp3DI"),
         ] {
             let fp = fingerprint(key).unwrap();

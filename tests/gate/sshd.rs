@@ -1185,7 +1185,13 @@ fn keys_from_the_policy_through_authorized_keys_command() {
     assert!(ak_before.is_empty());
 
     let dst = world.client.join("dst");
-    let out = sshd.rsync(&world, &key, &[], &[], &["-a", &remote("www/"), &slash(&dst)]);
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", &remote("www/"), &slash(&dst)],
+    );
     assert_ok(&out, "pull with a key that is only in the policy");
     common::assert_same_tree(&www, &dst);
     let last = world.last_decision();
@@ -1194,7 +1200,11 @@ fn keys_from_the_policy_through_authorized_keys_command() {
 
     // The forced command is the gate's: nothing else runs.
     let out = sshd.ssh(&key, &[], &[], Some("id"));
-    assert!(!out.status.success(), "a shell command ran: {}", text(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "a shell command ran: {}",
+        text(&out.stdout)
+    );
 
     let out = sshd.ssh(&stranger, &[], &[], Some("true"));
     assert_denied(&out, "a key the policy does not have", "Permission denied");
@@ -1203,7 +1213,13 @@ fn keys_from_the_policy_through_authorized_keys_command() {
     world.write_policy(&policy(false));
     compile();
     let _ = std::fs::remove_dir_all(&dst);
-    let out = sshd.rsync(&world, &key, &[], &[], &["-a", &remote("www/"), &slash(&dst)]);
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", &remote("www/"), &slash(&dst)],
+    );
     assert_denied(&out, "a key removed from the policy", "Permission denied");
     assert_eq!(
         std::fs::read(&sshd.authorized_keys).expect("read authorized_keys"),
@@ -1211,7 +1227,7 @@ fn keys_from_the_policy_through_authorized_keys_command() {
         "authorized_keys was touched"
     );
     assert!(
-        sshd.log().contains("AuthorizedKeysCommand"),
+        sshd.log().contains("--for-sshd"),
         "sshd did not run the command: {}",
         sshd.log()
     );

@@ -16,8 +16,12 @@ use crate::policy::index::{self, Index, Unusable};
 pub fn compile(p: &Policy) -> Result<String, String> {
     let keys = authorized_keys::key_table(p);
     let bytes = index::build(p, &keys)?;
-    let path = index::write(&p.source, &bytes)
-        .map_err(|e| format!("cannot write {}: {e}", index::index_path(&p.source).display()))?;
+    let path = index::write(&p.source, &bytes).map_err(|e| {
+        format!(
+            "cannot write {}: {e}",
+            index::index_path(&p.source).display()
+        )
+    })?;
     let fail = |e: String| {
         let _ = std::fs::remove_file(&path);
         Err(format!("{e}; {} removed", path.display()))

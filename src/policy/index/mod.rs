@@ -74,7 +74,9 @@ pub enum Unusable {
 impl std::fmt::Display for Unusable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Unusable::Missing => f.write_str("there is none (rsync-gate check --compile writes it)"),
+            Unusable::Missing => {
+                f.write_str("there is none (rsync-gate check --compile writes it)")
+            }
             Unusable::Stale(w) => write!(f, "it is stale: {w}"),
             Unusable::Untrusted(w) => write!(f, "it is not trusted: {w}"),
             Unusable::Corrupt(w) => write!(f, "it is corrupt: {w}"),
@@ -228,7 +230,10 @@ impl<'a> Dec<'a> {
 
 /// Origins name their file by its place in the sources.
 fn enc_origin(e: &mut Enc, o: &Origin, files: &[PathBuf]) {
-    let idx = files.iter().position(|f| *f == o.file).unwrap_or(usize::MAX);
+    let idx = files
+        .iter()
+        .position(|f| *f == o.file)
+        .unwrap_or(usize::MAX);
     e.u32(u32::try_from(idx).unwrap_or(u32::MAX));
     e.u64(o.line as u64);
     e.u64(o.col as u64);
@@ -1121,8 +1126,8 @@ impl Index {
                 break;
             }
             let rec = self.record(off, len, &sum)?;
-            let name = std::str::from_utf8(&rec)
-                .map_err(|_| corrupt("a key's client is not UTF-8"))?;
+            let name =
+                std::str::from_utf8(&rec).map_err(|_| corrupt("a key's client is not UTF-8"))?;
             names.push(name.to_string());
             i += 1;
         }
@@ -1209,7 +1214,10 @@ pub enum Via {
 pub fn load_session(path: &Path, client: &str) -> (Result<Policy, super::LoadError>, Via) {
     let why = match Index::open(path).and_then(|ix| ix.policy_for(client)) {
         Ok(p) => {
-            tracing::info!("policy: from the compiled index {}", index_path(path).display());
+            tracing::info!(
+                "policy: from the compiled index {}",
+                index_path(path).display()
+            );
             return (Ok(p), Via::Index);
         }
         Err(why) => why,

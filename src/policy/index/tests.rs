@@ -158,17 +158,9 @@ fn missing_untrusted_or_for_another_policy() {
     std::os::unix::fs::chown(&ix, Some(4242), None).unwrap();
     assert!(matches!(Index::open(&path), Err(Unusable::Untrusted(_))));
     std::os::unix::fs::chown(&ix, Some(0), None).unwrap();
-    std::fs::set_permissions(
-        &ix,
-        std::os::unix::fs::PermissionsExt::from_mode(0o664),
-    )
-    .unwrap();
+    std::fs::set_permissions(&ix, std::os::unix::fs::PermissionsExt::from_mode(0o664)).unwrap();
     assert!(matches!(Index::open(&path), Err(Unusable::Untrusted(_))));
-    std::fs::set_permissions(
-        &ix,
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
+    std::fs::set_permissions(&ix, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     assert!(Index::open(&path).is_ok());
     // Copied beside another policy.
     let other = d.write("other.toml", SAMPLE);
@@ -318,7 +310,10 @@ fn render(modules: &[GenModule], clients: &[GenClient], dropin: Option<&Path>) -
         mods.dedup();
         mods.sort();
         mods.dedup();
-        out.push_str(&format!("[clients.c{i}]\nmodules = [{}]\n", mods.join(", ")));
+        out.push_str(&format!(
+            "[clients.c{i}]\nmodules = [{}]\n",
+            mods.join(", ")
+        ));
         let from: Vec<String> = c
             .from
             .iter()
