@@ -107,7 +107,7 @@ impl Bench {
             .expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonicalize");
         set_mode(&root, 0o755);
-        for d in ["srv", "srv/www", "log", "run", "bin", "client", "keys"] {
+        for d in ["srv", "srv/www", "srv/mirror", "log", "run", "bin", "client", "keys"] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir");
             set_mode(&root.join(d), 0o755);
         }
@@ -144,8 +144,9 @@ impl Bench {
             };
             let _ = write!(
                 text,
-                "\n[modules.m{i:06}]\npath = \"/srv/mirror/m{i:06}\"\ncomment = \"module {i}\"\n\
-                 \n[clients.k{i:06}]\nmodules = [\"m{i:06}\"]\nfrom = [\"127.0.0.1\", \"192.0.2.0/24\"]\nkey = \"{key}\"\n"
+                "\n[modules.m{i:06}]\npath = \"{}/srv/mirror\"\ncomment = \"module {i}\"\n\
+                 \n[clients.k{i:06}]\nmodules = [\"m{i:06}\"]\nfrom = [\"127.0.0.1\", \"192.0.2.0/24\"]\nkey = \"{key}\"\n",
+                self.root.display()
             );
         }
         let path = self.root.join(name);

@@ -195,11 +195,9 @@ fn corruption_is_caught_or_harmless() {
         }
     };
     for i in 0..good.len() {
-        for bit in [0x01u8] {
-            let mut b = good.clone();
-            b[i] ^= bit;
-            check(&b, &format!("byte {i} ^ {bit:#x}"));
-        }
+        let mut b = good.clone();
+        b[i] ^= 0x01;
+        check(&b, &format!("byte {i} flipped"));
     }
     for n in 0..good.len() {
         check(&good[..n], &format!("cut to {n} bytes"));
