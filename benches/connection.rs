@@ -107,7 +107,16 @@ impl Bench {
             .expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonicalize");
         set_mode(&root, 0o755);
-        for d in ["srv", "srv/www", "srv/mirror", "log", "run", "bin", "client", "keys"] {
+        for d in [
+            "srv",
+            "srv/www",
+            "srv/mirror",
+            "log",
+            "run",
+            "bin",
+            "client",
+            "keys",
+        ] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir");
             set_mode(&root.join(d), 0o755);
         }

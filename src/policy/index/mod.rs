@@ -1173,7 +1173,13 @@ impl Index {
 /// The part of `full` a session of `client` needs, as
 /// [`Index::policy_for`] gives it: what a compiled index must answer.
 pub fn expected_for(full: &Policy, client: &str) -> Policy {
-    let mut p = Policy {
+    expected_from(&expected_base(full), full, client)
+}
+
+/// What every session's part holds: `[gate]`, the files, the writable
+/// modules that keep links (computed once for [`expected_from`]).
+pub fn expected_base(full: &Policy) -> Policy {
+    Policy {
         source: full.source.clone(),
         files: full.files.clone(),
         gate: full.gate.clone(),
@@ -1185,7 +1191,12 @@ pub fn expected_for(full: &Policy, client: &str) -> Policy {
             .collect(),
         clients: BTreeMap::new(),
         triggers: BTreeMap::new(),
-    };
+    }
+}
+
+/// [`expected_for`], from [`expected_base`]`(full)`.
+pub fn expected_from(base: &Policy, full: &Policy, client: &str) -> Policy {
+    let mut p = base.clone();
     if let Some(c) = full.clients.get(client) {
         for m in full.client_modules(c) {
             p.modules.insert(m.name.clone(), m.clone());
