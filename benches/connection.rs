@@ -4,16 +4,19 @@
 //!     cargo bench --bench connection            # all figures
 //!     cargo bench --bench connection -- quick   # fewer rounds
 //!
-//! Figures:
-//! 1. a small real pull through the gate versus the same pull with no gate
-//!    (rsync -e pointing at a shim that runs the gate, or runs rsync's server
-//!    directly), median wall time of N runs each;
-//! 2. the gate's own cost (decision plus exec) over the cost of exec'ing a
-//!    program: `rsync-gate serve` running /bin/true as "rsync", minus running
-//!    /bin/true directly; with a 3-module and a 10,000-module policy;
+//! Figures (a Markdown table at the end, with ratios, for README.md):
+//! 1. a small real pull through the gate versus the same pull with no gate;
+//! 2. decision + exec of `/bin/true` through the gate (as its "rsync"), with
+//!    policies of 3, 10,000 and 100,000 clients and modules, parsed from
+//!    TOML and from the compiled index, against exec'ing `/bin/true` alone
+//!    and a static C `true`;
 //! 3. the gate's peak resident memory before exec (VmHWM of the gate, read
-//!    by the program it runs);
-//! 4. the cost of per-file transfer records: a pull of 10,000 small files
+//!    by the program it runs), at each size, TOML and compiled;
+//! 4. `authorized-keys --for-sshd` (sshd's AuthorizedKeysCommand) at 3 and
+//!    100,000 keys, and a real login through sshd (root only) with the key
+//!    looked up by the gate, against sshd scanning a 100,000-line
+//!    `authorized_keys` for it (the key last, as the worst case).
+//! 5. the cost of per-file transfer records: a pull of 10,000 small files
 //!    through the gate from a module with `transfer_log = true` versus the
 //!    same pull with it off, median wall time of N runs each, interleaved.
 #![allow(
@@ -24,8 +27,11 @@
     clippy::indexing_slicing
 )]
 
+use std::fmt::Write as _;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn gate() -> PathBuf {
@@ -60,6 +66,37 @@ fn set_mode(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let v = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// A well-formed ed25519 public key nobody holds the private half of.
+fn fake_key(i: usize) -> String {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&11u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&32u32.to_be_bytes());
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    k[31] = 0x5a;
+    blob.extend_from_slice(&k);
+    format!("ssh-ed25519 {} k{i}", b64(&blob))
+}
+
 struct Bench {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -82,7 +119,16 @@ impl Bench {
         .expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonicalize");
         set_mode(&root, 0o755);
-        for d in ["srv", "srv/www", "log", "run", "bin", "client"] {
+        for d in [
+            "srv",
+            "srv/www",
+            "srv/mirror",
+            "log",
+            "run",
+            "bin",
+            "client",
+            "keys",
+        ] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir");
             set_mode(&root.join(d), 0o755);
         }
@@ -101,22 +147,33 @@ impl Bench {
         Bench { _dir: dir, root }
     }
 
-    fn policy(&self, name: &str, rsync: &str, extra_modules: usize) -> PathBuf {
+    /// A policy of `n` clients and `n` modules (client `c` and module `www`
+    /// among them; every other client has a key and a module of its own),
+    /// `last_key` the key of the last client.
+    fn policy(&self, name: &str, rsync: &str, n: usize, last_key: Option<&str>) -> PathBuf {
         let mut text = format!(
-            "[gate]\nrsync = \"{rsync}\"\naudit_log = \"{}/log/audit.jsonl\"\nlock_dir = \"{}/run\"\n\n\
+            "[gate]\nrsync = \"{rsync}\"\naudit_log = \"{}/log/audit.jsonl\"\nlock_dir = \"{}/run\"\naccount = \"root\"\n\n\
              [modules.www]\npath = \"{}/srv/www\"\n\n[clients.c]\nmodules = [\"www\"]\n",
             self.root.display(),
             self.root.display(),
             self.root.display()
         );
-        for i in 0..extra_modules {
-            text.push_str(&format!(
-                "\n[modules.m{i:05}]\npath = \"/srv/mirror/m{i:05}\"\ncomment = \"module {i}\"\n"
-            ));
+        for i in 1..n {
+            let key = match last_key {
+                Some(k) if i == n - 1 => k.to_string(),
+                _ => fake_key(i),
+            };
+            let _ = write!(
+                text,
+                "\n[modules.m{i:06}]\npath = \"{}/srv/mirror\"\ncomment = \"module {i}\"\n\
+                 \n[clients.k{i:06}]\nmodules = [\"m{i:06}\"]\nfrom = [\"127.0.0.1\", \"192.0.2.0/24\"]\nkey = \"{key}\"\n",
+                self.root.display()
+            );
         }
         let path = self.root.join(name);
         std::fs::write(&path, text).expect("write policy");
         set_mode(&path, 0o644);
+        let _ = std::fs::remove_file(index_of(&path));
         path
     }
 
@@ -190,30 +247,53 @@ impl Bench {
         assert!(st.success(), "pull failed");
         d
     }
-
-    fn serve_once(&self, policy: &Path) -> Duration {
-        let t = Instant::now();
-        let st = Command::new(gate())
-            .args(["serve", "--policy"])
-            .arg(policy)
-            .args(["--client", "c"])
-            .env_clear()
-            .env(
-                "SSH_ORIGINAL_COMMAND",
-                "rsync --server --sender -re.iLsfxCIvu . www/",
-            )
-            .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .expect("gate");
-        let d = t.elapsed();
-        assert!(st.success(), "gate run failed");
-        d
-    }
 }
 
-fn bare_exec(program: &str) -> Duration {
+fn index_of(policy: &Path) -> PathBuf {
+    let mut s = policy.as_os_str().to_owned();
+    s.push(".index");
+    PathBuf::from(s)
+}
+
+fn compile(policy: &Path) -> Duration {
+    let t = Instant::now();
+    let out = Command::new(gate())
+        .args(["check", "--account", "root", "--compile", "--policy"])
+        .arg(policy)
+        .output()
+        .expect("check --compile");
+    let d = t.elapsed();
+    assert!(
+        out.status.success(),
+        "check --compile: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d
+}
+
+fn serve_once(policy: &Path) -> Duration {
+    let t = Instant::now();
+    let st = Command::new(gate())
+        .args(["serve", "--policy"])
+        .arg(policy)
+        .args(["--client", "c"])
+        .env_clear()
+        .env(
+            "SSH_ORIGINAL_COMMAND",
+            "rsync --server --sender -re.iLsfxCIvu . www/",
+        )
+        .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("gate");
+    let d = t.elapsed();
+    assert!(st.success(), "gate run failed");
+    d
+}
+
+fn bare_exec(program: &Path) -> Duration {
     let t = Instant::now();
     let st = Command::new(program)
         .stdin(Stdio::null())
@@ -225,18 +305,197 @@ fn bare_exec(program: &str) -> Duration {
     d
 }
 
+/// A static C `true`, if there is a C compiler with a static libc.
+fn static_true(dir: &Path) -> Option<PathBuf> {
+    let src = dir.join("true.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").ok()?;
+    let bin = dir.join("true-static");
+    let ok = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(bin)
+}
+
+/// The gate's VmHWM (KiB) before it runs its program, at policy `p`.
+fn peak_rss(b: &Bench, p: &Path) -> u64 {
+    let report = b.root.join("client/vmhwm");
+    let _ = std::fs::remove_file(&report);
+    serve_once(p);
+    std::fs::read_to_string(&report)
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn for_sshd(policy: &Path, fp: &str) -> Duration {
+    let t = Instant::now();
+    let out = Command::new(gate())
+        .args(["authorized-keys", "--policy"])
+        .arg(policy)
+        .args(["--for-sshd", "root", fp])
+        .stdin(Stdio::null())
+        .output()
+        .expect("for-sshd");
+    let d = t.elapsed();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "for-sshd found nothing: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d
+}
+
+// ---------------------------------------------------------------------------
+// A real sshd (as tests/gate/sshd.rs starts one)
+// ---------------------------------------------------------------------------
+
+struct Sshd {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn banner(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 8];
+    s.read_exact(&mut buf).is_ok() && &buf == b"SSH-2.0-"
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+}
+
+fn start_sshd(dir: &Path, name: &str, extra: &str) -> Option<Sshd> {
+    let _ = std::fs::create_dir("/run/sshd");
+    for _ in 0..5 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let cfg = dir.join(format!("{name}.conf"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}/{name}.pid\n\
+                 PermitRootLogin forced-commands-only\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel ERROR\n{extra}",
+                dir.join("host").display(),
+                dir.display()
+            ),
+        )
+        .ok()?;
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut s = Sshd { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = s.child.try_wait() {
+                break;
+            }
+            if banner(port) {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    None
+}
+
+fn login(port: u16, key: &Path) -> Duration {
+    let t = Instant::now();
+    let out = Command::new("ssh")
+        .args(["-p", &port.to_string(), "-i"])
+        .arg(key)
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh");
+    let d = t.elapsed();
+    assert!(
+        out.status.success(),
+        "login failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{nproc} CPUs ({cpu}), Linux {kernel}")
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let pulls = if quick { 5 } else { 20 };
-    let runs = if quick { 50 } else { 300 };
+    let runs = if quick { 30 } else { 200 };
     if !Path::new("/usr/bin/rsync").exists() {
         println!("rsync is not installed; nothing to measure");
         return;
     }
     let b = Bench::new();
+    let mut table: Vec<(String, String)> = Vec::new();
+    let mut row = |what: &str, value: String| {
+        println!("  {what:<58} {value}");
+        table.push((what.to_string(), value));
+    };
 
     // 1. A small real pull, with and without the gate.
-    let policy = b.policy("policy.toml", "/usr/bin/rsync", 0);
+    let policy = b.policy("policy.toml", "/usr/bin/rsync", 3, None);
     let gate_shim = b.gate_shim(&policy);
     let plain = b.plain_shim();
     let abs = format!("h:{}/srv/www/", b.root.display());
@@ -251,39 +510,68 @@ fn main() {
     }
     let (g, n) = (median(with_gate), median(without));
     println!("small pull (20 files, 20 KiB), median of {pulls}:");
-    println!("  through the gate      {:8.2} ms", ms(g));
-    println!("  no gate               {:8.2} ms", ms(n));
-    println!(
-        "  difference            {:8.2} ms ({:+.1}%)",
-        ms(g) - ms(n),
-        (ms(g) / ms(n) - 1.0) * 100.0
+    row(
+        "small pull through the gate / no gate",
+        format!("{:.2} ms / {:.2} ms ({:.3}x)", ms(g), ms(n), ms(g) / ms(n)),
     );
 
     // 2. Decision plus exec over the cost of exec'ing a program.
-    let true_policy = b.policy("policy-true.toml", "/bin/true", 2);
-    let big_policy = b.policy("policy-10k.toml", "/bin/true", 10_000);
-    b.serve_once(&true_policy);
-    b.serve_once(&big_policy);
-    let base = median((0..runs).map(|_| bare_exec("/bin/true")).collect());
-    let small = median((0..runs).map(|_| b.serve_once(&true_policy)).collect());
-    let big = median((0..runs / 3).map(|_| b.serve_once(&big_policy)).collect());
-    let size = std::fs::metadata(&big_policy).map(|m| m.len()).unwrap_or(0);
-    println!("gate cost over exec'ing a program, median of {runs}:");
-    println!("  exec /bin/true                  {:8.3} ms", ms(base));
-    println!(
-        "  gate -> /bin/true, 3 modules     {:8.3} ms  (gate's own: {:.3} ms)",
-        ms(small),
-        ms(small) - ms(base)
+    println!("decision + exec of /bin/true, median:");
+    let bin_true = PathBuf::from("/bin/true");
+    let base = median((0..runs).map(|_| bare_exec(&bin_true)).collect());
+    row("exec /bin/true alone", format!("{:.3} ms", ms(base)));
+    let stat = static_true(&b.root.join("bin"));
+    let stat_t = stat
+        .as_ref()
+        .map(|s| median((0..runs).map(|_| bare_exec(s)).collect()));
+    row(
+        "exec a static C true alone",
+        stat_t.map_or("n/a (no static C toolchain)".into(), |t| {
+            format!("{:.3} ms", ms(t))
+        }),
     );
-    println!(
-        "  gate -> /bin/true, 10,002 modules {:7.3} ms  (gate's own: {:.3} ms; policy {} KiB)",
-        ms(big),
-        ms(big) - ms(base),
-        size / 1024
+    let sizes = [3usize, 10_000, 100_000];
+    let mut compiled_at = Vec::new();
+    for n in sizes {
+        let p = b.policy(&format!("policy-{n}.toml"), "/bin/true", n, None);
+        let size_kib = std::fs::metadata(&p).map(|m| m.len() / 1024).unwrap_or(0);
+        serve_once(&p);
+        let toml_runs = match n {
+            3 => runs,
+            10_000 => runs / 10,
+            _ => 5,
+        };
+        let toml = median((0..toml_runs).map(|_| serve_once(&p)).collect());
+        let c = compile(&p);
+        serve_once(&p);
+        let compiled = median((0..runs).map(|_| serve_once(&p)).collect());
+        compiled_at.push(compiled);
+        row(
+            &format!("gate -> /bin/true, {n} clients+modules, TOML ({size_kib} KiB)"),
+            format!("{:.3} ms ({:.2}x /bin/true)", ms(toml), ms(toml) / ms(base)),
+        );
+        row(
+            &format!("gate -> /bin/true, {n} clients+modules, compiled"),
+            format!(
+                "{:.3} ms ({:.2}x /bin/true; check --compile took {:.0} ms)",
+                ms(compiled),
+                ms(compiled) / ms(base),
+                ms(c)
+            ),
+        );
+    }
+    row(
+        "compiled: deciding at 100,000 / at 3 (target <= 1.2x)",
+        format!("{:.3}x", ms(compiled_at[2]) / ms(compiled_at[0])),
+    );
+    row(
+        "gate's own cost over exec'ing /bin/true, compiled, 3 (target <= 0.5 ms)",
+        format!("{:.3} ms", ms(compiled_at[0]) - ms(base)),
     );
 
-    // 3. Peak memory of the gate before exec: the program it runs reads the
-    // gate's VmHWM (the gate is its parent and is only waiting by then).
+    // 3. Peak memory of the gate before exec: the program it runs reads
+    // the gate's VmHWM (the gate is its parent and is only waiting by then).
+    println!("peak memory before exec:");
     let report = b.root.join("client/vmhwm");
     let probe = b.root.join("bin/mem-probe");
     write_exec(
@@ -293,25 +581,27 @@ fn main() {
             report.display()
         ),
     );
-    for (label, extra) in [("3 modules", 2usize), ("10,002 modules", 10_000)] {
+    for n in sizes {
         let p = b.policy(
-            &format!("policy-mem-{extra}.toml"),
+            &format!("policy-mem-{n}.toml"),
             &probe.display().to_string(),
-            extra,
+            n,
+            None,
         );
         let text = std::fs::read_to_string(&p)
             .expect("read")
             .replace("[gate]\n", "[gate]\nsandbox = \"off\"\n");
         std::fs::write(&p, text).expect("write");
-        b.serve_once(&p);
-        let line = std::fs::read_to_string(&report).unwrap_or_default();
-        println!(
-            "gate peak memory before exec ({label}): {}",
-            line.trim().trim_start_matches("VmHWM:").trim()
+        let toml = peak_rss(&b, &p);
+        compile(&p);
+        let compiled = peak_rss(&b, &p);
+        row(
+            &format!("peak RSS before exec, {n}: TOML / compiled (target < 8 MiB)"),
+            format!("{toml} KiB / {compiled} KiB"),
         );
     }
 
-    // 4. Per-file transfer records: 10,000 files pulled with and without.
+    // 5. Per-file transfer records: 10,000 files pulled with and without.
     // In memory (tmpfs) where there is one: a disk's noise would swamp the
     // difference.
     let shm = Path::new("/dev/shm");
@@ -349,4 +639,128 @@ fn main() {
         ms(on_t) / ms(off_t),
         (ms(on_t) / ms(off_t) - 1.0) * 100.0
     );
+    row(
+        "pull of 10,000 small files, transfer_log off / on",
+        format!(
+            "{:.1} / {:.1} ms ({:.3}x)",
+            ms(off_t),
+            ms(on_t),
+            ms(on_t) / ms(off_t)
+        ),
+    );
+
+    // 4. sshd's key lookup.
+    println!("key lookup:");
+    let root = nix_is_root();
+    let have_ssh = ["/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/ssh-keygen"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    let keydir = b.root.join("keys");
+    let user_key = keydir.join("user");
+    let mut public = fake_key(0);
+    let mut fp = String::new();
+    if have_ssh {
+        keygen(&keydir.join("host"));
+        keygen(&user_key);
+        public = std::fs::read_to_string(user_key.with_extension("pub"))
+            .expect("read .pub")
+            .trim()
+            .to_string();
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(user_key.with_extension("pub"))
+            .output()
+            .expect("ssh-keygen -l");
+        fp = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+    }
+    if fp.is_empty() {
+        row("authorized-keys --for-sshd", "n/a (no ssh-keygen)".into());
+        return print_table(&table);
+    }
+    let small = b.policy("keys-3.toml", "/bin/true", 3, Some(&public));
+    let big = b.policy("keys-100000.toml", "/bin/true", 100_000, Some(&public));
+    compile(&small);
+    compile(&big);
+    let ak_small = median((0..runs).map(|_| for_sshd(&small, &fp)).collect());
+    let ak_big = median((0..runs).map(|_| for_sshd(&big, &fp)).collect());
+    row(
+        "authorized-keys --for-sshd, 3 keys / 100,000 keys (compiled)",
+        format!(
+            "{:.3} ms / {:.3} ms ({:.2}x)",
+            ms(ak_small),
+            ms(ak_big),
+            ms(ak_big) / ms(ak_small)
+        ),
+    );
+    if !root {
+        row("sshd login", "n/a (needs root)".into());
+        return print_table(&table);
+    }
+    // The same 100,000 lines authorized-keys prints, the real key last.
+    let out = Command::new(gate())
+        .args(["authorized-keys", "--policy"])
+        .arg(&big)
+        .output()
+        .expect("authorized-keys");
+    let ak = keydir.join("authorized_keys");
+    std::fs::write(&ak, &out.stdout).expect("write authorized_keys");
+    let lines = out
+        .stdout
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    let file_sshd = start_sshd(
+        &keydir,
+        "file",
+        &format!("AuthorizedKeysFile {}\n", ak.display()),
+    );
+    let cmd_sshd = start_sshd(
+        &keydir,
+        "cmd",
+        &format!(
+            "AuthorizedKeysFile none\nAuthorizedKeysCommand {} authorized-keys --policy {} --for-sshd %u %f\nAuthorizedKeysCommandUser root\n",
+            gate().display(),
+            big.display()
+        ),
+    );
+    let (Some(file_sshd), Some(cmd_sshd)) = (file_sshd, cmd_sshd) else {
+        row("sshd login", "n/a (sshd did not start)".into());
+        return print_table(&table);
+    };
+    login(file_sshd.port, &user_key);
+    login(cmd_sshd.port, &user_key);
+    let logins = if quick { 5 } else { 15 };
+    let (mut f, mut c) = (Vec::new(), Vec::new());
+    for _ in 0..logins {
+        f.push(login(file_sshd.port, &user_key));
+        c.push(login(cmd_sshd.port, &user_key));
+    }
+    let (f, c) = (median(f), median(c));
+    row(
+        &format!("sshd login: {lines}-line authorized_keys / gate as AuthorizedKeysCommand"),
+        format!("{:.1} ms / {:.1} ms ({:.2}x)", ms(f), ms(c), ms(c) / ms(f)),
+    );
+    print_table(&table);
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        .unwrap_or(false)
+}
+
+fn print_table(table: &[(String, String)]) {
+    println!("\nMachine: {}\n", machine());
+    println!("| measurement | result |");
+    println!("|---|---|");
+    for (what, value) in table {
+        println!("| {what} | {value} |");
+    }
 }

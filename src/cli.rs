@@ -69,6 +69,10 @@ pub enum Command {
         /// user running check). As root, check acts as the account.
         #[arg(long)]
         account: Option<String>,
+        /// Then write the compiled index serve reads (POLICY.index), as
+        /// root, after every edit of the policy or its drop-ins.
+        #[arg(long)]
+        compile: bool,
         /// Tests only (debug builds): the syslog socket instead of /dev/log.
         #[cfg(debug_assertions)]
         #[arg(long, hide = true)]
@@ -115,8 +119,13 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,
         /// Only this client.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "for_sshd")]
         client: Option<String>,
+        /// OpenSSH's AuthorizedKeysCommand (`--for-sshd %u %f`): the line of
+        /// the key with this fingerprint, when the policy's [gate] account
+        /// is USER; nothing otherwise.
+        #[arg(long, num_args = 2, value_names = ["USER", "FINGERPRINT"])]
+        for_sshd: Option<Vec<String>>,
     },
     /// Daemon-mode hooks: run by rsync itself from the generated config
     /// (pre-xfer checks and audits each in-band request; post-xfer records
@@ -260,4 +269,49 @@ pub struct TriggerRun {
 pub enum HookKind {
     PreXfer,
     PostXfer,
+}
+
+/// The subscriber without `-v`: warnings and errors, one line each on
+/// stderr (`rsync-gate: warning: ...`); nothing else is even recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct WarningsOnly;
+
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl tracing::Subscriber for WarningsOnly {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::WARN)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        use std::io::Write;
+        let mut text = String::new();
+        event.record(&mut Message(&mut text));
+        let kind = if *event.metadata().level() == tracing::Level::ERROR {
+            "error"
+        } else {
+            "warning"
+        };
+        let _ = writeln!(std::io::stderr(), "rsync-gate: {kind}: {text}");
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }

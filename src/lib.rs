@@ -6,7 +6,7 @@
 //!    ▼
 //!  pipeline::serve ── one line per stage ───────────────────────────────────────┐
 //!    │ inputs    host (account, gate binary, rsync caps, Landlock), request::conn │
-//!    │ policy    policy::load_checked (+ trust), audit::AuditLog::open_checked    │
+//!    │ policy    index::load_session (compiled, else load_checked), AuditLog      │
 //!    │ request   request::parse_command, request::secluded (-s, after admission)  │
 //!    │ evaluate  pipeline::evaluate ─ decide ─ confine ─ plan  (pure but confine) │
 //!    │ prepare   exec::prepare: files, directories, connection slot, Landlock    │

@@ -38,11 +38,18 @@ fn main() -> ExitCode {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .without_time()
-        .init();
+    // Without -v only warnings are shown: a static subscriber that writes
+    // them to stderr, instead of setting up tracing-subscriber's on every
+    // connection.
+    if cli.verbose > 0 {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(level)
+            .without_time()
+            .init();
+    } else {
+        let _ = tracing::subscriber::set_global_default(rsync_gate::cli::WarningsOnly);
+    }
     if cli.version {
         // As clap's own --version: whatever else the command line says.
         return match version(cli.verbose > 0, &mut std::io::stdout().lock()) {
@@ -105,6 +112,7 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
         Command::Check {
             policy,
             account: who,
+            compile,
             #[cfg(debug_assertions)]
             test_syslog_socket,
         } => {
@@ -113,6 +121,7 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
             let opts = cmd::check::Options {
                 account: who.as_deref().map(|n| account(Some(n))).transpose()?,
                 verbose: verbose > 0,
+                compile,
                 syslog_socket: test_syslog_socket
                     .unwrap_or_else(|| PathBuf::from(rsync_gate::audit::syslog::DEFAULT_SOCKET)),
             };
@@ -186,8 +195,22 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
             }
             Ok(if e.decision == "allow" { 0 } else { 1 })
         }
-        Command::AuthorizedKeys { policy, client } => {
+        Command::AuthorizedKeys {
+            policy,
+            client,
+            for_sshd,
+        } => {
             let policy = absolute(policy);
+            if let Some([user, fingerprint]) = for_sshd.as_deref() {
+                return Ok(cmd::authorized_keys::for_sshd(
+                    &policy,
+                    user,
+                    fingerprint,
+                    &host::gate_binary(),
+                    &mut out,
+                    &mut std::io::stderr().lock(),
+                )?);
+            }
             let p = load(&policy)?;
             if let Some(c) = &client
                 && !p.clients.contains_key(c)

@@ -239,6 +239,149 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The SHA-256 fingerprint of `key` (`TYPE BASE64 [COMMENT]`) as sshd
+/// computes it: over the decoded key blob.
+pub fn fingerprint(key: &str) -> Option<[u8; 32]> {
+    let data = key.split_whitespace().nth(1)?;
+    let blob = b64_decode(data).ok()?;
+    Some(policy::index::sha256::digest(&blob))
+}
+
+/// The fingerprint in sshd's `%f` form, `SHA256:` and 43 characters of
+/// unpadded base64, as bytes.
+pub fn parse_sshd_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let b64 = s.strip_prefix("SHA256:")?;
+    if b64.len() != 43 || b64.contains('=') {
+        return None;
+    }
+    let bytes = b64_decode(&format!("{b64}=")).ok()?;
+    <[u8; 32]>::try_from(bytes).ok()
+}
+
+/// `SHA256:...` for `fp`, as `ssh-keygen -l` and sshd's `%f` show it.
+pub fn show_fingerprint(fp: &[u8; 32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::from("SHA256:");
+    for chunk in fp.chunks(3) {
+        let mut v = 0u32;
+        for (i, b) in chunk.iter().enumerate() {
+            v |= u32::from(*b) << (16 - 8 * i);
+        }
+        for i in 0..=chunk.len() {
+            let idx = (v >> (18 - 6 * i)) & 63;
+            if let Some(c) = ALPHABET.get(idx as usize) {
+                out.push(char::from(*c));
+            }
+        }
+    }
+    out
+}
+
+/// The compiled index's key table: (fingerprint, client) for every client
+/// that gets a line.
+pub fn key_table(policy: &Policy) -> Vec<([u8; 32], String)> {
+    policy
+        .clients
+        .values()
+        .filter(|c| skip_reason(c).is_none())
+        .filter_map(|c| Some((fingerprint(c.key.as_deref()?)?, c.name.clone())))
+        .collect()
+}
+
+/// `authorized-keys --for-sshd USER FINGERPRINT`, OpenSSH's
+/// `AuthorizedKeysCommand`: the line of each client whose key has that
+/// fingerprint, when the policy's `[gate] account` is USER; nothing for
+/// anyone else. From the compiled index (a binary search) when it is
+/// current; else from the TOML, saying so on stderr (sshd logs it).
+/// Returns the exit status (sshd ignores the output of a failure).
+pub fn for_sshd(
+    policy_path: &Path,
+    user: &str,
+    fingerprint: &str,
+    gate: &Path,
+    out: &mut impl std::io::Write,
+    err: &mut impl std::io::Write,
+) -> std::io::Result<u8> {
+    let Some(fp) = parse_sshd_fingerprint(fingerprint) else {
+        writeln!(
+            err,
+            "rsync-gate: authorized-keys: '{}' is not a SHA256 fingerprint as sshd's %f gives it",
+            fingerprint.escape_default()
+        )?;
+        return Ok(1);
+    };
+    let (account, clients) = match policy::index::Index::open(policy_path)
+        .and_then(|ix| Ok((ix.gate.account.clone(), lookup_indexed(&ix, &fp)?)))
+    {
+        Ok(found) => found,
+        Err(why) => {
+            writeln!(
+                err,
+                "rsync-gate: authorized-keys: the compiled index is not used ({why}); reading {}",
+                policy_path.display()
+            )?;
+            match policy::load_checked(policy_path) {
+                Ok(p) => {
+                    let clients = p
+                        .clients
+                        .values()
+                        .filter(|c| skip_reason(c).is_none())
+                        .filter(|c| c.key.as_deref().and_then(self::fingerprint) == Some(fp))
+                        .cloned()
+                        .collect();
+                    (p.gate.account.clone(), clients)
+                }
+                Err(policy::LoadError::Unsafe(e) | policy::LoadError::Invalid(e)) => {
+                    writeln!(err, "rsync-gate: authorized-keys: invalid policy: {e}")?;
+                    return Ok(1);
+                }
+            }
+        }
+    };
+    if account.as_deref() != Some(user) {
+        if !clients.is_empty() {
+            writeln!(
+                err,
+                "rsync-gate: authorized-keys: no key for account '{}': the policy's [gate] account is {}",
+                user.escape_default(),
+                account.map_or_else(|| "not set".to_string(), |a| format!("'{a}'"))
+            )?;
+        }
+        return Ok(0);
+    }
+    let only = Policy {
+        source: policy_path.to_path_buf(),
+        files: Vec::new(),
+        gate: policy::Gate::default(),
+        modules: std::collections::BTreeMap::new(),
+        clients: clients.into_iter().map(|c| (c.name.clone(), c)).collect(),
+        triggers: std::collections::BTreeMap::new(),
+    };
+    for line in lines(&only, policy_path, gate, None) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(0)
+}
+
+fn lookup_indexed(
+    ix: &policy::index::Index,
+    fp: &[u8; 32],
+) -> Result<Vec<Client>, policy::index::Unusable> {
+    let mut found = Vec::new();
+    for name in ix.clients_with_key(fp)? {
+        match ix.client(&name)? {
+            // The index's own key table and the client's key must agree.
+            Some(c) if c.key.as_deref().and_then(fingerprint) == Some(*fp) => found.push(c),
+            _ => {
+                return Err(policy::index::Unusable::Corrupt(format!(
+                    "its key table names client '{name}' wrongly"
+                )));
+            }
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +390,32 @@ mod tests {
     const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQC6/oaLm2twG/DS2a0Uoodd0CmbgWlcd/GeZLmac/q4vFSP01jj9p/dgeXksG60l5tO5IfH8+lLxnm6dZb0kk376eQ9uCh6PfUPmwBcm9136urUYUDnMqw2AFV1mXjCDUCtb9jBETPM+UjCmf0RMRHhh1UYOn0GKmM5z573E5iN1QhX4uvpcyZ+2/UDilE3DJKi2I+o92O9pCN/57vY1gMky1tCI58KrRkJfpb4HHN+EozVPDPSw/+Y11RR0Ingb//8O/xgy2MinoUOzZaQqLEp/LT/9D0iJk11KbSTIFFU4e8+0ENl+S+r//8VUcMO2ICJuY4BaeUs5FOZJ46mH9EUqm7OxrLn5Hu9saZEtbS55jFX/Znr6nWA0qdPT6rGz6/jPRzLZoq18hPVhwv73rQh7y5utk+Ysk+FqaXeMIJcWNQNY6/0MeYwhJ4SGcwU9V8Mjl1y05Cj6w6lHJvr7jc+T0g+OZdMMeirFwhrg2eN7z/90tsOPo8I8HIyQf9CJ2c= rsa@test";
     const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMn2wp3NwIGAAsP9QpviBrvm92VVJulLIACKi2iqF0WM9M+V7FISvZgpB5+7T7JvmblGW9niRzMTtSXGrACPoCY= ecdsa@test";
     const ECDSA384: &str = "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBMyjAH5MDmFLr6cSkzrRxY9BO/56eNcmO1WSC648Frl0PnPpbvepXYAus8lGEcjrnyCikvjSdB81LBMosKAI4dctv+aZREsvl0EYsW+dAchRoxTynqWViI9Zb52qabEfuA== e384";
+
+    /// As `ssh-keygen -l` (and sshd's `%f`) give them.
+    #[test]
+    fn fingerprints_are_openssh_s() {
+        for (key, want) in [
+            (
+                ED25519,
+                "SHA256:+EyCjARF9muT6tm/YwmCpprP3sc3cCxtKd3zgQpY15c",
+            ),
+            (RSA, "SHA256:l7a9Bv8WkaS8l+8qFDYkD9kDHYX4BiBjKc5NuQdp3DI"),
+        ] {
+            let fp = fingerprint(key).unwrap();
+            assert_eq!(show_fingerprint(&fp), want);
+            assert_eq!(parse_sshd_fingerprint(want), Some(fp));
+        }
+        for bad in [
+            "",
+            "SHA256:",
+            "MD5:+EyCjARF9muT6tm/YwmCpprP3sc3cCxtKd3zgQpY15c",
+            "SHA256:+EyCjARF9muT6tm/YwmCpprP3sc3cCxtKd3zgQpY15c=",
+            "SHA256:+EyCjARF9muT6tm/YwmCpprP3sc3cCxtKd3zgQpY15",
+            "SHA256:+EyCjARF9muT6tm/YwmCpprP3sc3cCxtKd3zgQpY15!",
+        ] {
+            assert_eq!(parse_sshd_fingerprint(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn whole_keys_parse() {

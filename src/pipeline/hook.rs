@@ -143,7 +143,7 @@ pub fn hook(which: Hook, policy_path: &Path, client: &str) -> u8 {
         let _ = writeln!(std::io::stdout().lock(), "{}", reason.line());
         1
     };
-    let policy = match policy::load_checked(policy_path) {
+    let policy = match policy::index::load_session(policy_path, client).0 {
         Ok(p) => p,
         Err(e) if which == Hook::PreXfer => {
             return veto(&match e {

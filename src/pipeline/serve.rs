@@ -50,7 +50,7 @@ pub fn serve(policy_path: &Path, client: &str, env: &SshEnv) -> u8 {
 fn stages(policy_path: &Path, client: &str, env: &SshEnv) -> Stage<u8> {
     let given = gather(policy_path, env)?;
     let mut session = Session::new(client, given.conn.as_ref(), given.command());
-    let policy = load_policy(&mut session, &given.policy_path)?;
+    let policy = load_policy(&mut session, &given.policy_path, client)?;
     check_lock_dir(&mut session, &policy, &given.account)?;
     let id = session.id.clone();
     let inputs = given.inputs(&policy, client, &id);
@@ -222,9 +222,10 @@ fn gather(policy_path: &Path, env: &SshEnv) -> Stage<Given> {
     })
 }
 
-/// The policy, its safety checks, and the audit log it names.
-fn load_policy(session: &mut Session, path: &Path) -> Stage<Policy> {
-    match policy::load_checked(path) {
+/// The policy (the part of it this client needs, from the compiled index
+/// when it is current), its safety checks, and the audit log it names.
+fn load_policy(session: &mut Session, path: &Path, client: &str) -> Stage<Policy> {
+    match policy::index::load_session(path, client).0 {
         Ok(p) => {
             session.open_log(&p.gate.audit_log, p.gate.syslog, p.gate.journald);
             if let Some(reason) = session.log_error() {

@@ -76,7 +76,7 @@ pub fn fire(session: &mut Session, inputs: &Inputs<'_>, plan: &TriggerPlan) -> u
 /// [`fire`] with the trigger's `run.lock` on descriptor `lock_fd`. Runs
 /// every pending run in turn; exits when none is left.
 pub fn supervise(policy_path: &Path, client: &str, name: &str, lock_fd: i32) -> u8 {
-    let policy = match policy::load_checked(policy_path) {
+    let policy = match policy::index::load_session(policy_path, client).0 {
         Ok(p) => p,
         Err(_) => return 1,
     };
@@ -124,7 +124,7 @@ fn one_run(policy_path: &Path, client: &str, name: &str, run: &PendingRun) {
         }),
         ..Default::default()
     };
-    let policy = match policy::load_checked(policy_path) {
+    let policy = match policy::index::load_session(policy_path, client).0 {
         Ok(p) => p,
         Err(e) => {
             let reason = match e {

@@ -277,6 +277,11 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
         (_, false) => SandboxChoice::Unavailable,
         (mode, true) => {
             let mut read: Vec<PathBuf> = policy.files.clone();
+            // The hooks read the compiled index, when there is one.
+            let index = crate::policy::index::index_path(&policy.source);
+            if index.exists() {
+                read.push(index);
+            }
             for pattern in &policy.gate.include {
                 if let Some(dir) = Path::new(pattern).parent() {
                     read.push(dir.to_path_buf());

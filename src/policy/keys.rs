@@ -170,6 +170,18 @@ pub static SECTIONS: &[Section] = &[
                     their bytes, per operation), and the end record says how many. 0 \
                     keeps only that count.",
             },
+            Key {
+                names: &["account"],
+                ty: "string",
+                default: "none",
+                toml_default: None,
+                meaning: "The SSH account this policy's keys log in to when sshd asks \
+                    the gate for them (`AuthorizedKeysCommand ... authorized-keys \
+                    --for-sshd %u %f`; see [Keys from the policy \
+                    (AuthorizedKeysCommand)](#keys-from-the-policy-authorizedkeyscommand)): \
+                    `--for-sshd` prints a key's line only when sshd asks for this \
+                    account. Unset: it prints nothing for anyone.",
+            },
         ],
     },
     Section {

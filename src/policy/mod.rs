@@ -6,6 +6,7 @@
 //! once, each in words (no type names), and once: a mistake in one item
 //! does not make the items that name it wrong too.
 
+pub mod index;
 pub mod keys;
 pub mod net;
 mod origins;
@@ -68,6 +69,8 @@ pub struct Gate {
     /// Most per-file transfer records one session writes (modules with
     /// `transfer_log`); past it one record counts the rest.
     pub transfer_log_limit: u64,
+    /// The SSH account `authorized-keys --for-sshd` answers for.
+    pub account: Option<String>,
 }
 
 impl Default for Gate {
@@ -82,6 +85,7 @@ impl Default for Gate {
             journald: false,
             wait_for_slot: Duration::ZERO,
             transfer_log_limit: DEFAULT_TRANSFER_LOG_LIMIT,
+            account: None,
         }
     }
 }
@@ -309,6 +313,7 @@ const GATE_KEYS: &[&str] = &[
     "journald",
     "wait_for_slot",
     "transfer_log_limit",
+    "account",
 ];
 const MODULE_KEYS: &[&str] = &[
     "path",
@@ -1357,6 +1362,12 @@ impl Builder {
         if let Ok(Some(f)) = cx.boolean(t, "journald") {
             gate.journald = f.value;
         }
+        if let Ok(Some(f)) = cx.string(t, "account", "an account name in quotes") {
+            match index::check_account(&f.value) {
+                Ok(()) => gate.account = Some(f.value),
+                Err(e) => cx.err(f.at, e),
+            }
+        }
         if let Ok(Some(f)) = cx.integer(t, "transfer_log_limit", "a whole number of records") {
             match u64::try_from(f.value) {
                 Ok(n) if n <= MAX_TRANSFER_LOG_LIMIT => gate.transfer_log_limit = n,
@@ -1979,7 +1990,7 @@ trigger = "mirror"
         (
             "[gate]\nfrobnicate = 1\n",
             &[
-                "/p.toml:2:1: unknown key 'frobnicate' in [gate] (the keys there are: rsync, audit_log, lock_dir, sandbox, include, syslog, journald, wait_for_slot, transfer_log_limit)",
+                "/p.toml:2:1: unknown key 'frobnicate' in [gate] (the keys there are: rsync, audit_log, lock_dir, sandbox, include, syslog, journald, wait_for_slot, transfer_log_limit, account)",
             ],
         ),
         (

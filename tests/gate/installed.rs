@@ -317,7 +317,7 @@ fn the_package_installs_works_upgrades_and_purges() {
     let check = ok(GATE, &["check"]);
     assert!(
         check.ends_with(&format!(
-            "{POLICY}: OK (1 modules, 1 clients, 0 triggers, 2 file(s))\n"
+            "{POLICY}: OK (1 modules, 1 clients, 0 triggers, 2 file(s); account root)\n"
         )),
         "{check}"
     );

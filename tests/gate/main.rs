@@ -25,6 +25,7 @@ mod ftpsync;
 mod gendocs;
 mod hardening;
 mod import;
+mod index;
 mod installed;
 mod journald;
 mod learn;

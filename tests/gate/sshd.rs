@@ -259,6 +259,11 @@ pub(crate) struct Sshd {
 impl Sshd {
     /// Start sshd and wait until it accepts connections.
     pub(crate) fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// [`Sshd::start`], with `extra` lines appended to its sshd_config.
+    pub(crate) fn start_with(extra: &str) -> Sshd {
         ensure_privsep_dir();
         let tmp = tempfile::Builder::new()
             .prefix("sshd-")
@@ -294,7 +299,8 @@ impl Sshd {
                  AuthorizedKeysFile {ak}\n\
                  AcceptEnv LD_PRELOAD RSYNC_* REMOTE_HOST\n\
                  LogLevel VERBOSE\n\
-                 PermitUserEnvironment no\n",
+                 PermitUserEnvironment no\n\
+                 {extra}",
                 host = host_key.display(),
                 pid = dir.join("sshd.pid").display(),
                 ak = authorized_keys.display(),
@@ -378,6 +384,18 @@ impl Sshd {
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .expect("append to authorized_keys");
         Key { path }
+    }
+
+    /// A new key pair that `authorized_keys` does not mention; returns it
+    /// and its public line.
+    pub(crate) fn new_key(&self, name: &str) -> (Key, String) {
+        let path = self.dir.join("keys").join(name);
+        keygen(&path, name);
+        let public = std::fs::read_to_string(path.with_extension("pub"))
+            .expect("read public key")
+            .trim_end()
+            .to_string();
+        (Key { path }, public)
     }
 
     /// A key whose forced command is the gate, serving `client` from the
@@ -1108,4 +1126,109 @@ fn daemon_over_ssh_behind_sshd() {
         .expect("a refusal record");
     assert_eq!(refused["mode"], "receiver");
     assert_eq!(refused["modules"], serde_json::json!(["www"]));
+}
+
+// ---------------------------------------------------------------------------
+// Keys from the policy: sshd's AuthorizedKeysCommand
+// ---------------------------------------------------------------------------
+
+/// The gate as sshd's `AuthorizedKeysCommand`, run as `nobody`: a key that
+/// is only in the policy logs in (and gets the gate as its forced
+/// command); once removed from the policy and the policy recompiled, it
+/// no longer does, and nothing under `~/.ssh` was touched. An unknown key
+/// and a login as another account get nothing.
+#[test]
+fn keys_from_the_policy_through_authorized_keys_command() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new();
+    let www = world.module_dir("www");
+    common::sample_tree(&www);
+    let gate = common::gate_bin();
+    let sshd = Sshd::start_with(&format!(
+        "AuthorizedKeysCommand {} authorized-keys --policy {} --for-sshd %u %f\n\
+         AuthorizedKeysCommandUser nobody\n",
+        gate.display(),
+        world.policy.display()
+    ));
+    let (key, public) = sshd.new_key("policy-only");
+    let (stranger, _) = sshd.new_key("stranger");
+    let policy = |with_key: bool| {
+        let key_line = if with_key {
+            format!("key = \"{public}\"\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "account = \"root\"\n\n[modules.www]\npath = \"{{srv}}/www\"\n\n\
+             [clients.c]\nmodules = [\"www\"]\nfrom = [\"127.0.0.1\"]\n{key_line}\n\
+             [clients.other]\nmodules = [\"www\"]\n"
+        )
+    };
+    let compile = || {
+        let out = Command::new(&gate)
+            .args(["check", "--account", "root", "--compile", "--policy"])
+            .arg(&world.policy)
+            .output()
+            .expect("run check --compile");
+        assert!(
+            out.status.success(),
+            "check --compile: {}{}",
+            text(&out.stdout),
+            common::stderr(&out)
+        );
+    };
+    world.write_policy(&policy(true));
+    compile();
+    let ak_before = std::fs::read(&sshd.authorized_keys).expect("read authorized_keys");
+    assert!(ak_before.is_empty());
+
+    let dst = world.client.join("dst");
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", &remote("www/"), &slash(&dst)],
+    );
+    assert_ok(&out, "pull with a key that is only in the policy");
+    common::assert_same_tree(&www, &dst);
+    let last = world.last_decision();
+    assert_eq!(last["client"], "c", "{last}");
+    assert_eq!(last["decision"], "allow", "{last}");
+
+    // The forced command is the gate's: nothing else runs.
+    let out = sshd.ssh(&key, &[], &[], Some("id"));
+    assert!(
+        !out.status.success(),
+        "a shell command ran: {}",
+        text(&out.stdout)
+    );
+
+    let out = sshd.ssh(&stranger, &[], &[], Some("true"));
+    assert_denied(&out, "a key the policy does not have", "Permission denied");
+
+    // The key is removed from the policy, the policy recompiled.
+    world.write_policy(&policy(false));
+    compile();
+    let _ = std::fs::remove_dir_all(&dst);
+    let out = sshd.rsync(
+        &world,
+        &key,
+        &[],
+        &[],
+        &["-a", &remote("www/"), &slash(&dst)],
+    );
+    assert_denied(&out, "a key removed from the policy", "Permission denied");
+    assert_eq!(
+        std::fs::read(&sshd.authorized_keys).expect("read authorized_keys"),
+        ak_before,
+        "authorized_keys was touched"
+    );
+    assert!(
+        sshd.log().contains("--for-sshd"),
+        "sshd did not run the command: {}",
+        sshd.log()
+    );
 }

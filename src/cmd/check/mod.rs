@@ -8,6 +8,7 @@
 //! ([`users`]), or else the user running `check`.
 
 pub mod account;
+pub mod compiled;
 pub mod shell;
 pub mod users;
 
@@ -124,6 +125,8 @@ pub struct Options {
     pub verbose: bool,
     /// Where `syslog = true` sends (`/dev/log`).
     pub syslog_socket: PathBuf,
+    /// `--compile`: then write the compiled index.
+    pub compile: bool,
 }
 
 /// Quote a path for a shell command in a fix.
@@ -206,6 +209,9 @@ pub fn run(path: &Path, opts: &Options, out: &mut impl Write) -> std::io::Result
     for who in &whos {
         report.extend(as_account(&p, &gate, who, &opts.syslog_socket));
     }
+    if !opts.compile {
+        report.extend(compiled::stale(path));
+    }
     if opts.verbose {
         for (name, value) in &report.facts {
             writeln!(out, "{name:<16}{value}")?;
@@ -226,6 +232,15 @@ pub fn run(path: &Path, opts: &Options, out: &mut impl Write) -> std::io::Result
     if errors > 0 {
         writeln!(out, "{errors} error(s)")?;
         return Ok(1);
+    }
+    if opts.compile {
+        match compiled::compile(&p) {
+            Ok(line) => writeln!(out, "{line}")?,
+            Err(e) => {
+                writeln!(out, "error: {e}")?;
+                return Ok(1);
+            }
+        }
     }
     let names: Vec<&str> = whos.iter().map(|w| w.account.name.as_str()).collect();
     writeln!(
