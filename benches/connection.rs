@@ -34,8 +34,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The gate measured: this build's, or the one `RSYNC_GATE_BENCH_GATE`
+/// names (to compare builds, e.g. a static one:
+/// `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
+/// --target x86_64-unknown-linux-gnu`).
 fn gate() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rsync-gate"))
+    match std::env::var_os("RSYNC_GATE_BENCH_GATE") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_rsync-gate")),
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
