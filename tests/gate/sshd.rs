@@ -1132,6 +1132,28 @@ fn daemon_over_ssh_behind_sshd() {
 // Keys from the policy: sshd's AuthorizedKeysCommand
 // ---------------------------------------------------------------------------
 
+/// The gate binary where sshd runs an `AuthorizedKeysCommand`: sshd wants
+/// the program and every directory above it root's and writable by root
+/// alone, with no exception for a sticky directory, so a build under /tmp
+/// (a clone there) will not do. A root-owned copy in a directory of its
+/// own under /run, removed when the guard drops.
+fn gate_for_authorized_keys_command() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("rsync-gate-test-")
+        .tempdir_in("/run")
+        .expect("a directory under /run");
+    common::set_mode(dir.path(), 0o755);
+    let copy = dir.path().join("rsync-gate");
+    let status = Command::new("/usr/bin/install")
+        .args(["-o", "root", "-g", "root", "-m", "0755"])
+        .arg(common::gate_bin())
+        .arg(&copy)
+        .status()
+        .expect("run install");
+    assert!(status.success(), "copying the gate binary");
+    (dir, copy)
+}
+
 /// The gate as sshd's `AuthorizedKeysCommand`, run as `nobody`: a key that
 /// is only in the policy logs in (and gets the gate as its forced
 /// command); once removed from the policy and the policy recompiled, it
@@ -1145,7 +1167,7 @@ fn keys_from_the_policy_through_authorized_keys_command() {
     let world = World::new();
     let www = world.module_dir("www");
     common::sample_tree(&www);
-    let gate = common::gate_bin();
+    let (_installed, gate) = gate_for_authorized_keys_command();
     let sshd = Sshd::start_with(&format!(
         "AuthorizedKeysCommand {} authorized-keys --policy {} --for-sshd %u %f\n\
          AuthorizedKeysCommandUser nobody\n",
