@@ -725,12 +725,23 @@ fn main() {
         "file",
         &format!("AuthorizedKeysFile {}\n", ak.display()),
     );
+    // sshd runs an AuthorizedKeysCommand only from a path that is root's
+    // and writable by root alone all the way up (no sticky /tmp): a copy
+    // in a directory of its own under /run.
+    let installed = tempfile::Builder::new()
+        .prefix("rsync-gate-bench-")
+        .tempdir_in("/run")
+        .expect("a directory under /run");
+    set_mode(installed.path(), 0o755);
+    let command = installed.path().join("rsync-gate");
+    std::fs::copy(gate(), &command).expect("copy the gate");
+    set_mode(&command, 0o755);
     let cmd_sshd = start_sshd(
         &keydir,
         "cmd",
         &format!(
             "AuthorizedKeysFile none\nAuthorizedKeysCommand {} authorized-keys --policy {} --for-sshd %u %f\nAuthorizedKeysCommandUser root\n",
-            gate().display(),
+            command.display(),
             big.display()
         ),
     );
