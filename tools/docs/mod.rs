@@ -301,15 +301,33 @@ fn example(r: &mut Roff, intro: &str, lines: &[&str]) {
 
 /// How an option or argument is written in a synopsis: `--client <CLIENT>`,
 /// `[--json]`, `[--log <FILE>]...`, `-- <COMMAND>...`.
+/// The value an option takes as a synopsis writes it: its name, or, for an
+/// option that takes a fixed number of values, each one's
+/// (`--for-sshd USER FINGERPRINT`).
+fn value_words(a: &clap::Arg) -> String {
+    let names: Vec<String> = a
+        .get_value_names()
+        .map(|v| v.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    if fixed_values(a) && names.len() > 1 {
+        return names.join(" ");
+    }
+    names
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| a.get_id().as_str().to_uppercase())
+}
+
+/// Does `a` take exactly N > 1 values each time?
+fn fixed_values(a: &clap::Arg) -> bool {
+    a.get_num_args()
+        .is_some_and(|n| n.min_values() == n.max_values() && n.max_values() > 1)
+}
+
 fn synopsis_word(a: &clap::Arg) -> Vec<Inline> {
-    let value = || {
-        a.get_value_names()
-            .and_then(|v| v.first())
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| a.get_id().as_str().to_uppercase())
-    };
+    let value = || value_words(a);
     let takes = a.get_num_args().is_some_and(|n| n.takes_values());
-    let many = a.get_num_args().is_some_and(|n| n.max_values() > 1)
+    let many = (a.get_num_args().is_some_and(|n| n.max_values() > 1) && !fixed_values(a))
         || matches!(a.get_action(), clap::ArgAction::Append);
     let mut w = Vec::new();
     if a.is_positional() {
@@ -389,11 +407,7 @@ fn option_tag(a: &clap::Arg) -> Vec<Inline> {
         tag.push(bold(format!("--{l}")));
     }
     if a.get_num_args().is_some_and(|n| n.takes_values()) {
-        let v = a
-            .get_value_names()
-            .and_then(|v| v.first())
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| a.get_id().as_str().to_uppercase());
+        let v = value_words(a);
         tag.push(roman(" "));
         tag.push(italic(v));
     }
