@@ -201,7 +201,12 @@ fn run(command: Command, verbose: u8) -> Result<u8> {
             for_sshd,
         } => {
             let policy = absolute(policy);
-            if let Some([user, fingerprint]) = for_sshd.as_deref() {
+            if let Some(values) = for_sshd.as_deref() {
+                // Given twice, clap collects four values: refuse rather
+                // than fall through to every client's line.
+                let [user, fingerprint] = values else {
+                    anyhow::bail!("--for-sshd takes USER FINGERPRINT, once");
+                };
                 return Ok(cmd::authorized_keys::for_sshd(
                     &policy,
                     user,

@@ -216,3 +216,57 @@ fn a_corrupt_index_is_not_used() {
         assert_eq!(d["reason"]["code"], "unknown_client", "{what}: {d}");
     }
 }
+
+/// `--for-sshd` given twice (clap collects four values) prints nothing and
+/// fails: it never falls through to every client's line, which would let
+/// any key of the policy log in as any account.
+#[test]
+fn for_sshd_given_twice_prints_nothing() {
+    let w = world();
+    let (_, public) = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k");
+        let st = Command::new("/usr/bin/ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(st.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).expect("read .pub");
+        (dir, public.trim().to_string())
+    };
+    w.write_policy(&format!(
+        "account = \"root\"\n\n[modules.www]\npath = \"{{srv}}/www\"\n\n\
+         [clients.c]\nmodules = [\"www\"]\nkey = \"{public}\"\n"
+    ));
+    compile(&w);
+    // Once, with an unknown fingerprint: nothing, and success.
+    let fp = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let once = gate(&["authorized-keys", "--for-sshd", "root", fp], &w.policy);
+    assert!(once.status.success(), "{}", common::stderr(&once));
+    assert!(once.stdout.is_empty());
+    // Twice: refused, nothing printed.
+    let twice = gate(
+        &[
+            "authorized-keys",
+            "--for-sshd",
+            "root",
+            fp,
+            "--for-sshd",
+            "mirror",
+            fp,
+        ],
+        &w.policy,
+    );
+    assert!(!twice.status.success());
+    assert!(
+        twice.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&twice.stdout)
+    );
+    assert!(
+        common::stderr(&twice).contains("--for-sshd takes USER FINGERPRINT, once"),
+        "{}",
+        common::stderr(&twice)
+    );
+}

@@ -327,8 +327,10 @@ fn fixed_values(a: &clap::Arg) -> bool {
 fn synopsis_word(a: &clap::Arg) -> Vec<Inline> {
     let value = || value_words(a);
     let takes = a.get_num_args().is_some_and(|n| n.takes_values());
-    let many = (a.get_num_args().is_some_and(|n| n.max_values() > 1) && !fixed_values(a))
-        || matches!(a.get_action(), clap::ArgAction::Append);
+    // An option of fixed arity is given once (the command refuses more).
+    let many = !fixed_values(a)
+        && (a.get_num_args().is_some_and(|n| n.max_values() > 1)
+            || matches!(a.get_action(), clap::ArgAction::Append));
     let mut w = Vec::new();
     if a.is_positional() {
         if a.is_last_set() {
