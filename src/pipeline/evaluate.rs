@@ -518,3 +518,72 @@ fn in_band<T: Tracer>(
     )?;
     Ok(confined.notes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{inband, parse_command};
+
+    #[test]
+    fn the_mode_a_request_asks_for() {
+        let checked = |c: &[u8]| requested_mode(parse_command(c).as_ref());
+        assert_eq!(
+            checked(b"rsync --server --sender -r . www/"),
+            Some(Mode::Sender)
+        );
+        assert_eq!(checked(b"rsync --server -r . www/"), Some(Mode::Receiver));
+        assert_eq!(checked(b"rsync --server --daemon ."), Some(Mode::Daemon));
+        assert_eq!(checked(b"true"), None);
+        assert_eq!(checked(b"ls /"), None);
+        assert_eq!(checked(b"rsync --server --no-such-option . www/"), None);
+        let argv = |a: &[&str]| a.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        let in_band = |a: &[&str]| {
+            requested_mode(inband::parse("www", &argv(a)).map(Request::InBand).as_ref())
+        };
+        assert_eq!(
+            in_band(&["rsyncd", "--server", "--sender", "-r", ".", "www/"]),
+            Some(Mode::Sender)
+        );
+        assert_eq!(
+            in_band(&["rsyncd", "--server", "-r", ".", "www/"]),
+            Some(Mode::Receiver)
+        );
+    }
+
+    #[test]
+    fn the_sandbox_is_around_rsync_only_where_the_policy_and_kernel_both_have_it() {
+        let policy = |sandbox: &str| {
+            crate::policy::load_text(
+                Path::new("/p.toml"),
+                &format!("[gate]\nsandbox = \"{sandbox}\"\n"),
+            )
+            .expect("a policy")
+        };
+        for (sandbox, landlock, want) in [
+            ("required", true, true),
+            ("best-effort", true, true),
+            ("off", true, false),
+            ("best-effort", false, false),
+            ("off", false, false),
+        ] {
+            let p = policy(sandbox);
+            let account = Account {
+                uid: 0,
+                name: "root".into(),
+                home: None,
+            };
+            let i = Inputs {
+                policy: &p,
+                policy_path: Path::new("/p.toml"),
+                client: "c",
+                conn: None,
+                account: &account,
+                caps: RsyncCaps::default(),
+                landlock,
+                gate: Path::new("/usr/bin/rsync-gate"),
+                session: "s",
+            };
+            assert_eq!(i.sandbox(), want, "{sandbox} {landlock}");
+        }
+    }
+}
