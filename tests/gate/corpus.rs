@@ -641,6 +641,29 @@ fn show_argv(argv: &[Vec<u8>]) -> String {
 
 /// Replace `/proc/self/fd/N` (followed by the end or `/`) by what `target`
 /// says fd N is.
+/// For comparing two plans of one request: what each descriptor the plan
+/// holds (and the child inherits under the same number) leads to, read in
+/// this process. Any other number in the argv is the child's, not this
+/// process's (the log pipe the child gets as descriptor 3, a directory the
+/// exec stage creates and hands over), and which number it is depends on
+/// what else this process has open (other tests run beside this one): it
+/// shows as `<fd:not held>`, the same in both plans.
+fn held_fds(plan: &rsync_gate::plan::ExecPlan) -> impl Fn(u32) -> Option<Vec<u8>> + '_ {
+    use std::os::fd::AsRawFd;
+    move |n: u32| {
+        let held = plan
+            .keep_fds
+            .iter()
+            .any(|f| u32::try_from(f.as_raw_fd()) == Ok(n));
+        if !held {
+            return Some(b"not held".to_vec());
+        }
+        std::fs::read_link(format!("/proc/self/fd/{n}"))
+            .ok()
+            .map(|t| t.as_os_str().as_bytes().to_vec())
+    }
+}
+
 fn resolve_fds(arg: &[u8], target: &dyn Fn(u32) -> Option<Vec<u8>>) -> Vec<u8> {
     const PREFIX: &[u8] = b"/proc/self/fd/";
     let Some(at) = arg.windows(PREFIX.len()).position(|w| w == PREFIX) else {
@@ -1164,11 +1187,7 @@ fn traced_agrees(
             Evaluation::Trigger(t) => format!("trigger {:?}", t.argv_shown()),
             Evaluation::InBand(g) => format!("in-band {g:?}"),
             Evaluation::Run(run) => {
-                let target = |n: u32| {
-                    std::fs::read_link(format!("/proc/self/fd/{n}"))
-                        .ok()
-                        .map(|t| t.as_os_str().as_bytes().to_vec())
-                };
+                let target = held_fds(&run.plan);
                 let argv: Vec<Vec<u8>> = run
                     .plan
                     .args
