@@ -259,14 +259,20 @@ pub(crate) fn gate_for(world: &World) -> PathBuf {
         return bin;
     }
     let copy = world.root.join("bin/rsync-gate");
+    install_gate_copy(&copy);
+    copy
+}
+
+/// Install the build's gate binary at `copy`, root's, mode 0755 (as README
+/// "Installation" step 1 does).
+pub(crate) fn install_gate_copy(copy: &Path) {
     let status = Command::new("/usr/bin/install")
         .args(["-o", "root", "-g", "root", "-m", "0755"])
-        .arg(&bin)
-        .arg(&copy)
+        .arg(common::gate_bin())
+        .arg(copy)
         .status()
         .expect("run install");
     assert!(status.success(), "copying the gate binary");
-    copy
 }
 
 // ---------------------------------------------------------------------------

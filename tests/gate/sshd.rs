@@ -1144,13 +1144,7 @@ fn gate_for_authorized_keys_command() -> (tempfile::TempDir, PathBuf) {
         .expect("a directory under /run");
     common::set_mode(dir.path(), 0o755);
     let copy = dir.path().join("rsync-gate");
-    let status = Command::new("/usr/bin/install")
-        .args(["-o", "root", "-g", "root", "-m", "0755"])
-        .arg(common::gate_bin())
-        .arg(&copy)
-        .status()
-        .expect("run install");
-    assert!(status.success(), "copying the gate binary");
+    crate::nonroot::install_gate_copy(&copy);
     (dir, copy)
 }
 
