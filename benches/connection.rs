@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench connection            # all figures
 //!     cargo bench --bench connection -- quick   # fewer rounds
+//!     cargo bench --bench connection -- transfer-log   # figure 5 only
 //!
 //! Figures (a Markdown table at the end, with ratios, for README.md):
 //! 1. a small real pull through the gate versus the same pull with no gate;
@@ -18,7 +19,9 @@
 //!    `authorized_keys` for it (the key last, as the worst case).
 //! 5. the cost of per-file transfer records: a pull of 10,000 small files
 //!    through the gate from a module with `transfer_log = true` versus the
-//!    same pull with it off, median wall time of N runs each, interleaved.
+//!    same pull with it off, and the same pull with no gate, with and
+//!    without rsync's own `--log-file`, median wall time of N runs each,
+//!    interleaved.
 #![allow(
     clippy::print_stdout,
     clippy::expect_used,
@@ -488,6 +491,8 @@ fn machine() -> String {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    // Only figure 5 (a few minutes instead of the whole run).
+    let only_transfer_log = std::env::args().any(|a| a == "transfer-log");
     let pulls = if quick { 5 } else { 20 };
     let runs = if quick { 30 } else { 200 };
     if !Path::new("/usr/bin/rsync").exists() {
@@ -500,6 +505,11 @@ fn main() {
         println!("  {what:<58} {value}");
         table.push((what.to_string(), value));
     };
+    let many_runs = if quick { 5 } else { 31 };
+    if only_transfer_log {
+        transfer_log(&b, many_runs, &mut row);
+        return;
+    }
 
     // 1. A small real pull, with and without the gate.
     let policy = b.policy("policy.toml", "/usr/bin/rsync", 3, None);
@@ -608,53 +618,8 @@ fn main() {
         );
     }
 
-    // 5. Per-file transfer records: 10,000 files pulled with and without.
-    // In memory (tmpfs) where there is one: a disk's noise would swamp the
-    // difference.
-    let shm = Path::new("/dev/shm");
-    let b = if shm.is_dir() {
-        Bench::new_in(Some(shm))
-    } else {
-        b
-    };
-    let many_runs = if quick { 5 } else { 31 };
-    let off = b.gate_shim(&b.many_policy("policy-many-off.toml", false));
-    let on = b.gate_shim(&b.many_policy("policy-many-on.toml", true));
-    b.pull(&off, "h:many/");
-    b.pull(&on, "h:many/");
-    let mut with_log = Vec::new();
-    let mut without_log = Vec::new();
-    for i in 0..many_runs {
-        // Interleaved, and each first in turn.
-        if i % 2 == 0 {
-            with_log.push(b.pull(&on, "h:many/"));
-            without_log.push(b.pull(&off, "h:many/"));
-        } else {
-            without_log.push(b.pull(&off, "h:many/"));
-            with_log.push(b.pull(&on, "h:many/"));
-        }
-    }
-    let (on_t, off_t) = (median(with_log), median(without_log));
-    println!(
-        "pull of 10,000 small files through the gate ({}), median of {many_runs}:",
-        if shm.is_dir() { "tmpfs" } else { "disk" }
-    );
-    println!("  transfer_log = false  {:8.1} ms", ms(off_t));
-    println!("  transfer_log = true   {:8.1} ms", ms(on_t));
-    println!(
-        "  ratio                 {:8.3} ({:+.1}%)",
-        ms(on_t) / ms(off_t),
-        (ms(on_t) / ms(off_t) - 1.0) * 100.0
-    );
-    row(
-        "pull of 10,000 small files, transfer_log off / on",
-        format!(
-            "{:.1} / {:.1} ms ({:.3}x)",
-            ms(off_t),
-            ms(on_t),
-            ms(on_t) / ms(off_t)
-        ),
-    );
+    // 5. Per-file transfer records.
+    transfer_log(&b, many_runs, &mut row);
 
     // 4. sshd's key lookup.
     println!("key lookup:");
@@ -781,4 +746,94 @@ fn print_table(table: &[(String, String)]) {
     for (what, value) in table {
         println!("| {what} | {value} |");
     }
+}
+
+/// Figure 5: a pull of 10,000 small files through the gate with and without
+/// `transfer_log`, and the same pull with no gate, with and without rsync's
+/// own `--log-file` (to a named pipe a reader drains, in the gate's format):
+/// what rsync's logging costs by itself, which the gate cannot avoid. Run
+/// in memory (tmpfs) where there is one: a disk's noise would swamp the
+/// difference.
+fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
+    let shm = Path::new("/dev/shm");
+    let tmp;
+    let b = if shm.is_dir() {
+        tmp = Bench::new_in(Some(shm));
+        &tmp
+    } else {
+        b
+    };
+    let off = b.gate_shim(&b.many_policy("policy-many-off.toml", false));
+    let on = b.gate_shim(&b.many_policy("policy-many-on.toml", true));
+    let plain = b.plain_shim();
+    let logged = b.root.join("bin/logged-shim");
+    write_exec(
+        &logged,
+        &format!(
+            "#!/bin/sh\nshift\nr=$1\nshift\nf={}/run/floor.$$\nmkfifo -m 600 \"$f\"\n\
+             cat \"$f\" >/dev/null &\n\
+             exec \"$r\" \"--log-file=$f\" \"--log-file-format=@log-start@ %o %l %b %f @log-end@\" \"$@\"\n",
+            b.root.display()
+        ),
+    );
+    std::fs::create_dir_all(b.root.join("run")).expect("mkdir run");
+    let abs = format!("h:{}/srv/many/", b.root.display());
+    let variants: [(&Path, &str); 4] = [
+        (&off, "h:many/"),
+        (&on, "h:many/"),
+        (&plain, &abs),
+        (&logged, &abs),
+    ];
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for (shim, src) in variants {
+        b.pull(shim, src); // warm caches
+    }
+    for i in 0..runs {
+        // Interleaved, each first in turn, so drift affects all alike.
+        for k in 0..4 {
+            let (shim, src) = variants[(i + k) % 4];
+            times[(i + k) % 4].push(b.pull(shim, src));
+        }
+        for f in std::fs::read_dir(b.root.join("run"))
+            .expect("read run")
+            .flatten()
+        {
+            if f.file_name().to_string_lossy().starts_with("floor.") {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+    }
+    let [off_t, on_t, plain_t, logged_t] = times.map(median);
+    println!(
+        "pull of 10,000 small files ({}), median of {runs}:",
+        if shm.is_dir() { "tmpfs" } else { "disk" }
+    );
+    println!("  gate, transfer_log = false          {:8.1} ms", ms(off_t));
+    println!("  gate, transfer_log = true           {:8.1} ms", ms(on_t));
+    println!(
+        "  no gate                             {:8.1} ms",
+        ms(plain_t)
+    );
+    println!(
+        "  no gate, rsync --log-file to a pipe {:8.1} ms",
+        ms(logged_t)
+    );
+    row(
+        "pull of 10,000 small files, transfer_log off / on",
+        format!(
+            "{:.1} / {:.1} ms ({:.3}x)",
+            ms(off_t),
+            ms(on_t),
+            ms(on_t) / ms(off_t)
+        ),
+    );
+    row(
+        "same pull, no gate: rsync without / with its --log-file",
+        format!(
+            "{:.1} / {:.1} ms ({:.3}x)",
+            ms(plain_t),
+            ms(logged_t),
+            ms(logged_t) / ms(plain_t)
+        ),
+    );
 }

@@ -1056,7 +1056,7 @@ mod tests {
             tokens: tokens(),
             limit,
             names: Names::Daemon(vec![("up".into(), PathBuf::from("/srv/up"))]),
-            fifo: None,
+            file: None,
         };
         FileLogWriter::new(&plan, log, "s1", "c")
     }

@@ -86,8 +86,8 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
                 read,
                 write,
                 exec: vec![policy.gate.rsync.clone()],
-                // rsync writes its transfer log to the session's pipe.
-                append: file_log.iter().filter_map(|f| f.fifo.clone()).collect(),
+                // rsync writes its transfer log to the session's file.
+                append: file_log.iter().filter_map(|f| f.file.clone()).collect(),
                 devices,
                 specials,
             })
@@ -100,14 +100,14 @@ pub fn plan(i: Inputs<'_>) -> ExecPlan {
         wait: policy.gate.wait_for_slot,
     });
     if let Some(f) = &file_log
-        && let Some(fifo) = &f.fifo
+        && let Some(log) = &f.file
     {
         // rsync's own log options go before the `--`.
         let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
-        args.splice(at..at, filelog::checked_args(fifo, &f.tokens));
+        args.splice(at..at, filelog::checked_args(log, &f.tokens));
         notes.push(format!(
-            "transfer log: one audit record per file, through the named pipe {} (made for the session)",
-            fifo.display()
+            "transfer log: one audit record per file, through the file {} (made for the session, read as it grows)",
+            log.display()
         ));
     }
     ExecPlan {
@@ -167,7 +167,7 @@ fn file_log(
             fds,
             dest,
         }),
-        fifo: Some(filelog::fifo_path(&policy.gate.lock_dir, session)),
+        file: Some(filelog::log_path(&policy.gate.lock_dir, session)),
     }
 }
 

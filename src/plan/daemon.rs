@@ -269,7 +269,7 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
             tokens,
             limit: policy.gate.transfer_log_limit,
             names: Names::Daemon(logged),
-            fifo: None,
+            file: None,
         }
     });
     let sandbox = match (policy.gate.sandbox, i.sandbox) {

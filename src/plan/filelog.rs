@@ -3,13 +3,17 @@
 //! the gate needs to turn the names it logs into paths relative to the
 //! module.
 //!
-//! rsync writes its log to a pipe the gate reads, one line per file in a
+//! rsync writes its log where the gate reads it, one line per file in a
 //! format the gate sets. In daemon mode that is the daemon's log
 //! descriptor (the module's `log file`, the `/proc/self/fd/N` name the
-//! daemon already logs to). In checked mode it is a named pipe the gate
-//! makes for the session in `lock_dir/filelog/` (`--log-file=FIFO`): rsync
-//! 3.5 with `--confine-root` opens its log file by walking the path
-//! itself, and refuses a `/proc/self/fd/N` name that leads to a pipe. The
+//! daemon already logs to), a pipe. In checked mode it is a file the gate
+//! makes for the session in `lock_dir/filelog/` (`--log-file=FILE`) and
+//! reads as it grows: rsync 3.5 with `--confine-root` opens its log file
+//! by walking the path itself (a `/proc/self/fd/N` name is refused), and
+//! a file costs rsync less than a pipe would (a line written to a pipe
+//! wakes the reader, one line per file: on a pull of 10,000 small files,
+//! rsync with its log in a pipe took 10% longer than without it, with its
+//! log in a file 1 to 2%). The
 //! format: numbers first, the name last, between two tokens
 //! (`START %o %l %b [%m] %f END`). The tokens are random per session and
 //! secret (placeholders in the plan; [`crate::exec::prepare`] seals them),
@@ -71,17 +75,20 @@ pub struct FileLogPlan {
     /// Most records the session writes (`[gate] transfer_log_limit`).
     pub limit: u64,
     pub names: Names,
-    /// Checked mode: the named pipe rsync logs to, made for the session
-    /// (and removed after it) by the exec stage. Daemon mode logs to the
-    /// plan's `log_fd`.
-    pub fifo: Option<PathBuf>,
+    /// Checked mode: the file rsync logs to, made for the session (and
+    /// removed after it) by the exec stage. Daemon mode logs to the plan's
+    /// `log_fd`.
+    pub file: Option<PathBuf>,
 }
 
-/// The directory under `lock_dir` holding the sessions' named pipes.
-pub const FIFO_DIR: &str = "filelog";
+/// The directory under `lock_dir` holding the sessions' log files.
+pub const LOG_DIR: &str = "filelog";
 
-/// A checked-mode session's named pipe: `lock_dir/filelog/SESSION.fifo`.
-pub fn fifo_path(lock_dir: &Path, session: &str) -> PathBuf {
+/// The suffix of a session's log file.
+pub const LOG_SUFFIX: &str = ".log";
+
+/// A checked-mode session's log file: `lock_dir/filelog/SESSION.log`.
+pub fn log_path(lock_dir: &Path, session: &str) -> PathBuf {
     let name: String = session
         .chars()
         .map(|c| {
@@ -92,7 +99,7 @@ pub fn fifo_path(lock_dir: &Path, session: &str) -> PathBuf {
             }
         })
         .collect();
-    lock_dir.join(FIFO_DIR).join(format!("{name}.fifo"))
+    lock_dir.join(LOG_DIR).join(format!("{name}{LOG_SUFFIX}"))
 }
 
 /// How the names rsync logs (`%f`) become paths relative to the module.
@@ -177,9 +184,9 @@ pub const FORMAT_OPTION: &str = "--log-file-format=";
 
 /// rsync's arguments that send its log to the gate (checked mode), before
 /// the `--`.
-pub fn checked_args(fifo: &Path, tokens: &Tokens) -> [OsString; 2] {
+pub fn checked_args(log: &Path, tokens: &Tokens) -> [OsString; 2] {
     let mut file = OsString::from("--log-file=");
-    file.push(fifo);
+    file.push(log);
     [
         file,
         format!("{FORMAT_OPTION}{} {FIELDS} %f {}", tokens.start, tokens.end).into(),
@@ -253,10 +260,10 @@ mod tests {
 
     #[test]
     fn formats() {
-        let fifo = fifo_path(Path::new("/run/rsync-gate"), "18ed3-12/x");
-        assert_eq!(fifo, Path::new("/run/rsync-gate/filelog/18ed3-12_x.fifo"));
-        let [file, format] = checked_args(&fifo, &Tokens::placeholders());
-        assert_eq!(file, "--log-file=/run/rsync-gate/filelog/18ed3-12_x.fifo");
+        let log = log_path(Path::new("/run/rsync-gate"), "18ed3-12/x");
+        assert_eq!(log, Path::new("/run/rsync-gate/filelog/18ed3-12_x.log"));
+        let [file, format] = checked_args(&log, &Tokens::placeholders());
+        assert_eq!(file, "--log-file=/run/rsync-gate/filelog/18ed3-12_x.log");
         assert_eq!(
             format,
             "--log-file-format=@log-start@ %o %l %b %f @log-end@"

@@ -284,7 +284,7 @@ mod tests {
                 tokens: filelog::Tokens::placeholders(),
                 limit: 5,
                 names: filelog::Names::Daemon(vec![]),
-                fifo: None,
+                file: None,
             }),
         };
         let (args, env, shown) = (plan.args.clone(), plan.env.clone(), plan.argv_shown());

@@ -99,7 +99,7 @@ pub static SECTIONS: &[Section] = &[
                 default: "`\"/run/rsync-gate\"`",
                 toml_default: Some("\"/run/rsync-gate\""),
                 meaning: "`max_connections` lock files, generated daemon configs, rsync \
-                    capability cache, trigger state, the named pipes of `transfer_log` \
+                    capability cache, trigger state, the log files of `transfer_log` \
                     sessions. Created on demand (0755). Owned \
                     by root or the account and writable by its owner alone (not a \
                     sticky shared directory), every directory above it root's or the \
@@ -347,8 +347,8 @@ pub static SECTIONS: &[Section] = &[
                     module, the operation (`send`, `recv`, `del`), its length and the \
                     bytes transferred for it (rsync's `%o %f %l %b`), tied to the \
                     session ([file records](#file-records)). rsync logs each file to \
-                    the gate as it goes (a named pipe under `lock_dir`, `filelog/`, \
-                    in `host:path` form; the daemon's log descriptor in `host::` \
+                    the gate as it goes (a file under `lock_dir`, `filelog/`, that \
+                    the gate reads as it grows, in `host:path` form; the daemon's log descriptor in `host::` \
                     form); a session whose record channel cannot be set up is \
                     refused (`internal`). Review with `rsync-gate audit --files`.",
             },

@@ -287,7 +287,7 @@ fn check_reports_a_daemon_directory_of_another_account() {
     );
 }
 
-/// The directory of the transfer log's named pipes (`lock_dir/filelog`,
+/// The directory of the transfer log's files (`lock_dir/filelog`,
 /// modules with `transfer_log`): another account's, or root's, and
 /// `host:path` sessions of such a module are refused; check says so, and
 /// its fix makes them work.

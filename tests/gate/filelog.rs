@@ -12,7 +12,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{Recorded, World, gate_bin, real_rsync, set_mode, stderr};
+use crate::common::{
+    Recorded, World, gate_bin, install_exec, real_rsync, set_mode, sh_quote, stderr,
+};
 use crate::daemon::{Account, Daemon, both};
 
 /// `host:` (checked mode) or `host::` (daemon mode).
@@ -601,8 +603,8 @@ fn audit_files_lists_file_records_with_the_filters() {
 }
 
 /// With `transfer_log = false` (the default) nothing changes: rsync gets
-/// no log options and no extra descriptor. With it, the argv names a pipe
-/// and a format with the session's secret tokens, which the audit record
+/// no log options and no extra descriptor. With it, the argv names a file
+/// made for the session and a format with the session's secret tokens, which the audit record
 /// shows as placeholders only.
 #[test]
 fn off_changes_nothing_and_the_tokens_stay_secret() {
@@ -641,20 +643,20 @@ fn off_changes_nothing_and_the_tokens_stay_secret() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let on = Recorded::read(&out).unwrap();
-    // A named pipe in lock_dir, made for the session (rsync 3.5's
-    // --confine-root does not open a /proc/self/fd name of a pipe).
+    // A file in lock_dir, made for the session (rsync 3.5's
+    // --confine-root does not open a /proc/self/fd name).
     let session = w.last_decision()["session"].as_str().unwrap().to_string();
-    let fifo = w.run.join(format!("filelog/{session}.fifo"));
+    let log = w.run.join(format!("filelog/{session}.log"));
     assert!(
-        on.argv.contains(&format!("--log-file={}", fifo.display())),
+        on.argv.contains(&format!("--log-file={}", log.display())),
         "{:?}",
         on.argv
     );
     assert_eq!(on.fds.len(), off.fds.len(), "{:?} vs {:?}", on.fds, off.fds);
     // Removed with the session (no sandbox here), its directory the
     // account's alone.
-    assert!(!fifo.exists());
-    let md = std::fs::metadata(fifo.parent().unwrap()).unwrap();
+    assert!(!log.exists());
+    let md = std::fs::metadata(log.parent().unwrap()).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
         0o700
@@ -704,7 +706,7 @@ fn audit(log: &Path, args: &[&str]) -> String {
 }
 
 /// A session whose record channel cannot start is refused before rsync
-/// runs (here the directory of the named pipes is open to others); one in
+/// runs (here the directory of the log files is open to others); one in
 /// a module without `transfer_log` does not need it.
 #[test]
 fn a_session_that_cannot_start_its_records_is_refused() {
@@ -791,4 +793,130 @@ fn a_path_spelling_the_token_placeholders_is_left_alone() {
             );
         }
     }
+}
+
+/// In `host:path` form rsync logs to a file the gate made for the session
+/// (a regular file, the account's, mode 0600) and the gate reads it as it
+/// grows, in a thread of the lowest priority: a stand-in rsync that logs
+/// 20,000 files finds every record in the audit log before it ends, and
+/// the part already read handed back to the file system (the file keeps
+/// its length, not its blocks). A session
+/// that ended without its file removed (one the sandbox kept from removing
+/// it) has it removed by a later session; a live one's is left alone.
+#[test]
+fn the_log_file_is_read_as_it_grows_and_handed_back() {
+    let mut w = World::new();
+    let out = w.root.join("logged");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = sh_quote(out.as_os_str());
+    let audit = sh_quote(w.audit.as_os_str());
+    // Logs as rsync does (a time, a pid, then the gate's format) under the
+    // descriptor name it was given; waits (30 s at most) for the gate to
+    // have every record in the audit log; notes what it sees.
+    let rsync = w.root.join("bin/logging-rsync");
+    install_exec(
+        &rsync,
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = --help ]; then exec /usr/bin/rsync --help; fi\n\
+             for a; do case $a in --log-file=*) log=${{a#--log-file=}};; --log-file-format=*) fmt=${{a#--log-file-format=}};; esac; last=$a; done\n\
+             start=${{fmt%% *}}; end=${{fmt##* }}; src=${{last#/}}\n\
+             seq 1 20000 | awk -v s=\"$start\" -v e=\"$end\" -v d=\"$src\" \
+               '{{printf \"2026/12/01 10:00:00 [42] %s send 100 100 %sf%05d %s\\n\", s, d, $1, e}}' >> \"$log\"\n\
+             if [ -e {o}/quick ]; then exit 0; fi\n\
+             i=0; while [ \"$(grep -c '\"event\":\"file\"' {audit})\" -lt 20000 ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n\
+             grep -c '\"event\":\"file\"' {audit} > {o}/records\n\
+             for t in /proc/$PPID/task/*; do echo \"$(cat $t/comm) $(cut -d' ' -f19 $t/stat)\"; done > {o}/nice\n\
+             stat -c '%F %u %a %s %b %B' \"$log\" > {o}/stat\n\
+             exit 0\n"
+        ),
+    );
+    w.rsync = rsync;
+    w.sandbox = Some("off");
+    let www = w.module_dir("www");
+    std::fs::write(www.join("a"), "a").unwrap();
+    w.write_policy(
+        "[modules.logged]\npath = \"{srv}/www\"\ntransfer_log = true\n\
+         [clients.c]\nmodules = [\"logged\"]\n",
+    );
+    // A log file left by a session that has ended (no process has its id)
+    // and one of a live session (this test's).
+    let dir = w.run.join("filelog");
+    std::fs::create_dir_all(&dir).unwrap();
+    set_mode(&dir, 0o700);
+    let ended = dir.join("18ed3c0ffee-2147483646.log");
+    let live = dir.join(format!("18ed3c0ffee-{}.log", std::process::id()));
+    std::fs::write(&ended, "old").unwrap();
+    std::fs::write(&live, "live").unwrap();
+    let o = w.serve(
+        "c",
+        Some(b"rsync --server --sender -logDtpre.iLsfxCIvu . logged/"),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stat = std::fs::read_to_string(out.join("stat")).unwrap();
+    let f: Vec<&str> = stat.split_whitespace().collect();
+    assert_eq!(f[..2], ["regular", "file"], "{stat}");
+    assert_eq!(f[2], nix::unistd::geteuid().as_raw().to_string(), "{stat}");
+    assert_eq!(f[3], "600", "{stat}");
+    let size: u64 = f[4].parse().unwrap();
+    let allocated = f[5].parse::<u64>().unwrap() * f[6].parse::<u64>().unwrap();
+    assert!(size > 2_000_000, "{stat}");
+    assert!(allocated < 512 * 1024, "read part not handed back: {stat}");
+    // Every record was in the audit log while rsync still ran.
+    let during: u64 = std::fs::read_to_string(out.join("records"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(during, 20_000);
+    // The gate's thread that reads the file runs at the lowest priority
+    // (the CPU time it takes is not rsync's), the gate itself as before.
+    let nice = std::fs::read_to_string(out.join("nice")).unwrap();
+    let nice: BTreeMap<&str, &str> = nice.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert_eq!(nice.get("rsync-log"), Some(&"19"), "{nice:?}");
+    assert_eq!(nice.get("rsync-gate"), Some(&"0"), "{nice:?}");
+    let records: Vec<Value> = w
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "file")
+        .collect();
+    assert_eq!(records.len(), 20_000);
+    assert_eq!(records[0]["file"]["path"], "f00001", "{}", records[0]);
+    assert_eq!(records[19_999]["file"]["path"], "f20000");
+    let end = w.audit_records().pop().unwrap();
+    assert_eq!(end["event"], "end", "{end}");
+    assert_eq!(end["exit_status"], 0, "{end}");
+    // The session's own file is gone, the ended one's too; the live one's
+    // stays.
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        [live.file_name().unwrap().to_string_lossy()],
+        "{left:?}"
+    );
+    // A child that ends right after logging: the rest is read once it has
+    // ended, before the end record.
+    std::fs::write(out.join("quick"), "").unwrap();
+    let before = w.audit_records().len();
+    let o = w.serve(
+        "c",
+        Some(b"rsync --server --sender -logDtpre.iLsfxCIvu . logged/"),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let session: Vec<Value> = w.audit_records().split_off(before);
+    assert_eq!(session.len(), 20_002, "decision, 20,000 files, end");
+    assert_eq!(session[0]["event"], "decision");
+    assert!(session[1..20_001].iter().all(|r| r["event"] == "file"));
+    assert_eq!(session[20_000]["file"]["path"], "f20000");
+    assert_eq!(session[20_001]["event"], "end");
+    assert_eq!(
+        session[20_001]["file_log"]["records"], 20_000,
+        "{}",
+        session[20_001]
+    );
 }

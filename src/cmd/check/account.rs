@@ -415,7 +415,7 @@ fn lock_dir(ctx: &Ctx<'_>, r: &mut Report) {
     )];
     if ctx.policy.modules.values().any(|m| m.transfer_log) {
         subs.push((
-            dir.join(plan::filelog::FIFO_DIR),
+            dir.join(plan::filelog::LOG_DIR),
             "host:path sessions of modules with transfer_log are refused (\"internal error on the server\")".into(),
             false,
         ));
