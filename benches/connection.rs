@@ -19,9 +19,9 @@
 //!    `authorized_keys` for it (the key last, as the worst case).
 //! 5. the cost of per-file transfer records: a pull of 10,000 small files
 //!    through the gate from a module with `transfer_log = true` versus the
-//!    same pull with it off, and the same pull with no gate, with and
-//!    without rsync's own `--log-file`, median wall time of N runs each,
-//!    interleaved.
+//!    same pull with it off (both request forms), and the same pull with
+//!    no gate, with and without rsync's own `--log-file`, median wall time
+//!    of N runs each, interleaved.
 #![allow(
     clippy::print_stdout,
     clippy::expect_used,
@@ -778,21 +778,24 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
     );
     std::fs::create_dir_all(b.root.join("run")).expect("mkdir run");
     let abs = format!("h:{}/srv/many/", b.root.display());
-    let variants: [(&Path, &str); 4] = [
+    let variants: [(&Path, &str); 6] = [
         (&off, "h:many/"),
         (&on, "h:many/"),
         (&plain, &abs),
         (&logged, &abs),
+        (&off, "h::many/"),
+        (&on, "h::many/"),
     ];
-    let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut times: [Vec<Duration>; 6] = Default::default();
     for (shim, src) in variants {
         b.pull(shim, src); // warm caches
     }
     for i in 0..runs {
         // Interleaved, each first in turn, so drift affects all alike.
-        for k in 0..4 {
-            let (shim, src) = variants[(i + k) % 4];
-            times[(i + k) % 4].push(b.pull(shim, src));
+        for k in 0..variants.len() {
+            let v = (i + k) % variants.len();
+            let (shim, src) = variants[v];
+            times[v].push(b.pull(shim, src));
         }
         for f in std::fs::read_dir(b.root.join("run"))
             .expect("read run")
@@ -803,7 +806,7 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
             }
         }
     }
-    let [off_t, on_t, plain_t, logged_t] = times.map(median);
+    let [off_t, on_t, plain_t, logged_t, d_off_t, d_on_t] = times.map(median);
     println!(
         "pull of 10,000 small files ({}), median of {runs}:",
         if shm.is_dir() { "tmpfs" } else { "disk" }
@@ -818,6 +821,14 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         "  no gate, rsync --log-file to a pipe {:8.1} ms",
         ms(logged_t)
     );
+    println!(
+        "  gate, host::, transfer_log = false  {:8.1} ms",
+        ms(d_off_t)
+    );
+    println!(
+        "  gate, host::, transfer_log = true   {:8.1} ms",
+        ms(d_on_t)
+    );
     row(
         "pull of 10,000 small files, transfer_log off / on",
         format!(
@@ -825,6 +836,15 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
             ms(off_t),
             ms(on_t),
             ms(on_t) / ms(off_t)
+        ),
+    );
+    row(
+        "same pull, host::many/, transfer_log off / on",
+        format!(
+            "{:.1} / {:.1} ms ({:.3}x)",
+            ms(d_off_t),
+            ms(d_on_t),
+            ms(d_on_t) / ms(d_off_t)
         ),
     );
     row(

@@ -93,7 +93,7 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
     // made under lock_dir.)
     let file = plan.file_log.as_ref().and_then(|f| f.file.clone());
     let log = match (plan.log_fd, file) {
-        (_, Some(path)) => Some(LogChannel::File(LogFile::make(&path)?)),
+        (target, Some(path)) => Some(LogChannel::File(LogFile::make(&path, target.is_some())?)),
         (Some(_), None) => {
             let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| PrepareError::Io(format!("cannot make the log pipe: {e}")))?;
@@ -143,11 +143,14 @@ enum LogChannel {
 #[derive(Debug)]
 struct LogFile {
     fd: OwnedFd,
+    /// The child's descriptor for it, opened to append (when the child
+    /// gets one: daemon mode).
+    child: Option<OwnedFd>,
     name: LogName,
 }
 
 impl LogFile {
-    fn make(path: &std::path::Path) -> Result<LogFile, PrepareError> {
+    fn make(path: &std::path::Path, for_child: bool) -> Result<LogFile, PrepareError> {
         let fail = |e: String| PrepareError::Io(format!("cannot start the transfer log: {e}"));
         let dir = path.parent().unwrap_or(std::path::Path::new("/"));
         let us = nix::unistd::geteuid();
@@ -181,7 +184,18 @@ impl LogFile {
         if !kind.contains(nix::sys::stat::SFlag::S_IFREG) || md.st_uid != us.as_raw() {
             return Err(fail(format!("{}: not a file of ours", path.display())));
         }
-        Ok(LogFile { fd, name })
+        // The same file (not the name again), with an offset of its own.
+        let child = for_child
+            .then(|| {
+                nix::fcntl::open(
+                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)).as_str(),
+                    OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CLOEXEC,
+                    FileMode::empty(),
+                )
+            })
+            .transpose()
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        Ok(LogFile { fd, child, name })
     }
 }
 
@@ -343,30 +357,34 @@ pub fn run(ready: Ready, sink: Option<Box<dyn LogSink>>) -> io::Result<Outcome> 
     let held = crate::sys::hold_forwarded_signals()?;
     // The reader; the write end to close once the child has started (a
     // pipe it inherited); a log file's name, removed at the end.
+    let planned_twice = |target: i32| {
+        plan.keep_fds
+            .iter()
+            .any(|fd| std::os::fd::AsRawFd::as_raw_fd(fd) == target)
+    };
     let (reader, inherited, log_name) = match (plan.log_fd, log) {
+        (Some(target), _) if planned_twice(target) => {
+            return Err(io::Error::other(format!(
+                "descriptor {target} is planned twice"
+            )));
+        }
         (Some(target), Some(LogChannel::Pipe { read, write })) => {
-            if plan
-                .keep_fds
-                .iter()
-                .any(|fd| std::os::fd::AsRawFd::as_raw_fd(fd) == target)
-            {
-                return Err(io::Error::other(format!(
-                    "descriptor {target} is planned twice"
-                )));
-            }
             crate::sys::inherit_as(&mut cmd, std::os::fd::AsFd::as_fd(&write), target);
             (Some(LogReader::start(read, sink)?), Some(write), None)
         }
-        (_, Some(LogChannel::File(file))) => {
-            let LogFile { fd, name } = file;
-            (Some(LogReader::follow(fd, sink)?), None, Some(name))
+        (target, Some(LogChannel::File(file))) => {
+            let LogFile { fd, child, name } = file;
+            if let (Some(target), Some(child)) = (target, &child) {
+                crate::sys::inherit_as(&mut cmd, std::os::fd::AsFd::as_fd(child), target);
+            }
+            (Some(LogReader::follow(fd, sink)?), child, Some(name))
         }
         _ => (None, None, None),
     };
     let start = Instant::now();
     let mut child = cmd.spawn()?;
-    // The child has its own copies of the pinned descriptors (and of the
-    // log pipe's write end) now.
+    // The child has its own copies of the pinned descriptors (and of its
+    // log's write end) now.
     drop(plan.keep_fds);
     drop(inherited);
     if let Err(e) = crate::sys::forward_signals_to(child.id()) {

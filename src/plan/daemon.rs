@@ -257,19 +257,21 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
         let tokens = Tokens::placeholders();
         env.push((START_ENV.into(), tokens.start.clone().into()));
         env.push((END_ENV.into(), tokens.end.clone().into()));
+        let file = super::filelog::log_path(&policy.gate.lock_dir, i.session);
         notes.push(format!(
-            "transfer log: one audit record per file in {}, from /proc/self/fd/{DAEMON_LOG_FD}",
+            "transfer log: one audit record per file in {}, from /proc/self/fd/{DAEMON_LOG_FD} (the file {}, made for the session, read as it grows)",
             logged
                 .iter()
                 .map(|(m, _)| m.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            file.display()
         ));
         FileLogPlan {
             tokens,
             limit: policy.gate.transfer_log_limit,
             names: Names::Daemon(logged),
-            file: None,
+            file: Some(file),
         }
     });
     let sandbox = match (policy.gate.sandbox, i.sandbox) {
@@ -307,6 +309,9 @@ pub fn plan(i: Inputs<'_>) -> Result<(ExecPlan, String), String> {
             }
             let mut append = lock_files;
             append.push(policy.gate.audit_log.clone());
+            // The daemon opens its log (the transfer log's file) by the
+            // name of the descriptor it gets.
+            append.extend(file_log.iter().filter_map(|f| f.file.clone()));
             notes.push(format!("sandbox ({mode}) around the daemon and its hooks"));
             SandboxChoice::Apply(SandboxPlan {
                 read,

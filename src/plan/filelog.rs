@@ -3,15 +3,15 @@
 //! the gate needs to turn the names it logs into paths relative to the
 //! module.
 //!
-//! rsync writes its log where the gate reads it, one line per file in a
-//! format the gate sets. In daemon mode that is the daemon's log
-//! descriptor (the module's `log file`, the `/proc/self/fd/N` name the
-//! daemon already logs to), a pipe. In checked mode it is a file the gate
-//! makes for the session in `lock_dir/filelog/` (`--log-file=FILE`) and
-//! reads as it grows: rsync 3.5 with `--confine-root` opens its log file
-//! by walking the path itself (a `/proc/self/fd/N` name is refused), and
-//! a file costs rsync less than a pipe would (a line written to a pipe
-//! wakes the reader, one line per file: on a pull of 10,000 small files,
+//! rsync writes its log to a file the gate makes for the session in
+//! `lock_dir/filelog/` and reads as it grows, one line per file in a
+//! format the gate sets. In checked mode rsync gets its name
+//! (`--log-file=FILE`): rsync 3.5 with `--confine-root` opens its log file
+//! by walking the path itself (a `/proc/self/fd/N` name is refused). In
+//! daemon mode the file is the daemon's log descriptor (the module's `log
+//! file`, the `/proc/self/fd/N` name the daemon already logs to, a pipe
+//! without a transfer log). A file, not a pipe: a line written to a pipe
+//! wakes the reader, one line per file (on a pull of 10,000 small files,
 //! rsync with its log in a pipe took 10% longer than without it, with its
 //! log in a file 1 to 2%). The
 //! format: numbers first, the name last, between two tokens
@@ -75,9 +75,9 @@ pub struct FileLogPlan {
     /// Most records the session writes (`[gate] transfer_log_limit`).
     pub limit: u64,
     pub names: Names,
-    /// Checked mode: the file rsync logs to, made for the session (and
-    /// removed after it) by the exec stage. Daemon mode logs to the plan's
-    /// `log_fd`.
+    /// The file rsync logs to, made for the session (and removed after
+    /// it) by the exec stage: by this name in checked mode, as the plan's
+    /// `log_fd` in daemon mode.
     pub file: Option<PathBuf>,
 }
 
@@ -87,7 +87,7 @@ pub const LOG_DIR: &str = "filelog";
 /// The suffix of a session's log file.
 pub const LOG_SUFFIX: &str = ".log";
 
-/// A checked-mode session's log file: `lock_dir/filelog/SESSION.log`.
+/// A session's log file: `lock_dir/filelog/SESSION.log`.
 pub fn log_path(lock_dir: &Path, session: &str) -> PathBuf {
     let name: String = session
         .chars()

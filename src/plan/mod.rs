@@ -43,12 +43,14 @@ pub struct ExecPlan {
     pub slot: Option<SlotPlan>,
     /// Kernel confinement.
     pub sandbox: SandboxChoice,
-    /// The child gets the write end of a pipe as this descriptor, and the
-    /// gate keeps what arrives on it (rsync daemon's own log: what it
-    /// refused before any hook ran).
+    /// The child gets, as this descriptor, the write end of a pipe (or,
+    /// with a transfer log, its file, opened to append), and the gate
+    /// keeps what arrives (rsync daemon's own log: what it refused before
+    /// any hook ran).
     pub log_fd: Option<i32>,
     /// One audit record per file rsync sends, receives or deletes, read
-    /// from the log pipe (`log_fd`): modules with `transfer_log`.
+    /// from its log (`log_fd`, or the file it names): modules with
+    /// `transfer_log`.
     pub file_log: Option<filelog::FileLogPlan>,
     /// The lower priority to run at (applied to the gate before it starts
     /// the child, which inherits it).

@@ -348,8 +348,8 @@ pub static SECTIONS: &[Section] = &[
                     bytes transferred for it (rsync's `%o %f %l %b`), tied to the \
                     session ([file records](#file-records)). rsync logs each file to \
                     the gate as it goes (a file under `lock_dir`, `filelog/`, that \
-                    the gate reads as it grows, in `host:path` form; the daemon's log descriptor in `host::` \
-                    form); a session whose record channel cannot be set up is \
+                    the gate reads as it grows: by its name in `host:path` form, as \
+                    the daemon's log descriptor in `host::` form); a session whose record channel cannot be set up is \
                     refused (`internal`). Review with `rsync-gate audit --files`.",
             },
             Key {

@@ -690,6 +690,32 @@ fn off_changes_nothing_and_the_tokens_stay_secret() {
     assert!(o.status.success());
     let again = Recorded::read(&out).unwrap();
     assert!(!again.argv.iter().any(|a| a.contains(words[0])));
+    // host:: form: the daemon's log descriptor is the session's file, for
+    // a client with a module with transfer_log; a pipe otherwise.
+    w.write_policy(
+        "[modules.www]\npath = \"{srv}/www\"\n[modules.logged]\npath = \"{srv}/www\"\ntransfer_log = true\n\
+         [clients.c]\nmodules = [\"www\", \"logged\"]\n[clients.p]\nmodules = [\"www\"]\n",
+    );
+    let o = w.serve("c", Some(b"rsync --server --daemon ."), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let daemon = Recorded::read(&out).unwrap();
+    let session = w.last_decision()["session"].as_str().unwrap().to_string();
+    let log = w.run.join(format!("filelog/{session}.log"));
+    assert_eq!(
+        daemon.fds.get(&3),
+        Some(&log.display().to_string()),
+        "{:?}",
+        daemon.fds
+    );
+    assert!(!log.exists());
+    let o = w.serve("p", Some(b"rsync --server --daemon ."), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = Recorded::read(&out).unwrap();
+    assert!(
+        plain.fds.get(&3).is_some_and(|t| t.starts_with("pipe:")),
+        "{:?}",
+        plain.fds
+    );
 }
 
 /// `rsync-gate audit --log LOG ARGS...`: stdout, or the test fails.
