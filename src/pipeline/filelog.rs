@@ -400,6 +400,9 @@ pub struct Mapper {
     /// first file) whether a single file is stored under that path.
     push_to: Option<(String, Vec<Vec<u8>>)>,
     single: Option<bool>,
+    /// Checked mode, a pull: each held descriptor's directory relative to
+    /// the module (None: not inside it), found at its first file.
+    held_rel: Vec<(i32, Option<Vec<u8>>)>,
 }
 
 /// `name`'s components, without empty ones and `.`; None if one is `..`.
@@ -447,6 +450,7 @@ impl Mapper {
             into_last: None,
             push_to: None,
             single: None,
+            held_rel: Vec::new(),
         }
     }
 
@@ -481,7 +485,10 @@ impl Mapper {
     /// The module and the path of a logged file.
     pub fn place(&mut self, f: &Logged) -> Option<(String, String)> {
         match &self.names {
-            Names::Checked(c) => Some((c.module.clone(), checked(c, &mut self.into_last, f))),
+            Names::Checked(c) => Some((
+                c.module.clone(),
+                checked(c, &mut self.into_last, &mut self.held_rel, f),
+            )),
             Names::Daemon(modules) => {
                 let module = f.module.as_deref()?;
                 let (module, root) = modules.iter().find(|(m, _)| m == module)?;
@@ -505,7 +512,12 @@ impl Mapper {
     }
 }
 
-fn checked(c: &CheckedNames, into_last: &mut Option<bool>, f: &Logged) -> String {
+fn checked(
+    c: &CheckedNames,
+    into_last: &mut Option<bool>,
+    held_rel: &mut Vec<(i32, Option<Vec<u8>>)>,
+    f: &Logged,
+) -> String {
     match c.mode {
         decide::Mode::Sender => {
             // rsync logs `proc/self/fd/N/NAME` (the leading `/` taken off):
@@ -513,11 +525,38 @@ fn checked(c: &CheckedNames, into_last: &mut Option<bool>, f: &Logged) -> String
             let mut full = b"/".to_vec();
             full.extend_from_slice(&f.name);
             let placed = split_proc(&full).and_then(|(fd, comps, _)| {
-                let held = c.fds.iter().find(|(n, _)| *n == fd)?;
                 if comps.contains(&&b".."[..]) {
                     return None;
                 }
-                relative(&c.root, &join(&held.1, &comps))
+                // The held directory relative to the module, once per
+                // descriptor (a pull logs thousands of names under one).
+                let known = held_rel.iter().position(|(n, _)| *n == fd);
+                let at = match known {
+                    Some(at) => at,
+                    None => {
+                        let held = c.fds.iter().find(|(n, _)| *n == fd)?;
+                        let rel = held
+                            .1
+                            .strip_prefix(&c.root)
+                            .ok()
+                            .map(|r| r.as_os_str().as_bytes().to_vec());
+                        held_rel.push((fd, rel));
+                        held_rel.len() - 1
+                    }
+                };
+                let prefix = held_rel.get(at)?.1.as_deref()?;
+                let mut rel = prefix.to_vec();
+                for comp in comps {
+                    if !rel.is_empty() {
+                        rel.push(b'/');
+                    }
+                    rel.extend_from_slice(comp);
+                }
+                Some(if rel.is_empty() {
+                    ".".to_string()
+                } else {
+                    audit::escape(&rel)
+                })
             });
             placed.unwrap_or_else(|| basename(&f.name))
         }
@@ -570,6 +609,15 @@ fn daemon(
     relative(root, &join(root, &comps)).unwrap_or_else(|| basename(&f.name))
 }
 
+/// Which side of the transfer a file record's operation is.
+fn file_mode(file: &FileInfo) -> Option<Mode> {
+    match file.op {
+        Some(FileOp::Send) => Some(Mode::Sender),
+        Some(FileOp::Recv | FileOp::Del) => Some(Mode::Receiver),
+        _ => None,
+    }
+}
+
 /// What a session's file records are written with: the parser, the
 /// names, the audit log (a handle of its own) and the session's fields.
 #[derive(Debug)]
@@ -607,40 +655,44 @@ impl FileLogWriter {
     }
 
     fn record(&self, time: &str, module: String, file: FileInfo) -> Record {
-        let mode = match file.op {
-            Some(FileOp::Send) => Some(Mode::Sender),
-            Some(FileOp::Recv | FileOp::Del) => Some(Mode::Receiver),
-            _ => None,
-        };
         Record {
             time: time.to_string(),
             event: Event::File,
             session: self.session.clone(),
             client: self.client.clone(),
-            mode,
+            mode: file_mode(&file),
             modules: vec![module],
             file: Some(file),
             ..Default::default()
         }
     }
 
-    /// Write the records of a chunk: whole lines, a single write per at
-    /// most [`audit::BATCH_BYTES`].
-    fn write(&mut self, records: &[Record]) {
+    /// Write the records of a chunk (read at `time`): whole lines, a
+    /// single write per at most [`audit::BATCH_BYTES`].
+    fn write(&mut self, time: &str, files: &[(String, FileInfo)]) {
         let mut start = 0;
         let mut bytes = 0;
-        for (i, r) in records.iter().enumerate() {
+        for (i, (_, f)) in files.iter().enumerate() {
             // A path is at most a few KiB: an estimate is enough.
-            bytes += 256
-                + r.file
-                    .as_ref()
-                    .and_then(|f| f.path.as_ref())
-                    .map_or(0, String::len);
-            let last = i + 1 == records.len();
+            bytes += 256 + f.path.as_ref().map_or(0, String::len);
+            let last = i + 1 == files.len();
             if bytes >= audit::BATCH_BYTES || last {
-                let batch = records.get(start..=i).unwrap_or_default();
+                let batch: Vec<audit::FileRecord<'_>> = files
+                    .get(start..=i)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(module, file)| audit::FileRecord {
+                        time,
+                        event: Event::File,
+                        session: &self.session,
+                        client: &self.client,
+                        mode: file_mode(file),
+                        modules: [module],
+                        file,
+                    })
+                    .collect();
                 let n = batch.len() as u64;
-                match self.log.write_batch(batch) {
+                match self.log.write_files(&batch) {
                     Ok(()) => self.status.records += n,
                     Err(e) => {
                         self.status.unwritten += n;
@@ -662,7 +714,7 @@ impl FileLogWriter {
         }
         // When the gate read the chunk these lines came in.
         let time = audit::rfc3339(SystemTime::now());
-        let mut records = Vec::new();
+        let mut files: Vec<(String, FileInfo)> = Vec::new();
         for item in items {
             let f = match item {
                 Parsed::File(f) => f,
@@ -682,7 +734,7 @@ impl FileLogWriter {
             if self.last_module.as_deref() != Some(module.as_str()) {
                 self.last_module = Some(module.clone());
             }
-            let taken = self.status.records + self.status.unwritten + records.len() as u64;
+            let taken = self.status.records + self.status.unwritten + files.len() as u64;
             if taken >= self.limit {
                 let t = self.omitted.entry(f.op).or_default();
                 t.files += 1;
@@ -690,8 +742,7 @@ impl FileLogWriter {
                 self.status.omitted += 1;
                 continue;
             }
-            let r = self.record(
-                &time,
+            files.push((
                 module,
                 FileInfo {
                     op: Some(f.op),
@@ -701,10 +752,9 @@ impl FileLogWriter {
                     cut: f.cut,
                     omitted: BTreeMap::new(),
                 },
-            );
-            records.push(r);
+            ));
         }
-        self.write(&records);
+        self.write(&time, &files);
     }
 
     /// Take a chunk of rsync's log.

@@ -349,6 +349,84 @@ mod tests {
         );
     }
 
+    /// The whole plan: a connection slot exactly for a module with
+    /// `max_connections`, and the transfer log's options right before the
+    /// `--` (after it rsync would take them for paths), naming the
+    /// session's file under `lock_dir`.
+    #[test]
+    fn slots_and_log_options_in_the_plan() {
+        let p = policy::load_text(
+            Path::new("/p.toml"),
+            "[gate]\nlock_dir = \"/run/g\"\n\
+             [modules.t]\npath = \"/srv/t\"\nmax_connections = 2\ntransfer_log = true\n\
+             [modules.u]\npath = \"/srv/u\"\n[clients.c]\nmodules = [\"t\", \"u\"]\n",
+        )
+        .unwrap();
+        let ctx = Context {
+            policy: &p,
+            client: "c",
+            conn: None,
+            server: Server {
+                caps: RsyncCaps {
+                    confine_root: true,
+                    drop_d: true,
+                },
+                sandbox: true,
+            },
+        };
+        let account = Account {
+            uid: 0,
+            name: "root".into(),
+            home: None,
+        };
+        let plan_for = |module: &str| {
+            let req = parse_command(format!("rsync --server --sender -r . {module}/").as_bytes());
+            let Decision::Checked(g) = decide::decide(&ctx, req.as_ref()) else {
+                panic!("{module}")
+            };
+            plan(Inputs {
+                policy: &p,
+                module: &p.modules[module],
+                grant: &g,
+                confined: Confined {
+                    root: format!("/srv/{module}").into(),
+                    args: vec!["/proc/self/fd/3/".into()],
+                    ..Default::default()
+                },
+                account: &account,
+                conn: None,
+                sandbox: false,
+                session: "18ed3-7",
+            })
+        };
+        let t = plan_for("t");
+        let slot = t.slot.as_ref().expect("a slot for max_connections = 2");
+        assert_eq!(
+            (slot.module.as_str(), slot.lock.as_path(), slot.max),
+            ("t", Path::new("/run/g/t.lock"), 2)
+        );
+        let args: Vec<String> = t
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let dd = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(args[dd - 2], "--log-file=/run/g/filelog/18ed3-7.log");
+        assert_eq!(
+            args[dd - 1],
+            "--log-file-format=@log-start@ %o %l %b %f @log-end@"
+        );
+        assert_eq!(args[dd + 1..], [".", "/proc/self/fd/3/"]);
+        let u = plan_for("u");
+        assert!(u.slot.is_none());
+        assert!(u.file_log.is_none());
+        assert!(
+            !u.args
+                .iter()
+                .any(|a| a.to_string_lossy().contains("--log-file"))
+        );
+    }
+
     #[test]
     fn module_timeout_and_setuid() {
         let text = "[modules.t]\npath = \"/srv/t\"\nread_only = false\nmax_connections = 1\n\

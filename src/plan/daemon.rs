@@ -471,6 +471,69 @@ modules = ["www", "backup", "drop"]
         assert!(!slow.contains("timeout =") && !slow.contains("incoming chmod"));
     }
 
+    /// `uid` or `gid` alone needs a root account as much as both.
+    #[test]
+    fn uid_or_gid_alone_needs_root() {
+        for key in ["uid = \"www-data\"", "gid = \"www-data\""] {
+            let p = policy::load_text(
+                Path::new("/p.toml"),
+                &format!("[modules.m]\npath = \"/srv/m\"\n{key}\n[clients.c]\nmodules = [\"m\"]\n"),
+            )
+            .unwrap();
+            let acct = account(1000);
+            let ctx = ConfigContext {
+                gate: Path::new("/usr/local/bin/rsync-gate"),
+                policy_path: Path::new("/p.toml"),
+                client: "c",
+                account: &acct,
+                account_gid: 1000,
+            };
+            let mods: Vec<(&Module, PathBuf)> =
+                p.modules.values().map(|m| (m, m.path.clone())).collect();
+            assert_eq!(
+                config_text(&ctx, Path::new("/run/rsync-gate"), &mods).unwrap_err(),
+                "module 'm' sets uid/gid, which needs the SSH account to be root",
+                "{key}"
+            );
+        }
+    }
+
+    /// The plan writes a lock file for exactly the modules with
+    /// `max_connections` (the config names them), and a module without one
+    /// gets no `max connections` line (not even 0).
+    #[test]
+    fn lock_files_for_exactly_the_limited_modules() {
+        let p = policy();
+        let acct = account(1000);
+        let mods: Vec<(&Module, PathBuf)> =
+            p.modules.values().map(|m| (m, m.path.clone())).collect();
+        let (plan, text) = plan(Inputs {
+            policy: &p,
+            config: ConfigContext {
+                gate: Path::new("/usr/local/bin/rsync-gate"),
+                policy_path: Path::new("/etc/rsync-gate/policy.toml"),
+                client: "c",
+                account: &acct,
+                account_gid: 1000,
+            },
+            modules: &mods,
+            conn: None,
+            session: "18ed3-7",
+            sandbox: false,
+            priority: Default::default(),
+        })
+        .unwrap();
+        let locks: Vec<&Path> = plan
+            .files
+            .iter()
+            .filter(|f| matches!(f.content, FileContent::LockFile))
+            .map(|f| f.path.as_path())
+            .collect();
+        assert_eq!(locks, [Path::new("/run/rsync-gate/backup.lock")]);
+        assert_eq!(text.matches("max connections").count(), 1, "{text}");
+        assert_eq!(text.matches("lock file").count(), 1, "{text}");
+    }
+
     #[test]
     fn root_chroots_and_keeps_the_account() {
         let p = policy();

@@ -311,6 +311,25 @@ mod tests {
         assert!(plan.file_log.as_ref().unwrap().tokens.sealed());
     }
 
+    /// What `explain` and the audit record say of the nodes a writable
+    /// tree may get.
+    #[test]
+    fn sandbox_notes_say_which_nodes_may_be_created() {
+        assert_eq!(
+            nodes_note(true, true),
+            ", device nodes, FIFOs and sockets may be created"
+        );
+        assert_eq!(
+            nodes_note(true, false),
+            ", device nodes, FIFOs and sockets may be created"
+        );
+        assert_eq!(
+            nodes_note(false, true),
+            ", FIFOs and sockets may be created, device nodes may not"
+        );
+        assert_eq!(nodes_note(false, false), "");
+    }
+
     #[test]
     fn environment_is_built_from_nothing() {
         let acct = Account {
