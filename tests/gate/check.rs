@@ -289,8 +289,8 @@ fn check_reports_a_daemon_directory_of_another_account() {
 
 /// The directory of the transfer log's files (`lock_dir/filelog`,
 /// modules with `transfer_log`): another account's, or root's, and
-/// `host:path` sessions of such a module are refused; check says so, and
-/// its fix makes them work.
+/// sessions of such a module are refused in both forms; check says so,
+/// and its fix makes them work.
 #[test]
 fn check_reports_a_filelog_directory_the_account_cannot_use() {
     if !nonroot::prerequisites() {
@@ -324,6 +324,12 @@ fn check_reports_a_filelog_directory_the_account_cannot_use() {
             &format!("h: pull, filelog/ of uid {uid}"),
             "internal error on the server",
         );
+        let out = s.rsync(&["-a", "h::www/", &s.dst("x")]);
+        sshd::assert_denied(
+            &out,
+            &format!("h:: pull, filelog/ of uid {uid}"),
+            "internal error on the server",
+        );
         let report = assert_check_error(
             &s,
             &says,
@@ -336,6 +342,10 @@ fn check_reports_a_filelog_directory_the_account_cannot_use() {
     assert_ok(
         &s.rsync(&["-a", "h:www/", &s.dst("y")]),
         "h: pull after the fix",
+    );
+    assert_ok(
+        &s.rsync(&["-a", "h::www/", &s.dst("z")]),
+        "h:: pull after the fix",
     );
 }
 

@@ -416,7 +416,8 @@ fn lock_dir(ctx: &Ctx<'_>, r: &mut Report) {
     if ctx.policy.modules.values().any(|m| m.transfer_log) {
         subs.push((
             dir.join(plan::filelog::LOG_DIR),
-            "host:path sessions of modules with transfer_log are refused (\"internal error on the server\")".into(),
+            "sessions of modules with transfer_log are refused (\"internal error on the server\")"
+                .into(),
             false,
         ));
     }
