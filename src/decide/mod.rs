@@ -612,11 +612,9 @@ fn option_step(o: &Opt, knob: Option<Knob>, allowed: bool, why: Option<String>) 
 /// The module key an option's rule consults (and, where it allows the
 /// option, the value that does).
 fn rule_knob(m: &Module, o: &Opt) -> Option<Knob> {
+    // (`delete = true` needs `overwrite = true`: the policy refuses the
+    // other way round, so `delete` alone decides a delete.)
     match o.spec.rule {
-        Rule::Delete if !m.delete => Some(Knob::new(m, "delete", m.delete)),
-        Rule::Delete | Rule::Replaces if !m.overwrite => {
-            Some(Knob::new(m, "overwrite", m.overwrite))
-        }
         Rule::Delete => Some(Knob::new(m, "delete", m.delete)),
         Rule::Replaces => Some(Knob::new(m, "overwrite", m.overwrite)),
         Rule::FollowLinks => Some(Knob::new(m, "follow_links", m.follow_links)),
@@ -1360,6 +1358,9 @@ mod tests {
             |ws: &[&str]| -> Vec<Vec<u8>> { ws.iter().map(|w| w.as_bytes().to_vec()).collect() };
         let many = vec!["sync:all"; 17].join(" ");
         let long = format!("sync:archive:{}", "a".repeat(250));
+        // The bounds themselves are allowed: 16 words, a word of 256 bytes.
+        let most = vec!["sync:all"; 16].join(" ");
+        let longest = format!("sync:archive:{}", "a".repeat(256 - 13));
         type Row<'a> = (&'a str, Result<Vec<Vec<u8>>, &'a str>);
         let table: &[Row<'_>] = &[
             (
@@ -1386,6 +1387,8 @@ mod tests {
             ("sync:all $(id)", Err("unparsable_command")),
             (many.as_str(), Err("trigger_too_large")),
             (long.as_str(), Err("trigger_too_large")),
+            (most.as_str(), Ok(words(&["sync:all"; 16]))),
+            (longest.as_str(), Ok(words(&[longest.as_str()]))),
         ];
         for (cmd, want) in table {
             match (up(cmd), want) {
@@ -1994,6 +1997,13 @@ mod tests {
         );
         assert_eq!(
             deny("c", &format!("{PULLR} . www/./a b")).code(),
+            "split_path"
+        );
+        // Without -R a `/./` is only a `.`, also when telling a split path:
+        // the first word is in module www, whichever of its parts is the
+        // module's root.
+        assert_eq!(
+            deny("c", &format!("{PULL} . /srv/./www/a b")).code(),
             "split_path"
         );
         // Escaped (rsync 3.2.4 and later), it is one path.

@@ -526,6 +526,25 @@ mod tests {
         sandbox: true,
     };
 
+    /// A write-only module's refusal that depends on `overwrite` says so.
+    #[test]
+    fn refusals_name_the_knob_that_refused() {
+        let p = policy::load_text(
+            Path::new("/p.toml"),
+            "[modules.handin]\npath = \"/srv/handin\"\nread_only = false\nwrite_only = true\n\
+             [clients.c]\nmodules = [\"handin\"]\n",
+        )
+        .unwrap();
+        let lines = traced(&p, "c", None, CAPS, "rsync --server -rc . handin/");
+        assert!(
+            lines.contains(
+                &"option --checksum (-c) (row checksum, rule allow): refused by write_only = true ([modules.handin] at /p.toml:1:1): with overwrite = true, skipping files whose content matches would confirm guesses of their content"
+                    .to_string()
+            ),
+            "{lines:#?}"
+        );
+    }
+
     /// Each rule that applied, in order, with its policy location.
     #[test]
     fn trace_table() {
