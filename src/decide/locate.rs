@@ -241,3 +241,65 @@ pub fn module_named(policy: &Policy, word: &Word) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy;
+    use std::path::Path;
+
+    fn word(s: &str) -> Word {
+        Word::plain(s.as_bytes().to_vec())
+    }
+
+    /// `/` alone is the root, not a directory with a trailing slash; `a/`
+    /// and `a/.` are.
+    #[test]
+    fn a_lone_slash_has_no_trailing_slash() {
+        let p = parse_path(&word("/"), false);
+        assert!(p.absolute && p.comps.is_empty());
+        assert_eq!(p.trailing, Trailing::None);
+        assert_eq!(parse_path(&word("a/"), false).trailing, Trailing::Slash);
+        assert_eq!(parse_path(&word("a/."), false).trailing, Trailing::SlashDot);
+    }
+
+    /// What learn mode records of a path: the module named first, or the
+    /// one whose root is the longest prefix of an absolute path; nothing
+    /// for a path in no module, `..`, a name no module could have, `~`.
+    #[test]
+    fn learn_names_the_module_a_word_is_in() {
+        let p = policy::load_text(
+            Path::new("/p.toml"),
+            include_str!("../../tests/data/lexical-policy.toml"),
+        )
+        .unwrap();
+        let named = |s: &str| module_named(&p, &word(s));
+        assert_eq!(named("www/a"), Some("www".into()));
+        assert_eq!(named("anything/a"), Some("anything".into()));
+        assert_eq!(named("/srv/www/sub/x"), Some("nested".into()));
+        assert_eq!(named("/srv/www/x"), Some("www".into()));
+        assert_eq!(named("/srv/www"), Some("www".into()));
+        // Only module root (`/`) is a prefix of `/srv`.
+        assert_eq!(named("/srv"), Some("root".into()));
+        assert_eq!(named("../www"), None);
+        assert_eq!(named("bad name!/x"), None);
+        let mut tilde = word("~/x");
+        tilde.tilde = true;
+        assert_eq!(module_named(&p, &tilde), None);
+    }
+
+    /// Two of a client's modules with the same root: an absolute path goes
+    /// to the first the client lists (a tie never moves it to a later one).
+    #[test]
+    fn a_tie_between_roots_goes_to_the_first_module() {
+        let p = policy::load_text(
+            Path::new("/p.toml"),
+            "[modules.ro]\npath = \"/srv/x\"\n[modules.rw]\npath = \"/srv/x\"\nread_only = false\n\
+             [clients.c]\nmodules = [\"ro\", \"rw\"]\n",
+        )
+        .unwrap();
+        let client = p.clients.get("c").unwrap();
+        let (m, _) = locate_rel(&p, client, &word("/srv/x/a"), false, true, false).unwrap();
+        assert_eq!(m.name, "ro");
+    }
+}
