@@ -1116,7 +1116,10 @@ fn in_band_rules<T: Tracer>(
         }
     }
     let nodes = args.creates_devices() || (!m.specials && args.creates_specials());
-    if mode == Mode::Receiver && !m.devices && nodes {
+    // A push that may create nodes the module does not take: only the
+    // sandbox keeps them out (a daemon takes no --drop-D).
+    let nodes_to_keep_out = mode == Mode::Receiver && !m.devices && nodes;
+    if nodes_to_keep_out {
         let held = ctx.server.sandbox;
         t.step(|| Step::Rule {
             rule:
@@ -1130,7 +1133,7 @@ fn in_band_rules<T: Tracer>(
             allowed: held,
         });
     }
-    if mode == Mode::Receiver && !m.devices && nodes && !ctx.server.sandbox {
+    if nodes_to_keep_out && !ctx.server.sandbox {
         return Err(DenyReason::NodesUnconfined {
             why: "a daemon cannot be given --drop-D and no kernel sandbox is active (use host:path, or set devices = true)",
         });
@@ -1875,6 +1878,21 @@ mod tests {
                 (want, d) => panic!("{caps:?} sandbox={sandbox}: want {want:?}, got {d:?}"),
             }
         }
+        // --devices or --specials alone asks as much as -D.
+        for one in ["--devices", "--specials"] {
+            let d = with(
+                Server {
+                    caps: old,
+                    sandbox: false,
+                },
+                "c",
+                &format!("rsync --server -rlt {one} . backup/"),
+            );
+            assert!(
+                matches!(&d, Decision::Deny(r) if r.code() == "nodes_unconfined"),
+                "{one}: {d:?}"
+            );
+        }
         // Without -D there is nothing to hold.
         let d = with(
             Server {
@@ -2220,6 +2238,8 @@ mod tests {
                 "nodes_unconfined",
             ),
             ("backup", cat(&push, &[".", "x/"]), true, "allow"),
+            // A module that takes device nodes needs no sandbox for them.
+            ("links", cat(&push, &[".", "x/"]), false, "allow"),
             (
                 "backup",
                 cat(&["--server", "-rlt"], &[".", "x/"]),
