@@ -290,6 +290,23 @@ mod tests {
             }),
         };
         let (args, env, shown) = (plan.args.clone(), plan.env.clone(), plan.argv_shown());
+        // arg0 and every argument, in order, escaped.
+        assert_eq!(shown.len(), 7);
+        assert_eq!(
+            shown[..5],
+            [
+                "rsync",
+                "--server",
+                "--log-file-format=@log-start@ %o %l %b %f @log-end@",
+                "--",
+                "."
+            ]
+        );
+        assert!(
+            shown[5].starts_with("/proc/self/fd/3/@log-start@") && !shown[5].contains('\u{ff}'),
+            "{}",
+            shown[5]
+        );
         let (s, e) = ("a".repeat(32), "b".repeat(32));
         plan.seal_file_log(filelog::Tokens {
             start: s.clone(),
