@@ -532,6 +532,48 @@ modules = ["www", "backup", "drop"]
         assert_eq!(locks, [Path::new("/run/rsync-gate/backup.lock")]);
         assert_eq!(text.matches("max connections").count(), 1, "{text}");
         assert_eq!(text.matches("lock file").count(), 1, "{text}");
+        // The config is written to the client's file and named to rsync.
+        assert_eq!(
+            plan.files[0].path,
+            Path::new("/run/rsync-gate/daemon/c.conf")
+        );
+        assert!(
+            plan.args
+                .contains(&"--config=/run/rsync-gate/daemon/c.conf".into())
+        );
+        // No module with transfer_log: no file records, no log file.
+        assert!(plan.file_log.is_none());
+        assert!(!text.contains("transfer logging"));
+        // One with it: the session's log file.
+        let mut logged = p.clone();
+        for m in logged.modules.values_mut() {
+            m.transfer_log = m.name == "www";
+        }
+        let mods: Vec<(&Module, PathBuf)> = logged
+            .modules
+            .values()
+            .map(|m| (m, m.path.clone()))
+            .collect();
+        let (plan, _) = super::plan(Inputs {
+            policy: &logged,
+            config: ConfigContext {
+                gate: Path::new("/usr/local/bin/rsync-gate"),
+                policy_path: Path::new("/etc/rsync-gate/policy.toml"),
+                client: "c",
+                account: &acct,
+                account_gid: 1000,
+            },
+            modules: &mods,
+            conn: None,
+            session: "18ed3-7",
+            sandbox: false,
+            priority: Default::default(),
+        })
+        .unwrap();
+        assert_eq!(
+            plan.file_log.and_then(|f| f.file),
+            Some(PathBuf::from("/run/rsync-gate/filelog/18ed3-7.log"))
+        );
     }
 
     #[test]
