@@ -248,6 +248,14 @@ mod tests {
                 last: Some(b"name".to_vec())
             })
         );
+        // A trailing slash: the last name is a directory the files go in.
+        assert_eq!(
+            dest(b"/proc/self/fd/7/a/", &fds),
+            Some(Dest {
+                dir: "/srv/up/new/a".into(),
+                last: None
+            })
+        );
         assert_eq!(
             dest(b"/proc/self/fd/7/a/name", &fds),
             Some(Dest {

@@ -135,6 +135,10 @@ mod tests {
         assert_eq!(p.program, PathBuf::from("/usr/bin/ftpsync"));
         assert_eq!(p.args, ["-T", "push", "sync:all"]);
         assert_eq!(p.state_dir, PathBuf::from("/run/rsync-gate/triggers/t"));
+        assert_eq!(
+            p.argv_shown(),
+            ["/usr/bin/ftpsync", "-T", "push", "sync:all"]
+        );
         let t = trigger("[triggers.t]\ncommand = [\"/usr/bin/ftpsync\"]");
         let p = plan(&t, &g(false), &account(), Path::new("/run"));
         assert!(p.args.is_empty());
