@@ -2300,6 +2300,46 @@ mod tests {
         }
     }
 
+    /// In a `host::` request an absolute option value is rooted in the
+    /// module (leading slashes off) and a relative one stays relative;
+    /// `--files-from` names are in the module either way, `-` is stdin.
+    #[test]
+    fn in_band_path_values() {
+        let value = |module: &str, opt: &str| {
+            let d = in_band(module, &["--server", "-rlt", opt, ".", "cur/"], true);
+            let Decision::InBand(g) = d else {
+                panic!("{opt}: {d:?}")
+            };
+            g.path_opts[0].value.clone()
+        };
+        let PathValue::InModule(t) = value("backup", "--link-dest=//prev/a") else {
+            panic!("absolute --link-dest")
+        };
+        assert_eq!(
+            t.comps,
+            [Comp::Name(b"prev".to_vec()), Comp::Name(b"a".to_vec())]
+        );
+        assert!(matches!(
+            value("backup", "--link-dest=prev"),
+            PathValue::DestRelative { spelled, .. } if spelled == b"prev"
+        ));
+        let pull = |opt: &str| {
+            let d = in_band("www", &["--server", "--sender", "-r", opt, ".", ""], true);
+            let Decision::InBand(g) = d else {
+                panic!("{opt}: {d:?}")
+            };
+            g.path_opts[0].value.clone()
+        };
+        assert_eq!(pull("--files-from=-"), PathValue::Stdin);
+        let PathValue::InModule(t) = pull("--files-from=lists/a") else {
+            panic!("relative --files-from")
+        };
+        assert_eq!(
+            t.comps,
+            [Comp::Name(b"lists".to_vec()), Comp::Name(b"a".to_vec())]
+        );
+    }
+
     #[test]
     fn module_paths_map_lexically() {
         let g = grant("c", &format!("{PULL} . www"));
@@ -2423,5 +2463,16 @@ mod tests {
             "rsync --server --sender -blogDtpre.iLsfxCIvu --backup-dir x . www/",
         );
         assert_eq!(g.path_opts[0].value, PathValue::Dropped);
+        // An absolute --partial-dir is a path like any other: outside the
+        // client's modules it is refused, not taken as a per-directory name.
+        let d = deny("c", &format!("{PUSH} --partial-dir /etc . backup/cur/"));
+        assert_eq!(d.code(), "outside_modules", "{d}");
+        // On a push it is kept, as a path relative to the destination.
+        let g = grant("c", &format!("{PUSH} --backup-dir old . backup/cur/"));
+        assert!(
+            matches!(&g.path_opts[0].value, PathValue::DestRelative { spelled, .. } if spelled == b"old"),
+            "{:?}",
+            g.path_opts[0].value
+        );
     }
 }

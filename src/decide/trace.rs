@@ -526,6 +526,34 @@ mod tests {
         sandbox: true,
     };
 
+    /// The module's timeout is kept with its own reason when the client
+    /// asks for the same; a shorter one is the client's.
+    #[test]
+    fn the_timeout_says_whose_it_is() {
+        let p = policy();
+        for (asked, whose) in [
+            ("30", "rsync ends a session without I/O for this long"),
+            (
+                "29",
+                "the client's own --timeout, shorter than the module's",
+            ),
+        ] {
+            let lines = traced(
+                &p,
+                "c",
+                None,
+                CAPS,
+                &format!("rsync --server -r --timeout={asked} . links/"),
+            );
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(&format!("--timeout={asked}")) && l.contains(whose)),
+                "{asked}: {lines:#?}"
+            );
+        }
+    }
+
     /// A write-only module's refusal that depends on `overwrite` says so.
     #[test]
     fn refusals_name_the_knob_that_refused() {
