@@ -129,7 +129,8 @@ pub fn prepare(mut plan: ExecPlan) -> Result<Ready, PrepareError> {
 enum LogChannel {
     /// A pipe whose write end the child gets as the plan's `log_fd`.
     Pipe { read: OwnedFd, write: OwnedFd },
-    /// A file the child opens by name and the gate reads as it grows.
+    /// A file the gate reads as it grows; the child opens it by name, or
+    /// gets it opened to append as the plan's `log_fd` (daemon mode).
     File(LogFile),
 }
 
@@ -469,7 +470,7 @@ const FREE_STEP: u64 = 256 * 1024;
 /// A log file being read: by a thread of the lowest priority while the
 /// child runs (the records cost rsync no CPU time it could use: on two
 /// CPUs, a pull of 10,000 small files took 6% longer with the follower at
-/// the gate's priority, 1% with it at the lowest), then by the thread
+/// the gate's priority, 3% with it at the lowest), then by the thread
 /// that waited for the child, at the gate's priority, to its end. Each
 /// chunk is read and handed on under the lock, so the two never reorder
 /// the text; the waiting thread waits for at most the follower's current

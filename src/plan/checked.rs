@@ -256,10 +256,11 @@ mod tests {
         )
     }
 
-    fn args_in(policy_text: &str, cmd: &str) -> Vec<String> {
-        let p = policy::load_text(Path::new("/p.toml"), policy_text).unwrap();
+    /// Client "c"'s checked grant for `cmd`, on a server with every
+    /// capability.
+    fn granted(p: &Policy, cmd: &str) -> Grant {
         let ctx = Context {
-            policy: &p,
+            policy: p,
             client: "c",
             conn: None,
             server: Server {
@@ -274,6 +275,12 @@ mod tests {
         let Decision::Checked(g) = decide::decide(&ctx, req.as_ref()) else {
             panic!("{cmd}")
         };
+        g
+    }
+
+    fn args_in(policy_text: &str, cmd: &str) -> Vec<String> {
+        let p = policy::load_text(Path::new("/p.toml"), policy_text).unwrap();
+        let g = granted(&p, cmd);
         let confined = Confined {
             root: "/srv/w".into(),
             args: vec!["/proc/self/fd/3/".into()],
@@ -362,28 +369,13 @@ mod tests {
              [modules.u]\npath = \"/srv/u\"\n[clients.c]\nmodules = [\"t\", \"u\"]\n",
         )
         .unwrap();
-        let ctx = Context {
-            policy: &p,
-            client: "c",
-            conn: None,
-            server: Server {
-                caps: RsyncCaps {
-                    confine_root: true,
-                    drop_d: true,
-                },
-                sandbox: true,
-            },
-        };
         let account = Account {
             uid: 0,
             name: "root".into(),
             home: None,
         };
         let plan_for = |module: &str| {
-            let req = parse_command(format!("rsync --server --sender -r . {module}/").as_bytes());
-            let Decision::Checked(g) = decide::decide(&ctx, req.as_ref()) else {
-                panic!("{module}")
-            };
+            let g = granted(&p, &format!("rsync --server --sender -r . {module}/"));
             plan(Inputs {
                 policy: &p,
                 module: &p.modules[module],

@@ -498,23 +498,19 @@ modules = ["www", "backup", "drop"]
         }
     }
 
-    /// The plan writes a lock file for exactly the modules with
-    /// `max_connections` (the config names them), and a module without one
-    /// gets no `max connections` line (not even 0).
-    #[test]
-    fn lock_files_for_exactly_the_limited_modules() {
-        let p = policy();
-        let acct = account(1000);
+    /// Client "c"'s daemon plan for all of `p`'s modules, session
+    /// 18ed3-7, without the sandbox.
+    fn plan_of(p: &Policy, acct: &Account) -> (ExecPlan, String) {
         let mods: Vec<(&Module, PathBuf)> =
             p.modules.values().map(|m| (m, m.path.clone())).collect();
-        let (plan, text) = plan(Inputs {
-            policy: &p,
+        plan(Inputs {
+            policy: p,
             config: ConfigContext {
                 gate: Path::new("/usr/local/bin/rsync-gate"),
                 policy_path: Path::new("/etc/rsync-gate/policy.toml"),
                 client: "c",
-                account: &acct,
-                account_gid: 1000,
+                account: acct,
+                account_gid: acct.uid,
             },
             modules: &mods,
             conn: None,
@@ -522,7 +518,17 @@ modules = ["www", "backup", "drop"]
             sandbox: false,
             priority: Default::default(),
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The plan writes a lock file for exactly the modules with
+    /// `max_connections` (the config names them), and a module without one
+    /// gets no `max connections` line (not even 0).
+    #[test]
+    fn lock_files_for_exactly_the_limited_modules() {
+        let p = policy();
+        let acct = account(1000);
+        let (plan, text) = plan_of(&p, &acct);
         let locks: Vec<&Path> = plan
             .files
             .iter()
@@ -549,27 +555,7 @@ modules = ["www", "backup", "drop"]
         for m in logged.modules.values_mut() {
             m.transfer_log = m.name == "www";
         }
-        let mods: Vec<(&Module, PathBuf)> = logged
-            .modules
-            .values()
-            .map(|m| (m, m.path.clone()))
-            .collect();
-        let (plan, _) = super::plan(Inputs {
-            policy: &logged,
-            config: ConfigContext {
-                gate: Path::new("/usr/local/bin/rsync-gate"),
-                policy_path: Path::new("/etc/rsync-gate/policy.toml"),
-                client: "c",
-                account: &acct,
-                account_gid: 1000,
-            },
-            modules: &mods,
-            conn: None,
-            session: "18ed3-7",
-            sandbox: false,
-            priority: Default::default(),
-        })
-        .unwrap();
+        let (plan, _) = plan_of(&logged, &acct);
         assert_eq!(
             plan.file_log.and_then(|f| f.file),
             Some(PathBuf::from("/run/rsync-gate/filelog/18ed3-7.log"))
