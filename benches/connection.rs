@@ -53,6 +53,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
+/// User and system time of this process's children that have ended.
+fn children_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let Ok(u) = getrusage(UsageWho::RUSAGE_CHILDREN) else {
+        return Duration::ZERO;
+    };
+    let t = |v: nix::sys::time::TimeVal| {
+        Duration::from_secs(v.tv_sec().max(0) as u64)
+            + Duration::from_micros(v.tv_usec().max(0) as u64)
+    };
+    t(u.user_time()) + t(u.system_time())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -242,6 +255,19 @@ impl Bench {
     }
 
     fn pull(&self, shim: &Path, src: &str) -> Duration {
+        self.pull_timed(shim, src).0
+    }
+
+    /// A pull's wall time, and the CPU time (user and system) of every
+    /// process in it: the client, the shim, the gate (its reader thread
+    /// included) and the server's rsync, each waited for by its parent.
+    fn pull_timed(&self, shim: &Path, src: &str) -> (Duration, Duration) {
+        let before = children_cpu();
+        let wall = self.pull_once(shim, src);
+        (wall, children_cpu().saturating_sub(before))
+    }
+
+    fn pull_once(&self, shim: &Path, src: &str) -> Duration {
         let dst = self.root.join("client/dst");
         let _ = std::fs::remove_dir_all(&dst);
         let t = Instant::now();
@@ -797,6 +823,7 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         (&to_file, &abs),
     ];
     let mut times: [Vec<Duration>; 7] = Default::default();
+    let mut cpu: [Vec<Duration>; 7] = Default::default();
     for (shim, src) in variants {
         b.pull(shim, src); // warm caches
     }
@@ -805,7 +832,9 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         for k in 0..variants.len() {
             let v = (i + k) % variants.len();
             let (shim, src) = variants[v];
-            times[v].push(b.pull(shim, src));
+            let (wall, used) = b.pull_timed(shim, src);
+            times[v].push(wall);
+            cpu[v].push(used);
         }
         for f in std::fs::read_dir(b.root.join("run"))
             .expect("read run")
@@ -819,16 +848,23 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
     // Each round ran every variant once: the median of the rounds' own
     // ratios is less moved by drift over the run than the ratio of the
     // medians.
-    let paired = |on: usize, off: usize| {
-        let mut r: Vec<f64> = times[on]
+    //
+    // With it, the rounds' ratios between their 20th and 80th
+    // percentiles: the spread a single figure hides.
+    let paired = |t: &[Vec<Duration>; 7], on: usize, off: usize| {
+        let mut r: Vec<f64> = t[on]
             .iter()
-            .zip(&times[off])
+            .zip(&t[off])
             .map(|(a, b)| ms(*a) / ms(*b))
             .collect();
         r.sort_by(f64::total_cmp);
-        r.get(r.len() / 2).copied().unwrap_or_default()
+        let at = |q: usize| r.get(r.len() * q / 100).copied().unwrap_or_default();
+        (at(50), at(20), at(80))
     };
-    let ratios = [paired(1, 0), paired(5, 4), paired(3, 2), paired(6, 2)];
+    let pairs = [(1, 0), (5, 4), (3, 2), (6, 2)];
+    let ratios = pairs.map(|(on, off)| paired(&times, on, off));
+    let cpu_ratios = pairs.map(|(on, off)| paired(&cpu, on, off));
+    let cpu_t = cpu.clone().map(median);
     let [off_t, on_t, plain_t, logged_t, d_off_t, d_on_t, file_t] = times.map(median);
     println!(
         "pull of 10,000 small files ({}), median of {runs}:",
@@ -843,6 +879,19 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         ("gate, host::, transfer_log = true", d_on_t),
         ("no gate, rsync --log-file to a file", file_t),
     ] {
+        println!("  {what:<36} {:8.1} ms", ms(t));
+    }
+    let names = [
+        "gate, transfer_log = false",
+        "gate, transfer_log = true",
+        "no gate",
+        "no gate, rsync --log-file to a pipe",
+        "gate, host::, transfer_log = false",
+        "gate, host::, transfer_log = true",
+        "no gate, rsync --log-file to a file",
+    ];
+    println!("CPU time of all its processes (user + system), median of {runs}:");
+    for (what, t) in names.iter().zip(cpu_t) {
         println!("  {what:<36} {:8.1} ms", ms(t));
     }
     for (what, (a, b), paired) in [
@@ -867,14 +916,41 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
             ratios[3],
         ),
     ] {
+        let (p50, p20, p80) = paired;
         row(
             what,
             format!(
-                "{:.1} / {:.1} ms ({:.3}x; paired {:.3}x)",
+                "{:.1} / {:.1} ms ({:.3}x; paired {p50:.3}x, 20-80% {p20:.3}-{p80:.3})",
                 ms(a),
                 ms(b),
                 ms(b) / ms(a),
-                paired
+            ),
+        );
+    }
+    for (what, (on, off), (p50, p20, p80)) in [
+        ("CPU time, transfer_log off / on", (1, 0), cpu_ratios[0]),
+        (
+            "CPU time, host::, transfer_log off / on",
+            (5, 4),
+            cpu_ratios[1],
+        ),
+        (
+            "CPU time, no gate, --log-file (pipe)",
+            (3, 2),
+            cpu_ratios[2],
+        ),
+        (
+            "CPU time, no gate, --log-file (file)",
+            (6, 2),
+            cpu_ratios[3],
+        ),
+    ] {
+        row(
+            what,
+            format!(
+                "{:.1} / {:.1} ms (paired {p50:.3}x, 20-80% {p20:.3}-{p80:.3})",
+                ms(cpu_t[off]),
+                ms(cpu_t[on]),
             ),
         );
     }

@@ -60,6 +60,11 @@ enum Backslash {
 
 /// The escaper. `limit` bounds the output; a cut is marked with `...`.
 fn escape_with(b: &[u8], backslash: Backslash, limit: Limit) -> String {
+    // Printable ASCII without a backslash, within the limit (most names),
+    // is kept as it is.
+    if b.len() <= limit.most() && b.iter().all(|&c| matches!(c, b' '..=b'~') && c != b'\\') {
+        return b.iter().map(|&c| char::from(c)).collect();
+    }
     let mut s = String::with_capacity(b.len().min(256));
     let mut chars = 0usize;
     for chunk in b.utf8_chunks() {
@@ -96,6 +101,13 @@ enum Limit {
 }
 
 impl Limit {
+    /// Characters or bytes: the same for ASCII.
+    fn most(self) -> usize {
+        match self {
+            Limit::Chars(n) | Limit::Bytes(n) => n,
+        }
+    }
+
     fn reached(self, bytes: usize, chars: usize) -> bool {
         match self {
             Limit::Chars(n) => chars >= n,
@@ -186,5 +198,35 @@ mod tests {
         let ctl = vec![0x1bu8; 300];
         assert!(message(&ctl).starts_with("\\u{1b}\\u{1b}"));
         assert_eq!(message(&ctl).matches("\\u{1b}").count(), MESSAGE_CHARS);
+    }
+
+    /// Plain ASCII takes a quicker way: the same text, at the limits and
+    /// next to them, and every byte that must not take it.
+    #[test]
+    fn plain_ascii_is_kept_up_to_the_limit_and_cut_past_it() {
+        for (n, cut) in [
+            (MESSAGE_CHARS - 1, false),
+            (MESSAGE_CHARS, false),
+            (MESSAGE_CHARS + 1, true),
+        ] {
+            let m = message(&vec![b'~'; n]);
+            let want = "~".repeat(n.min(MESSAGE_CHARS)) + if cut { "..." } else { "" };
+            assert_eq!(m, want, "{n}");
+        }
+        for (n, cut) in [(FIELD_BYTES, false), (FIELD_BYTES + 1, true)] {
+            let f = field(&vec![b' '; n]);
+            assert_eq!(f.len(), FIELD_BYTES + if cut { 3 } else { 0 }, "{n}");
+            assert_eq!(f.ends_with("..."), cut, "{n}");
+        }
+        // Printable ASCII is every byte from space to tilde.
+        let printable: Vec<u8> = (b' '..=b'~').filter(|&c| c != b'\\').collect();
+        assert_eq!(
+            field(&printable),
+            String::from_utf8(printable.clone()).unwrap()
+        );
+        for c in (0u8..=255).filter(|c| !printable.contains(c)) {
+            let text = [b'a', c, b'b'];
+            assert_ne!(field(&text).len(), 3, "{c:#x} must be escaped");
+        }
     }
 }

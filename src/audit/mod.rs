@@ -257,12 +257,12 @@ pub enum TriggerState {
     Refused,
 }
 
-/// A file record as written: exactly the fields of a [`Record`] of event
-/// `file`, in its order, borrowed. A session writes one per file it
-/// moves, so they are not built as whole `Record`s (the same text: see the
-/// tests).
-#[derive(Debug, Serialize)]
-pub struct FileRecord<'a> {
+/// The fields of a file record before its `file`: exactly those of a
+/// [`Record`] of event `file`, in its order, borrowed. A session writes
+/// one record per file it moves, thousands of them with the same head, so
+/// they are not built as whole `Record`s (the same text: see the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FileHead<'a> {
     pub time: &'a str,
     pub event: Event,
     pub session: &'a str,
@@ -270,7 +270,38 @@ pub struct FileRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     pub modules: [&'a str; 1],
+}
+
+/// A file record as written.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRecord<'a> {
+    pub head: FileHead<'a>,
     pub file: &'a FileInfo,
+}
+
+/// File records, each a line, appended to `out`: the text of a head is
+/// made once for the records that follow with the same one, and each
+/// record is that text, its `file`, and the closing brace.
+pub fn file_lines(records: &[FileRecord<'_>], out: &mut Vec<u8>) -> io::Result<()> {
+    let mut head: Option<(FileHead<'_>, Vec<u8>)> = None;
+    for r in records {
+        let text = match &mut head {
+            Some((h, text)) if *h == r.head => text,
+            _ => {
+                let mut text = serde_json::to_vec(&r.head).map_err(io::Error::other)?;
+                // An object: without its closing brace, the file follows.
+                if text.pop() != Some(b'}') {
+                    return Err(io::Error::other("a file record's head is not an object"));
+                }
+                text.extend_from_slice(b",\"file\":");
+                &mut head.insert((r.head, text)).1
+            }
+        };
+        out.extend_from_slice(text);
+        serde_json::to_writer(&mut *out, r.file).map_err(io::Error::other)?;
+        out.extend_from_slice(b"}\n");
+    }
+    Ok(())
 }
 
 /// One audit line.
@@ -454,8 +485,10 @@ impl Record {
             r.argv = argv;
             r.argv_omitted = Some(self.argv_omitted.unwrap_or(0) + omitted as u64);
         }
-        let (mut notes, omitted) = leading(&self.notes, RECORD_NOTES - 1, RECORD_NOTES_BYTES);
-        if omitted > 0 {
+        // Notes within their bounds stay whole whatever else is cut; past
+        // them, the last kept one counts the rest.
+        if self.notes.len() > RECORD_NOTES || notes_bytes > RECORD_NOTES_BYTES {
+            let (mut notes, omitted) = leading(&self.notes, RECORD_NOTES - 1, RECORD_NOTES_BYTES);
             notes.push(format!("... and {omitted} more notes, not recorded"));
             r.notes = notes;
         }
@@ -568,10 +601,7 @@ impl AuditLog {
     /// Append file records with a single write.
     pub fn write_files(&mut self, records: &[FileRecord<'_>]) -> io::Result<()> {
         let mut lines = Vec::with_capacity(records.len() * 192);
-        for r in records {
-            serde_json::to_writer(&mut lines, r).map_err(io::Error::other)?;
-            lines.push(b'\n');
-        }
+        file_lines(records, &mut lines)?;
         self.write_line(&lines)
     }
 
@@ -674,6 +704,36 @@ pub fn millis(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// Every day from 1600 to 2400 against a calendar counted one day at
+    /// a time (month lengths and the leap-year rule, nothing else).
+    #[test]
+    fn every_day_from_1600_to_2400_by_counting() {
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let (mut y, mut m, mut d) = (1600i64, 1u32, 1u32);
+        let mut z = -135_140i64;
+        while y < 2401 {
+            assert_eq!(civil_from_days(z), (y, m, d), "day {z}");
+            assert_eq!(days_from_civil(y, m, d), z, "{y}-{m}-{d}");
+            let days = match m {
+                2 if leap(y) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > days {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+            z += 1;
+        }
+        assert_eq!(z, 157_420);
+    }
+
     #[test]
     fn rfc3339_known_dates() {
         let t = |s: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
@@ -684,6 +744,10 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_234)),
             "1970-01-01T00:00:01.234Z"
         );
+        let ms = |n: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(n));
+        assert_eq!(ms(3_723_004), "1970-01-01T01:02:03.004Z");
+        assert_eq!(ms(86_399_999), "1970-01-01T23:59:59.999Z");
+        assert_eq!(ms(86_400_000), "1970-01-02T00:00:00.000Z");
     }
 
     /// A file record is written as the `Record` of event `file` with the
@@ -714,17 +778,74 @@ mod tests {
                 ..Default::default()
             };
             let view = FileRecord {
-                time: &record.time,
-                event: Event::File,
-                session: &record.session,
-                client: &record.client,
-                mode,
-                modules: ["www"],
+                head: FileHead {
+                    time: &record.time,
+                    event: Event::File,
+                    session: &record.session,
+                    client: &record.client,
+                    mode,
+                    modules: ["www"],
+                },
                 file: &file,
             };
-            let text = serde_json::to_string(&view).unwrap();
-            assert_eq!(text, serde_json::to_string(&record).unwrap());
-            assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record);
+            // Alone, and after a record whose head differs in each of its
+            // fields (the head's text is made again) or in none.
+            let other = FileInfo {
+                path: Some("other".into()),
+                ..file.clone()
+            };
+            let before = |head: FileHead<'static>| FileRecord { head, file: &other };
+            let base = FileHead {
+                time: "2026-12-01T10:00:00.000Z",
+                event: Event::File,
+                session: "18ed3-7",
+                client: "c",
+                mode,
+                modules: ["www"],
+            };
+            for first in [
+                None,
+                Some(base),
+                Some(FileHead {
+                    time: "2026-12-01T09:59:59.999Z",
+                    ..base
+                }),
+                Some(FileHead {
+                    event: Event::End,
+                    ..base
+                }),
+                Some(FileHead {
+                    session: "18ed3-8",
+                    ..base
+                }),
+                Some(FileHead {
+                    client: "d",
+                    ..base
+                }),
+                Some(FileHead {
+                    mode: Some(Mode::Daemon),
+                    ..base
+                }),
+                Some(FileHead {
+                    modules: ["ftp"],
+                    ..base
+                }),
+            ] {
+                let records: Vec<FileRecord<'_>> =
+                    first.map(before).into_iter().chain([view]).collect();
+                let mut text = Vec::new();
+                file_lines(&records, &mut text).unwrap();
+                let text = String::from_utf8(text).unwrap();
+                let last = text.lines().last().unwrap();
+                assert_eq!(
+                    last,
+                    serde_json::to_string(&record).unwrap(),
+                    "after {first:?}"
+                );
+                assert_eq!(serde_json::from_str::<Record>(last).unwrap(), record);
+                assert_eq!(text.lines().count(), records.len());
+                assert!(text.ends_with("}\n"));
+            }
         }
     }
 
@@ -756,6 +877,228 @@ mod tests {
         assert_eq!(other.event, Event::Other);
         assert_eq!(other.mode, Some(Mode::Other));
         assert_eq!(other.sandbox, Some(SandboxStatus::Other));
+    }
+
+    #[test]
+    fn reasons_keep_the_server_side_detail_for_the_log_alone() {
+        let why = || "/srv/www is writable by group staff".to_string();
+        for (reason, detail) in [
+            (
+                DenyReason::ModuleUnsafe {
+                    module: "www".into(),
+                    why: why(),
+                },
+                Some(why()),
+            ),
+            (
+                DenyReason::ModuleMissing {
+                    module: "www".into(),
+                    why: why(),
+                },
+                Some(why()),
+            ),
+            (
+                DenyReason::Swappable {
+                    path: "a".into(),
+                    hint: "h",
+                    why: why(),
+                },
+                Some(why()),
+            ),
+            (DenyReason::AuditUnavailable(why()), Some(why())),
+            (DenyReason::LockDirUnsafe(why()), Some(why())),
+            (DenyReason::Internal(why()), Some(why())),
+            (DenyReason::SandboxUnavailable(why()), Some(why())),
+            (DenyReason::Busy("www".into()), None),
+            (DenyReason::ModuleContainsHome("www".into()), None),
+        ] {
+            let r = Reason::from(&reason);
+            assert_eq!(r.code, reason.code());
+            assert_eq!(r.message, reason.to_string());
+            assert_eq!(r.detail, detail, "{reason:?}");
+            // The client's message never holds a server path (the
+            // sandbox's detail is the kernel's, and is shown).
+            if !matches!(reason, DenyReason::SandboxUnavailable(_)) {
+                assert!(!r.message.contains("/srv/www"), "{}", r.message);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_counts_and_empty_lists_are_left_out() {
+        let text = |t: &TriggerInfo| serde_json::to_string(t).unwrap();
+        let mut t = TriggerInfo {
+            name: "sync".into(),
+            ..Default::default()
+        };
+        assert_eq!(text(&t), r#"{"name":"sync"}"#);
+        t.superseded_total = 1;
+        assert_eq!(text(&t), r#"{"name":"sync","superseded_total":1}"#);
+        let s = FileLogStatus {
+            records: 0,
+            omitted: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"records":0,"omitted":2}"#
+        );
+    }
+
+    #[test]
+    fn file_operations_have_the_names_review_shows() {
+        for (op, name) in [
+            (FileOp::Send, "send"),
+            (FileOp::Recv, "recv"),
+            (FileOp::Del, "del"),
+            (FileOp::Other, "other"),
+        ] {
+            assert_eq!(op.name(), name);
+        }
+    }
+
+    #[test]
+    fn learned_requests_are_listed_within_bounds() {
+        let mut l = Learned::default();
+        for i in 0..LEARN_PATHS + 2 {
+            l.add_path(format!("p{i}\n").as_bytes());
+        }
+        assert_eq!(l.paths.len(), LEARN_PATHS);
+        assert_eq!(l.paths.first().map(String::as_str), Some("p0\\n"));
+        assert_eq!(l.paths_omitted, 2);
+        // A long path is cut on a character boundary: byte 512 falls
+        // inside a two-byte character here.
+        let mut l = Learned::default();
+        let long = format!("a{}", "\u{e9}".repeat(LEARN_PATH_BYTES));
+        l.add_path(long.as_bytes());
+        let want = format!("a{}...", "\u{e9}".repeat((LEARN_PATH_BYTES - 1) / 2));
+        assert_eq!(l.paths, [want]);
+        let exact = "b".repeat(LEARN_PATH_BYTES);
+        l.add_path(exact.as_bytes());
+        assert_eq!(l.paths.get(1), Some(&exact));
+        // Modules and options once each; modules up to their bound.
+        for i in 0..LEARN_MODULES + 3 {
+            l.add_module(format!("m{}", i % (LEARN_MODULES + 1)));
+            l.add_option("--recursive");
+        }
+        l.add_option("--delete");
+        let want: Vec<String> = (0..LEARN_MODULES).map(|i| format!("m{i}")).collect();
+        assert_eq!(l.modules, want);
+        assert_eq!(l.options, ["--recursive", "--delete"]);
+    }
+
+    #[test]
+    fn each_bound_alone_makes_a_record_bounded_and_nothing_else() {
+        let args = |n: usize, len: usize| -> Vec<String> {
+            (0..n).map(|i| format!("{i:0>len$}")).collect()
+        };
+        let plain = Record {
+            argv: args(RECORD_ARGS, 8),
+            notes: args(RECORD_NOTES, 8),
+            command: Some("c".repeat(crate::escape::FIELD_BYTES)),
+            ..Default::default()
+        };
+        // At every bound exactly: as it is.
+        assert!(matches!(plain.bounded(), std::borrow::Cow::Borrowed(_)));
+        let bytes = Record {
+            argv: args(RECORD_ARGS / 2, RECORD_ARGV_BYTES / (RECORD_ARGS / 2)),
+            notes: args(RECORD_NOTES / 2, RECORD_NOTES_BYTES / (RECORD_NOTES / 2)),
+            ..Default::default()
+        };
+        assert!(matches!(bytes.bounded(), std::borrow::Cow::Borrowed(_)));
+        // One past each bound, alone: that list is cut, the rest kept.
+        let one_more_arg = Record {
+            argv: args(RECORD_ARGS + 1, 8),
+            ..plain.clone()
+        };
+        let b = one_more_arg.bounded();
+        assert_eq!(b.argv.len(), RECORD_ARGS);
+        assert_eq!(b.argv_omitted, Some(1));
+        assert_eq!(b.notes, plain.notes);
+        assert_eq!(b.command, plain.command);
+        let long_argv = Record {
+            argv: args(2, RECORD_ARGV_BYTES / 2 + 1),
+            ..Default::default()
+        };
+        let b = long_argv.bounded();
+        assert_eq!((b.argv.len(), b.argv_omitted), (1, Some(1)));
+        assert!(b.notes.is_empty());
+        let one_more_note = Record {
+            notes: args(RECORD_NOTES + 1, 8),
+            ..plain.clone()
+        };
+        let b = one_more_note.bounded();
+        assert_eq!(b.notes.len(), RECORD_NOTES);
+        assert_eq!(
+            b.notes.last().map(String::as_str),
+            Some("... and 2 more notes, not recorded")
+        );
+        assert_eq!((&b.argv, b.argv_omitted), (&plain.argv, None));
+        let long_notes = Record {
+            notes: args(2, RECORD_NOTES_BYTES / 2 + 1),
+            ..Default::default()
+        };
+        let b = long_notes.bounded();
+        assert_eq!(b.notes.len(), 2);
+        assert_eq!(
+            b.notes.last().map(String::as_str),
+            Some("... and 1 more notes, not recorded")
+        );
+        let long_command = Record {
+            command: Some("c".repeat(crate::escape::FIELD_BYTES + 1)),
+            ..plain.clone()
+        };
+        let b = long_command.bounded();
+        assert_eq!(
+            b.command.as_deref().map(str::len),
+            Some(crate::escape::FIELD_BYTES + 3)
+        );
+        assert_eq!(
+            (&b.argv, &b.notes, b.argv_omitted),
+            (&plain.argv, &plain.notes, None)
+        );
+    }
+
+    #[test]
+    fn batches_and_file_records_are_written_as_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        let r = |s: &str| Record {
+            session: s.into(),
+            ..Default::default()
+        };
+        log.write_batch(&[r("a"), r("b")]).unwrap();
+        let file = FileInfo {
+            op: Some(FileOp::Send),
+            path: Some("x".into()),
+            ..Default::default()
+        };
+        let head = FileHead {
+            time: "t",
+            event: Event::File,
+            session: "c",
+            client: "k",
+            mode: Some(Mode::Sender),
+            modules: ["www"],
+        };
+        log.write_files(&[FileRecord { head, file: &file }])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back: Vec<Record> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let sessions: Vec<&str> = back.iter().map(|r| r.session.as_str()).collect();
+        assert_eq!(sessions, ["a", "b", "c"]);
+        assert_eq!(back[2].file.as_ref(), Some(&file));
+        assert_eq!(BATCH_BYTES, 64 * 1024);
+    }
+
+    #[test]
+    fn escaped_for_the_log() {
+        assert_eq!(escape(b"a\nb\xff"), "a\\nb\\xff");
+        assert_eq!(escape(b"plain"), "plain");
     }
 
     #[test]

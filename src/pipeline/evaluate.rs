@@ -522,6 +522,7 @@ fn in_band<T: Tracer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::conn::Connection;
     use crate::request::{inband, parse_command};
 
     #[test]
@@ -585,5 +586,268 @@ mod tests {
             };
             assert_eq!(i.sandbox(), want, "{sandbox} {landlock}");
         }
+    }
+
+    /// A tree like a server's: the module `www` lives in a directory not
+    /// named after it; a second module's directory is missing.
+    struct World {
+        _dir: tempfile::TempDir,
+        root: std::path::PathBuf,
+        policy: Policy,
+        account: Account,
+    }
+
+    impl World {
+        fn new(sandbox: &str) -> World {
+            let dir = tempfile::tempdir().unwrap();
+            let root = std::fs::canonicalize(dir.path()).unwrap();
+            std::fs::create_dir_all(root.join("data/site-2026/sub")).unwrap();
+            std::fs::write(root.join("data/site-2026/sub/a.txt"), "a").unwrap();
+            let text = format!(
+                "[gate]\nsandbox = \"{sandbox}\"\n\n\
+                 [modules.www]\npath = \"{r}/data/site-2026\"\nread_only = false\n\n\
+                 [modules.gone]\npath = \"{r}/data/removed\"\n\n\
+                 [clients.c]\nmodules = [\"www\", \"gone\"]\nfrom = [\"192.0.2.0/24\"]\n\n\
+                 [clients.t]\ntrigger = \"sync\"\n\n\
+                 [triggers.sync]\ncommand = [\"/bin/true\"]\nargs = [\"sync:*\"]\n",
+                r = root.display()
+            );
+            let policy = crate::policy::load_text(Path::new("/p.toml"), &text).unwrap();
+            let account = Account {
+                uid: nix::unistd::geteuid().as_raw(),
+                name: "test".into(),
+                home: Some("/nonexistent-home".into()),
+            };
+            World {
+                _dir: dir,
+                root,
+                policy,
+                account,
+            }
+        }
+
+        fn with<R>(
+            &self,
+            client: &str,
+            from: &str,
+            landlock: bool,
+            f: impl FnOnce(&Inputs<'_>) -> R,
+        ) -> R {
+            let conn = Connection::parse(format!("{from} 50000 192.0.2.1 22").as_bytes());
+            let i = Inputs {
+                policy: &self.policy,
+                policy_path: Path::new("/p.toml"),
+                client,
+                conn: conn.as_ref(),
+                account: &self.account,
+                caps: RsyncCaps {
+                    confine_root: true,
+                    drop_d: true,
+                },
+                landlock,
+                gate: Path::new("/usr/bin/rsync-gate"),
+                session: "s1",
+            };
+            f(&i)
+        }
+
+        fn evaluate(&self, client: &str, landlock: bool, command: &str) -> Evaluation {
+            self.with(client, "192.0.2.7", landlock, |i| {
+                evaluate(i, parse_command(command.as_bytes()).as_ref())
+            })
+        }
+    }
+
+    fn refused(e: Evaluation) -> Refusal {
+        match e {
+            Evaluation::Refused(r) => r,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn admitted_by_name_and_address() {
+        let w = World::new("off");
+        let code = |client: &str, from: &str| {
+            w.with(client, from, false, |i| admit(i).err().map(|r| r.code()))
+        };
+        assert_eq!(code("c", "192.0.2.7"), None);
+        assert_eq!(code("c", "198.51.100.7"), Some("source_not_allowed"));
+        assert_eq!(code("nobody", "192.0.2.7"), Some("unknown_client"));
+    }
+
+    #[test]
+    fn a_required_sandbox_the_kernel_lacks_refuses_both_forms() {
+        const PULL: &str = "rsync --server --sender -r . www/sub/";
+        const DAEMON: &str = "rsync --server --daemon .";
+        for (sandbox, landlock, refused_too) in [
+            ("required", false, true),
+            ("required", true, false),
+            ("best-effort", false, false),
+            ("off", false, false),
+        ] {
+            let w = World::new(sandbox);
+            for command in [PULL, DAEMON] {
+                match w.evaluate("c", landlock, command) {
+                    Evaluation::Refused(r) => {
+                        assert!(refused_too, "{sandbox} {landlock} {command}: {r:?}");
+                        assert_eq!(
+                            r.reason,
+                            DenyReason::SandboxUnavailable(
+                                "the kernel does not offer Landlock".into()
+                            )
+                        );
+                    }
+                    Evaluation::Run(run) => {
+                        assert!(!refused_too, "{sandbox} {landlock} {command}");
+                        assert_eq!(run.config.is_some(), command == DAEMON);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refused_triggers_record_the_words_when_within_bounds() {
+        let w = World::new("off");
+        let trigger = |words: Vec<String>| crate::audit::TriggerInfo {
+            name: "sync".into(),
+            words,
+            state: Some(crate::audit::TriggerState::Refused),
+            ..Default::default()
+        };
+        // A word `args` does not allow: refused, with the words.
+        let r = refused(w.evaluate("t", false, "sync:archive other"));
+        assert_eq!(r.reason.code(), "trigger_word_refused");
+        assert_eq!(r.mode, Some(Mode::Trigger));
+        assert_eq!(
+            r.trigger,
+            Some(trigger(vec!["sync:archive".into(), "other".into()]))
+        );
+        // Exactly the most words, each of the most bytes: still recorded.
+        let long = "x".repeat(crate::policy::MAX_TRIGGER_WORD);
+        let many = vec![long.clone(); crate::policy::MAX_TRIGGER_WORDS].join(" ");
+        let r = refused(w.evaluate("t", false, &many));
+        assert_eq!(r.reason.code(), "trigger_word_refused");
+        assert_eq!(
+            r.trigger,
+            Some(trigger(vec![
+                long.clone();
+                crate::policy::MAX_TRIGGER_WORDS
+            ]))
+        );
+        // One word more, or one byte more: too large, and not recorded.
+        for command in [format!("{many} sync:a"), format!("{long}x")] {
+            let r = refused(w.evaluate("t", false, &command));
+            assert_eq!(r.reason.code(), "trigger_too_large", "{command:.40}");
+            assert_eq!(r.mode, Some(Mode::Trigger));
+            assert_eq!(r.trigger, Some(trigger(vec![])));
+        }
+        // A client without a trigger: no trigger field.
+        let r = refused(w.evaluate("c", false, "sync:archive"));
+        assert_eq!(r.trigger, None);
+        // An allowed word fires it.
+        assert!(matches!(
+            w.evaluate("t", false, "sync:archive"),
+            Evaluation::Trigger(_)
+        ));
+    }
+
+    #[test]
+    fn learned_names_modules_options_and_paths() {
+        let w = World::new("off");
+        let abs = format!("{}/data/site-2026/sub/a.txt", w.root.display());
+        let command = format!(
+            "rsync --server --sender -re.iLsfxCIvu --compare-dest={}/data/site-2026/sub . www/sub/ {abs}",
+            w.root.display()
+        );
+        let request = parse_command(command.as_bytes());
+        let l = learned(&w.policy, request.as_ref());
+        assert_eq!(l.modules, ["www"]);
+        assert_eq!(l.paths, ["www/sub/".to_string(), abs]);
+        // The capabilities (`-e.iLsfxCIvu`) are not an option a client
+        // chose.
+        assert_eq!(l.options, ["recursive", "compare-dest"]);
+        // In-band: the module named, then the options and paths as sent.
+        let argv: Vec<Vec<u8>> = [
+            "rsyncd",
+            "--server",
+            "--sender",
+            "-re.iLsfxCIvu",
+            ".",
+            "sub/",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        let ib = inband::parse("www", &argv).map(Request::InBand);
+        let l = learned(&w.policy, ib.as_ref());
+        assert_eq!(l.modules, ["www"]);
+        // Spelled as a checked-mode request names them.
+        assert_eq!(l.paths, ["www/sub/"]);
+        assert_eq!(l.options, ["recursive"]);
+        // Not a transfer: nothing.
+        let other = parse_command(b"ls /");
+        assert_eq!(
+            learned(&w.policy, other.as_ref()),
+            crate::audit::Learned::default()
+        );
+    }
+
+    #[test]
+    fn a_daemon_trace_shows_each_modules_root() {
+        let w = World::new("off");
+        let mut trace = Vec::new();
+        let e = w.with("c", "192.0.2.7", false, |i| {
+            evaluate_traced(
+                i,
+                parse_command(b"rsync --server --daemon .").as_ref(),
+                &mut trace,
+            )
+        });
+        let Evaluation::Run(run) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(run.left_out.len(), 1, "{:?}", run.left_out);
+        let roots: Vec<(String, String, bool)> = trace
+            .iter()
+            .filter_map(|s| match s {
+                Step::ModuleRoot {
+                    module,
+                    root,
+                    allowed,
+                } => Some((module.clone(), root.clone(), *allowed)),
+                _ => None,
+            })
+            .collect();
+        let r = w.root.display();
+        assert_eq!(
+            roots,
+            [
+                ("www".into(), format!("{r}/data/site-2026"), true),
+                ("gone".into(), format!("{r}/data/removed"), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_in_band_grant_carries_the_resolution_notes() {
+        let w = World::new("off");
+        let argv: Vec<Vec<u8>> = ["rsyncd", "--server", "-r", "--link-dest=/prev", ".", "sub/"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let ib = inband::parse("www", &argv).map(Request::InBand);
+        let e = w.with("c", "192.0.2.7", false, |i| evaluate(i, ib.as_ref()));
+        let Evaluation::InBand(g) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!((g.mode, g.module.as_str()), (Mode::Receiver, "www"));
+        // The absolute value is rooted in the module, and found missing.
+        assert_eq!(
+            g.notes,
+            ["--link-dest www/prev: does not exist yet (first run); not passed on"]
+        );
     }
 }

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use crate::audit::{self, AuditLog, Event, FileInfo, FileLogStatus, FileOp, Mode, Record, Tally};
 use crate::decide;
-use crate::plan::filelog::{CheckedNames, FileLogPlan, Names, Tokens, split_proc};
+use crate::plan::filelog::{CheckedNames, FileLogPlan, Names, Tokens, split_fd};
 
 /// The longest message rsync logs: it cuts every message to 2047 bytes
 /// (log.c, `rwrite`), before escaping.
@@ -67,6 +67,9 @@ pub enum Parsed {
 pub struct Parser {
     start: Vec<u8>,
     end: Vec<u8>,
+    /// The searches for the two tokens, built once.
+    find_start: memchr::memmem::Finder<'static>,
+    find_end: memchr::memmem::Finder<'static>,
     /// Records carry the module (`%m`, daemon mode).
     with_module: bool,
     buf: Vec<u8>,
@@ -81,21 +84,9 @@ pub struct Parser {
     line: Option<Vec<u8>>,
 }
 
-/// Where `needle` first occurs in `hay`.
+/// Where `needle` first occurs in `hay` (a line's own text: no token).
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let mut from = 0;
-    while let Some(i) = hay
-        .get(from..)
-        .and_then(|h| h.iter().position(|&b| b == first))
-    {
-        let at = from + i;
-        if hay.get(at + 1..at + needle.len()) == Some(rest) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    memchr::memmem::find(hay, needle)
 }
 
 impl Parser {
@@ -103,6 +94,8 @@ impl Parser {
         Parser {
             start: tokens.start.as_bytes().to_vec(),
             end: tokens.end.as_bytes().to_vec(),
+            find_start: memchr::memmem::Finder::new(tokens.start.as_bytes()).into_owned(),
+            find_end: memchr::memmem::Finder::new(tokens.end.as_bytes()).into_owned(),
             with_module,
             buf: Vec::new(),
             pos: 0,
@@ -126,7 +119,7 @@ impl Parser {
         loop {
             if !self.started {
                 let unread = self.buf.get(self.pos..).unwrap_or_default();
-                match find(unread, &self.start) {
+                match self.find_start.find(unread) {
                     Some(i) => {
                         self.outside(self.pos + i, out);
                         self.pos += i;
@@ -145,8 +138,8 @@ impl Parser {
                 }
             }
             let hay = self.buf.get(self.scanned..).unwrap_or_default();
-            let end = find(hay, &self.end).map(|i| i + self.scanned);
-            let next = find(hay, &self.start).map(|i| i + self.scanned);
+            let end = self.find_end.find(hay).map(|i| i + self.scanned);
+            let next = self.find_start.find(hay).map(|i| i + self.scanned);
             match (end, next) {
                 (Some(e), None) => {
                     self.take_complete(e, out);
@@ -370,6 +363,10 @@ pub fn unescape(b: &[u8]) -> Vec<u8> {
 /// Decode at most `max` bytes' worth of `b`: the bytes, and how much of
 /// `b` they took.
 fn unescape_upto(b: &[u8], max: usize) -> (Vec<u8>, usize) {
+    if memchr::memchr(b'\\', b).is_none() {
+        let n = b.len().min(max);
+        return (b.get(..n).unwrap_or_default().to_vec(), n);
+    }
     let mut out = Vec::with_capacity(b.len().min(max));
     let mut i = 0;
     while out.len() < max
@@ -482,23 +479,30 @@ impl Mapper {
         ));
     }
 
-    /// The module and the path of a logged file.
-    pub fn place(&mut self, f: &Logged) -> Option<(String, String)> {
+    /// The module (numbered: see [`Mapper::module_name`]) and the path of
+    /// a logged file.
+    pub fn place(&mut self, f: &Logged) -> Option<(usize, String)> {
         match &self.names {
-            Names::Checked(c) => Some((
-                c.module.clone(),
-                checked(c, &mut self.into_last, &mut self.held_rel, f),
-            )),
+            Names::Checked(c) => Some((0, checked(c, &mut self.into_last, &mut self.held_rel, f))),
             Names::Daemon(modules) => {
                 let module = f.module.as_deref()?;
-                let (module, root) = modules.iter().find(|(m, _)| m == module)?;
+                let at = modules.iter().position(|(m, _)| m == module)?;
+                let (module, root) = modules.get(at)?;
                 let push = self
                     .push_to
                     .as_ref()
                     .filter(|(m, _)| m == module)
                     .map(|(_, p)| p);
-                Some((module.clone(), daemon(root, push, &mut self.single, f)))
+                Some((at, daemon(root, push, &mut self.single, f)))
             }
+        }
+    }
+
+    /// The name of the module [`Mapper::place`] numbered `at`.
+    pub fn module_name(&self, at: usize) -> Option<&str> {
+        match &self.names {
+            Names::Checked(c) => (at == 0).then_some(c.module.as_str()),
+            Names::Daemon(m) => m.get(at).map(|(n, _)| n.as_str()),
         }
     }
 
@@ -519,47 +523,7 @@ fn checked(
     f: &Logged,
 ) -> String {
     match c.mode {
-        decide::Mode::Sender => {
-            // rsync logs `proc/self/fd/N/NAME` (the leading `/` taken off):
-            // N is a descriptor the gate holds.
-            let mut full = b"/".to_vec();
-            full.extend_from_slice(&f.name);
-            let placed = split_proc(&full).and_then(|(fd, comps, _)| {
-                if comps.contains(&&b".."[..]) {
-                    return None;
-                }
-                // The held directory relative to the module, once per
-                // descriptor (a pull logs thousands of names under one).
-                let known = held_rel.iter().position(|(n, _)| *n == fd);
-                let at = match known {
-                    Some(at) => at,
-                    None => {
-                        let held = c.fds.iter().find(|(n, _)| *n == fd)?;
-                        let rel = held
-                            .1
-                            .strip_prefix(&c.root)
-                            .ok()
-                            .map(|r| r.as_os_str().as_bytes().to_vec());
-                        held_rel.push((fd, rel));
-                        held_rel.len() - 1
-                    }
-                };
-                let prefix = held_rel.get(at)?.1.as_deref()?;
-                let mut rel = prefix.to_vec();
-                for comp in comps {
-                    if !rel.is_empty() {
-                        rel.push(b'/');
-                    }
-                    rel.extend_from_slice(comp);
-                }
-                Some(if rel.is_empty() {
-                    ".".to_string()
-                } else {
-                    audit::escape(&rel)
-                })
-            });
-            placed.unwrap_or_else(|| basename(&f.name))
-        }
+        decide::Mode::Sender => sent(c, held_rel, &f.name).unwrap_or_else(|| basename(&f.name)),
         decide::Mode::Receiver => {
             let (Some(dest), Some(comps)) = (&c.dest, components(&f.name)) else {
                 return basename(&f.name);
@@ -583,6 +547,53 @@ fn checked(
             relative(&c.root, &real).unwrap_or_else(|| basename(&f.name))
         }
     }
+}
+
+/// A pull's name as rsync logs it, `proc/self/fd/N/NAME` (the leading
+/// `/` taken off), where N is a descriptor the gate holds: the path
+/// relative to the module, or None if it would not be inside it.
+fn sent(
+    c: &CheckedNames,
+    held_rel: &mut Vec<(i32, Option<Vec<u8>>)>,
+    name: &[u8],
+) -> Option<String> {
+    let (fd, rest) = split_fd(name.strip_prefix(b"proc/self/fd/")?)?;
+    let comps = || {
+        rest.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+    };
+    if comps().any(|c| c == b"..") {
+        return None;
+    }
+    // The held directory relative to the module, once per descriptor (a
+    // pull logs thousands of names under one).
+    let at = match held_rel.iter().position(|(n, _)| *n == fd) {
+        Some(at) => at,
+        None => {
+            let held = c.fds.iter().find(|(n, _)| *n == fd)?;
+            let rel = held
+                .1
+                .strip_prefix(&c.root)
+                .ok()
+                .map(|r| r.as_os_str().as_bytes().to_vec());
+            held_rel.push((fd, rel));
+            held_rel.len() - 1
+        }
+    };
+    let prefix = held_rel.get(at)?.1.as_deref()?;
+    let mut rel = Vec::with_capacity(prefix.len() + rest.len());
+    rel.extend_from_slice(prefix);
+    for comp in comps() {
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(comp);
+    }
+    Some(if rel.is_empty() {
+        ".".to_string()
+    } else {
+        audit::escape(&rel)
+    })
 }
 
 fn daemon(
@@ -630,8 +641,8 @@ pub struct FileLogWriter {
     limit: u64,
     status: FileLogStatus,
     omitted: BTreeMap<FileOp, Tally>,
-    /// The module of the last file placed.
-    last_module: Option<String>,
+    /// The module of the last file placed (see [`Mapper::place`]).
+    last_module: Option<usize>,
     /// Anything arrived on the pipe.
     heard: bool,
     done: bool,
@@ -669,7 +680,7 @@ impl FileLogWriter {
 
     /// Write the records of a chunk (read at `time`): whole lines, a
     /// single write per at most [`audit::BATCH_BYTES`].
-    fn write(&mut self, time: &str, files: &[(String, FileInfo)]) {
+    fn write(&mut self, time: &str, files: &[(usize, FileInfo)]) {
         let mut start = 0;
         let mut bytes = 0;
         for (i, (_, f)) in files.iter().enumerate() {
@@ -682,12 +693,14 @@ impl FileLogWriter {
                     .unwrap_or_default()
                     .iter()
                     .map(|(module, file)| audit::FileRecord {
-                        time,
-                        event: Event::File,
-                        session: &self.session,
-                        client: &self.client,
-                        mode: file_mode(file),
-                        modules: [module],
+                        head: audit::FileHead {
+                            time,
+                            event: Event::File,
+                            session: &self.session,
+                            client: &self.client,
+                            mode: file_mode(file),
+                            modules: [self.mapper.module_name(*module).unwrap_or_default()],
+                        },
                         file,
                     })
                     .collect();
@@ -714,7 +727,7 @@ impl FileLogWriter {
         }
         // When the gate read the chunk these lines came in.
         let time = audit::rfc3339(SystemTime::now());
-        let mut files: Vec<(String, FileInfo)> = Vec::new();
+        let mut files: Vec<(usize, FileInfo)> = Vec::new();
         for item in items {
             let f = match item {
                 Parsed::File(f) => f,
@@ -731,9 +744,7 @@ impl FileLogWriter {
                 self.status.unreadable += 1;
                 continue;
             };
-            if self.last_module.as_deref() != Some(module.as_str()) {
-                self.last_module = Some(module.clone());
-            }
+            self.last_module = Some(module);
             let taken = self.status.records + self.status.unwritten + files.len() as u64;
             if taken >= self.limit {
                 let t = self.omitted.entry(f.op).or_default();
@@ -783,8 +794,9 @@ impl FileLogWriter {
         }
         let module = self
             .last_module
-            .clone()
-            .or_else(|| self.mapper.module().map(String::from))
+            .and_then(|m| self.mapper.module_name(m))
+            .or_else(|| self.mapper.module())
+            .map(String::from)
             .unwrap_or_default();
         let file = FileInfo {
             omitted: std::mem::take(&mut self.omitted),
@@ -1099,6 +1111,10 @@ mod tests {
         assert_eq!(unescape(b"\\#400"), b"\\#400");
         assert_eq!(unescape(b"\\#01"), b"\\#01");
         assert_eq!(unescape_upto(b"ab\\#001cd", 3), (b"ab\x01".to_vec(), 7));
+        // Without a backslash there is nothing to decode.
+        assert_eq!(unescape_upto(b"abcdef", 3), (b"abc".to_vec(), 3));
+        assert_eq!(unescape_upto(b"abc", 9), (b"abc".to_vec(), 3));
+        assert_eq!(unescape_upto(b"ab\\c", 3), (b"ab\\".to_vec(), 3));
     }
 
     fn writer(log: AuditLog, limit: u64) -> FileLogWriter {
@@ -1255,7 +1271,11 @@ mod tests {
             (b"etc/passwd", "passwd"),
         ] {
             let (module, path) = m.place(&logged(FileOp::Send, name)).unwrap();
-            assert_eq!((module.as_str(), path.as_str()), ("www", want), "{name:?}");
+            assert_eq!(
+                (m.module_name(module), path.as_str()),
+                (Some("www"), want),
+                "{name:?}"
+            );
         }
         let receiver = |dest: Dest| {
             Mapper::new(Names::Checked(CheckedNames {
@@ -1298,7 +1318,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(d.path()).unwrap();
         std::fs::create_dir_all(root.join("dir")).unwrap();
-        let names = Names::Daemon(vec![("up".into(), root.clone())]);
+        let names = Names::Daemon(vec![
+            ("www".into(), root.join("dir")),
+            ("up".into(), root.clone()),
+        ]);
         let with = |module: &str, op: FileOp, name: &[u8]| Logged {
             module: Some(module.into()),
             ..logged(op, name)
@@ -1306,9 +1329,16 @@ mod tests {
         let mut m = Mapper::new(names.clone());
         assert_eq!(
             m.place(&with("up", FileOp::Recv, b"dir/a.txt")),
-            Some(("up".into(), "dir/a.txt".into()))
+            Some((1, "dir/a.txt".into()))
         );
-        assert_eq!(m.place(&with("www", FileOp::Recv, b"a.txt")), None);
+        assert_eq!(
+            m.place(&with("www", FileOp::Recv, b"a.txt")),
+            Some((0, "a.txt".into()))
+        );
+        assert_eq!(m.module_name(0), Some("www"));
+        assert_eq!(m.module_name(1), Some("up"));
+        assert_eq!(m.module_name(2), None);
+        assert_eq!(m.place(&with("ftp", FileOp::Recv, b"a.txt")), None);
         assert_eq!(
             m.place(&with("up", FileOp::Recv, b"../a.txt")).unwrap().1,
             "a.txt"

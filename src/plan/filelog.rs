@@ -138,22 +138,28 @@ pub struct Dest {
 /// A `/proc/self/fd/N[/REST]` argument: N and REST's components (without
 /// `.` and empty ones), and whether it ends in `/` or `/.`.
 pub fn split_proc(arg: &[u8]) -> Option<(i32, Vec<&[u8]>, bool)> {
-    let rest = arg.strip_prefix(b"/proc/self/fd/")?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    let fd = std::str::from_utf8(rest.get(..digits)?)
-        .ok()?
-        .parse()
-        .ok()?;
-    let rest = rest.get(digits..)?;
-    if !(rest.is_empty() || rest.starts_with(b"/")) {
-        return None;
-    }
+    let (fd, rest) = split_fd(arg.strip_prefix(b"/proc/self/fd/")?)?;
     let trailing = rest.ends_with(b"/") || rest.ends_with(b"/.");
     let comps = rest
         .split(|&b| b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
         .collect();
     Some((fd, comps, trailing))
+}
+
+/// What follows `/proc/self/fd/`: the descriptor's number, and the rest
+/// (empty, or from its `/`).
+pub fn split_fd(after: &[u8]) -> Option<(i32, &[u8])> {
+    let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+    let fd = std::str::from_utf8(after.get(..digits)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let rest = after.get(digits..)?;
+    if !(rest.is_empty() || rest.starts_with(b"/")) {
+        return None;
+    }
+    Some((fd, rest))
 }
 
 /// `dir` joined with `names` (as bytes).
