@@ -218,6 +218,11 @@ mod tests {
             assert_eq!(f.len(), FIELD_BYTES + if cut { 3 } else { 0 }, "{n}");
             assert_eq!(f.ends_with("..."), cut, "{n}");
         }
+        // The bounds as documented (README: refusal messages, audit fields).
+        assert_eq!(message(&[b'm'; 200]).len(), 200);
+        assert_eq!(message(&[b'm'; 201]).len(), 203);
+        assert_eq!(field(&vec![b'f'; 16_384]).len(), 16_384);
+        assert_eq!(field(&vec![b'f'; 16_385]).len(), 16_387);
         // Printable ASCII is every byte from space to tilde.
         let printable: Vec<u8> = (b' '..=b'~').filter(|&c| c != b'\\').collect();
         assert_eq!(

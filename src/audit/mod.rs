@@ -744,6 +744,8 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_234)),
             "1970-01-01T00:00:01.234Z"
         );
+        assert_eq!(millis(Duration::from_micros(2_999)), 2);
+        assert_eq!(millis(Duration::from_secs(u64::MAX)), u64::MAX);
         let ms = |n: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(n));
         assert_eq!(ms(3_723_004), "1970-01-01T01:02:03.004Z");
         assert_eq!(ms(86_399_999), "1970-01-01T23:59:59.999Z");
