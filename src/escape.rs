@@ -198,6 +198,10 @@ mod tests {
         let ctl = vec![0x1bu8; 300];
         assert!(message(&ctl).starts_with("\\u{1b}\\u{1b}"));
         assert_eq!(message(&ctl).matches("\\u{1b}").count(), MESSAGE_CHARS);
+        // So do bytes that are not UTF-8.
+        let invalid = vec![0xffu8; 300];
+        assert_eq!(message(&invalid).matches("\\xff").count(), MESSAGE_CHARS);
+        assert!(message(&invalid).ends_with("..."));
     }
 
     /// Plain ASCII takes a quicker way: the same text, at the limits and
