@@ -4,6 +4,7 @@
 //!     cargo bench --bench connection            # all figures
 //!     cargo bench --bench connection -- quick   # fewer rounds
 //!     cargo bench --bench connection -- transfer-log   # figure 5 only
+//!     cargo bench --bench connection -- transfer-log rounds=151
 //!
 //! Figures (a Markdown table at the end, with ratios, for README.md):
 //! 1. a small real pull through the gate versus the same pull with no gate;
@@ -21,7 +22,7 @@
 //!    through the gate from a module with `transfer_log = true` versus the
 //!    same pull with it off (both request forms), and the same pull with
 //!    no gate, with and without rsync's own `--log-file`, median wall time
-//!    of N runs each, interleaved.
+//!    and CPU time of N runs each, interleaved.
 #![allow(
     clippy::print_stdout,
     clippy::expect_used,
@@ -531,7 +532,11 @@ fn main() {
         println!("  {what:<58} {value}");
         table.push((what.to_string(), value));
     };
-    let many_runs = if quick { 5 } else { 31 };
+    // Figure 5's rounds: `-- rounds=N` for a tighter figure (each round
+    // is seven pulls of about 0.7 s).
+    let many_runs = std::env::args()
+        .find_map(|a| a.strip_prefix("rounds=").and_then(|n| n.parse().ok()))
+        .unwrap_or(if quick { 5 } else { 31 });
     if only_transfer_log {
         transfer_log(&b, many_runs, &mut row);
         return;
