@@ -584,9 +584,6 @@ pub fn parse_int(b: &[u8]) -> Option<i64> {
 /// A size as rsync clients spell it: `123`, `1.5M`, `10MiB`, `2GB`, `4k`.
 /// Returns bytes (suffix-less means bytes), or None when malformed.
 pub fn parse_size(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 32 {
-        return None;
-    }
     let num_end = b
         .iter()
         .position(|c| !(c.is_ascii_digit() || *c == b'.'))
@@ -878,6 +875,108 @@ mod tests {
         };
         let words: Vec<String> = words.iter().map(Word::lossy).collect();
         assert_eq!(words, ["sync:archive:", "sync:all"]);
+    }
+
+    #[test]
+    fn values_at_their_bounds() {
+        let ok = |cmd: String| parse(&cmd).is_ok();
+        assert!(ok("rsync --server --timeout=1 . x".into()));
+        assert!(!ok("rsync --server --timeout=0 . x".into()));
+        let names = "a".repeat(32);
+        assert!(ok(format!("rsync --server --compress-choice={names} . x")));
+        assert!(!ok(format!(
+            "rsync --server --compress-choice={names}a . x"
+        )));
+        let caps = format!(".{}", "L".repeat(31));
+        assert!(ok(format!("rsync --server -e{caps} . x")));
+        assert!(!ok(format!("rsync --server -e{caps}s . x")));
+    }
+
+    #[test]
+    fn integers_and_sizes_as_clients_spell_them() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("-5", Some(-5)),
+            ("100000000000000000", Some(100_000_000_000_000_000)),
+            ("999999999999999999", Some(999_999_999_999_999_999)),
+            // 19 digits: more than the gate reads, even where they fit.
+            ("1000000000000000000", None),
+            ("-1000000000000000000", None),
+            ("", None),
+            ("-", None),
+            ("1a", None),
+            ("+1", None),
+        ] {
+            assert_eq!(parse_int(text.as_bytes()), want, "{text:?}");
+        }
+        const K: u64 = 1024;
+        for (text, want) in [
+            ("0", Some(0)),
+            ("123", Some(123)),
+            ("123b", Some(123)),
+            ("4k", Some(4 * K)),
+            ("4KiB", Some(4 * K)),
+            ("4kB", Some(4000)),
+            ("1.5M", Some(3 * K * K / 2)),
+            ("2GB", Some(2_000_000_000)),
+            ("1t", Some(K.pow(4))),
+            ("1TB", Some(1_000_000_000_000)),
+            ("1p", Some(K.pow(5))),
+            ("1PB", Some(1_000_000_000_000_000)),
+            ("1.123456k", Some(1150)),
+            ("1000000000000000000", Some(1_000_000_000_000_000_000)),
+            ("18446744073709551615", None),
+            ("1.1234567k", None),
+            ("", None),
+            (".5k", None),
+            ("1.", None),
+            ("1.2.3", None),
+            ("1x", None),
+            ("1kx", None),
+            ("1e", None),
+            ("99999999999999999p", None),
+        ] {
+            assert_eq!(parse_size(text.as_bytes()), want, "{text:?}");
+        }
+        // However long the input, a size is at most 29 bytes: the rest is
+        // refused without being read as a number.
+        assert_eq!(parse_size(&[b'1'; 40]), None);
+        assert_eq!(parse_size(format!("1.{}", "0".repeat(40)).as_bytes()), None);
+    }
+
+    #[test]
+    fn only_rsync_itself_is_the_program() {
+        let word = |b: &[u8], glob: bool, tilde: bool| Word {
+            bytes: b.to_vec(),
+            glob: glob.then(|| b.to_vec()),
+            tilde,
+        };
+        for (w, want) in [
+            (word(b"rsync", false, false), true),
+            (word(b"/usr/bin/rsync", false, false), true),
+            (word(b"/opt/rsync-3.4/bin/rsync", false, false), true),
+            (word(b"/bin/sh", false, false), false),
+            (word(b"/usr/bin/rsync.sh", false, false), false),
+            (word(b"usr/bin/rsync", false, false), false),
+            (word(b"rsync2", false, false), false),
+            (word(b"/usr/bin/rsync\0/rsync", false, false), false),
+            // A word a shell would expand is never the program, whatever
+            // it would expand to.
+            (word(b"/usr/*/rsync", true, false), false),
+            (word(b"~/bin/rsync", false, true), false),
+            (word(b"rsync", true, false), false),
+            (word(b"rsync", false, true), false),
+        ] {
+            assert_eq!(is_rsync_program(&w), want, "{w:?}");
+        }
+        // And so, in front of --server, they are other commands.
+        for cmd in [
+            "/usr/*/rsync --server . x",
+            "~/bin/rsync --server . x",
+            "/bin/sh --server . x",
+        ] {
+            assert!(matches!(parse(cmd), Ok(Request::Other { .. })), "{cmd}");
+        }
     }
 
     #[test]
