@@ -328,6 +328,7 @@ mod tests {
             ("nice --adjustment 7 rsync --server", nice(7)),
             ("nice -n 0 rsync --server", nice(0)),
             ("nice -n 40 rsync --server", nice(19)),
+            ("nice -n 100 rsync --server", nice(19)),
             ("nice -n 5 -n 6 rsync --server", nice(6)),
             ("nice -- rsync --server", nice(10)),
             ("/usr/bin/nice -n 19 rsync --server", nice(19)),
@@ -358,8 +359,33 @@ mod tests {
                 io(IoPriority::BestEffort(5)),
             ),
             ("/usr/bin/ionice -c3 rsync --server", io(IoPriority::Idle)),
+            ("ionice -c3 -- rsync --server", io(IoPriority::Idle)),
         ] {
             assert_eq!(ok(cmd), want, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn only_nice_and_ionice_themselves_are_prefixes() {
+        let word = |b: &str, glob: bool, tilde: bool| Word {
+            bytes: b.as_bytes().to_vec(),
+            glob: glob.then(|| b.as_bytes().to_vec()),
+            tilde,
+        };
+        for (w, want) in [
+            (word("nice", false, false), true),
+            (word("ionice", false, false), true),
+            (word("/usr/bin/nice", false, false), true),
+            (word("/usr/bin/ionice", false, false), true),
+            (word("sudo", false, false), false),
+            (word("/usr/bin/nicer", false, false), false),
+            (word("bin/nice", false, false), false),
+            (word("/usr/*/nice", true, false), false),
+            (word("~/bin/nice", false, true), false),
+            (word("nice", true, false), false),
+            (word("ionice", false, true), false),
+        ] {
+            assert_eq!(is_prefix_program(&w), want, "{w:?}");
         }
     }
 
@@ -397,7 +423,12 @@ mod tests {
             ("nice -n", "needs a value"),
             ("nice nice rsync --server", "nice given twice"),
             ("ionice -c3 ionice -c3 rsync --server", "ionice given twice"),
-            ("nice * rsync --server", "unexpected word"),
+            ("nice * rsync --server", "unexpected word '*' after nice"),
+            ("nice ~x rsync --server", "unexpected word '~x' after nice"),
+            ("ionice * rsync --server", "unexpected word '*' after ionice"),
+            ("ionice ~x rsync --server", "unexpected word '~x' after ionice"),
+            ("nice -x rsync --server", "unknown nice option '-x'"),
+            ("ionice -q rsync --server", "unknown ionice option '-q'"),
         ] {
             match prefix(cmd) {
                 Err(ParseError::Priority(w)) => assert!(w.contains(why), "{cmd}: {w}"),
