@@ -425,8 +425,14 @@ mod tests {
             ("ionice -c3 ionice -c3 rsync --server", "ionice given twice"),
             ("nice * rsync --server", "unexpected word '*' after nice"),
             ("nice ~x rsync --server", "unexpected word '~x' after nice"),
-            ("ionice * rsync --server", "unexpected word '*' after ionice"),
-            ("ionice ~x rsync --server", "unexpected word '~x' after ionice"),
+            (
+                "ionice * rsync --server",
+                "unexpected word '*' after ionice",
+            ),
+            (
+                "ionice ~x rsync --server",
+                "unexpected word '~x' after ionice",
+            ),
             ("nice -x rsync --server", "unknown nice option '-x'"),
             ("ionice -q rsync --server", "unknown ionice option '-q'"),
         ] {

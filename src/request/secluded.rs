@@ -180,6 +180,82 @@ mod tests {
         assert!(read_args(&b, DEADLINE).unwrap_err().contains("more than"));
     }
 
+    /// The whole list may be [`MAX_COMMAND_LEN`] bytes, terminator
+    /// included, and not one more.
+    #[test]
+    fn the_lists_length_bound_is_exact() {
+        let list = |last: usize| {
+            let mut l = Vec::new();
+            for _ in 0..MAX_COMMAND_LEN / MAX_WORD_LEN - 1 {
+                l.extend(vec![b'x'; MAX_WORD_LEN - 1]);
+                l.push(0);
+            }
+            l.extend(vec![b'y'; last]);
+            l.extend([0, 0]);
+            l
+        };
+        let exact = list(MAX_WORD_LEN - 2);
+        assert_eq!(exact.len(), MAX_COMMAND_LEN);
+        for (bytes, ok) in [(exact, true), (list(MAX_WORD_LEN - 1), false)] {
+            let (mut a, b) = UnixStream::pair().unwrap();
+            std::thread::spawn(move || {
+                let _ = a.write_all(&bytes);
+            });
+            match read_args(&b, DEADLINE) {
+                Ok(args) => {
+                    assert!(ok);
+                    assert_eq!(args.len(), MAX_COMMAND_LEN / MAX_WORD_LEN);
+                }
+                Err(e) => {
+                    assert!(!ok, "{e}");
+                    assert_eq!(e, format!("arguments longer than {MAX_COMMAND_LEN} bytes"));
+                }
+            }
+        }
+    }
+
+    /// After the `.`, paths with wildcards or backslashes are patterns, as
+    /// rsync's server reads them in this mode; before it, options are
+    /// plain words whatever they hold.
+    #[test]
+    fn patterns_only_after_the_dot() {
+        let cmdline = match crate::request::parse_command(b"rsync --server --sender -sre.iLsfxCIvu")
+        {
+            Ok(crate::request::Request::Server(a)) => a,
+            other => panic!("{other:?}"),
+        };
+        let args: Vec<Vec<u8>> = [
+            "rsync",
+            "--exclude=*.o",
+            "--temp-dir",
+            "tmp*",
+            ".",
+            "www/*.txt",
+            "www/a\\b",
+            "www/plain",
+        ]
+        .iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+        let parsed = parse_secluded(&cmdline, &args).unwrap();
+        let globs: Vec<bool> = parsed.paths.iter().map(|w| w.glob.is_some()).collect();
+        assert_eq!(globs, [true, true, false]);
+        let temp = parsed
+            .opts
+            .iter()
+            .find(|o| o.spec.long == "temp-dir")
+            .expect("the temp-dir option");
+        match &temp.value {
+            Some(crate::request::OptValue::Path(w)) => {
+                assert_eq!(
+                    (w.bytes.as_slice(), w.glob.as_deref()),
+                    (&b"tmp*"[..], None)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn gives_up_at_the_deadline() {
         let (_a, b) = UnixStream::pair().unwrap();

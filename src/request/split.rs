@@ -346,5 +346,58 @@ mod tests {
         assert_eq!(err(&many), SplitError::TooManyWords);
         let huge = "a".repeat(MAX_COMMAND_LEN + 1);
         assert_eq!(err(&huge), SplitError::TooLong);
+        // Each bound itself is allowed.
+        let longest = "a".repeat(MAX_WORD_LEN);
+        assert_eq!(words(&longest), [longest.clone()]);
+        let most = "a ".repeat(MAX_WORDS);
+        assert_eq!(words(&most).len(), MAX_WORDS);
+        let word = "a".repeat(MAX_WORD_LEN - 1);
+        let full = format!("{word} ").repeat(MAX_COMMAND_LEN / MAX_WORD_LEN);
+        assert_eq!(full.len(), MAX_COMMAND_LEN);
+        assert_eq!(words(&full).len(), MAX_COMMAND_LEN / MAX_WORD_LEN);
+        assert_eq!(err(&format!("{full}a")), SplitError::TooLong);
+    }
+
+    #[test]
+    fn a_tilde_counts_only_at_the_start_of_a_word() {
+        let w = split(b"a~b x/~ ~ \"~x\"").unwrap();
+        let tilde: Vec<bool> = w.iter().map(|w| w.tilde).collect();
+        assert_eq!(tilde, [false, false, true, false]);
+    }
+
+    #[test]
+    fn errors_say_what_was_refused() {
+        for (e, text) in [
+            (SplitError::Empty, "empty command".to_string()),
+            (
+                SplitError::TooLong,
+                format!("command longer than 262144 bytes"),
+            ),
+            (SplitError::TooManyWords, "more than 4096 words".into()),
+            (
+                SplitError::WordTooLong,
+                "a word is longer than 4096 bytes".into(),
+            ),
+            (SplitError::Newline, "newline in command".into()),
+            (SplitError::Nul, "NUL byte in command".into()),
+            (SplitError::UnbalancedQuote, "unbalanced quote".into()),
+            (SplitError::TrailingBackslash, "trailing backslash".into()),
+            (
+                SplitError::Operator(';'),
+                "shell operator ';' (escape or quote it if it is data)".into(),
+            ),
+            (
+                SplitError::Operator('\t'),
+                "shell operator '\\t' (escape or quote it if it is data)".into(),
+            ),
+            (
+                SplitError::Substitution,
+                "shell expansion ('$' or '`') is not allowed".into(),
+            ),
+            (SplitError::Comment, "unquoted '#' (a shell comment)".into()),
+            (SplitError::Brace, "brace expansion is not supported".into()),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }
