@@ -368,10 +368,22 @@ impl Walker<'_> {
                         }
                         let target = match std::fs::canonicalize(&next) {
                             Ok(t) => t,
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            // Its target, or a directory on the way, is not
+                            // there (or is a file).
+                            Err(e)
+                                if e.kind() == io::ErrorKind::NotFound
+                                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+                            {
                                 return Err(DenyReason::DanglingSymlink(self.spelled.clone()));
                             }
-                            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                            // A loop, or a name longer than the kernel takes,
+                            // as for the path itself.
+                            Err(e)
+                                if matches!(
+                                    e.raw_os_error(),
+                                    Some(libc::ELOOP | libc::ENAMETOOLONG)
+                                ) =>
+                            {
                                 return Err(DenyReason::TooComplex(self.spelled.clone()));
                             }
                             Err(e) => {
@@ -1959,6 +1971,182 @@ mod tests {
                 .ends_with("is a symlink to something that does not exist"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_module_reached_through_a_file_is_missing() {
+        let f = fixture();
+        let mut m = f.policy.modules["www"].clone();
+        m.path = f.base.join("list-file/www");
+        std::fs::write(f.base.join("list-file"), "").unwrap();
+        let e = check_module(&m, &account(), &[]).unwrap_err();
+        assert_eq!(e.code(), "module_missing");
+        assert_eq!(
+            e.server_detail(),
+            format!(
+                "{} does not exist (a component of it is not a directory)",
+                m.path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_daemons_modules_each_once_and_the_unsafe_left_out() {
+        let f = fixture();
+        std::fs::remove_dir_all(f.base.join("backup")).unwrap();
+        let names: Vec<String> = ["www", "backup", "www", "nope", "open"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (mut notes, mut left_out) = (Vec::new(), Vec::new());
+        let kept = check_modules(
+            &f.policy,
+            &names,
+            &account(),
+            &[],
+            &mut notes,
+            &mut left_out,
+        );
+        let kept: Vec<(&str, PathBuf)> = kept
+            .iter()
+            .map(|(m, r)| (m.name.as_str(), r.clone()))
+            .collect();
+        assert_eq!(
+            kept,
+            [("www", f.base.join("www")), ("open", f.base.join("open"))]
+        );
+        let codes: Vec<&str> = left_out.iter().map(DenyReason::code).collect();
+        assert_eq!(codes, ["module_missing"]);
+        assert_eq!(
+            notes,
+            [format!(
+                "module 'backup' left out: {} does not exist",
+                f.base.join("backup").display()
+            )]
+        );
+    }
+
+    #[test]
+    fn symlink_chains_are_bounded_and_unresolvable_targets_named() {
+        let f = fixture();
+        let www = f.base.join("www");
+        symlink(".", www.join("self")).unwrap();
+        let chain = |n: usize| format!("{PULL}www/{}a.txt", "self/".repeat(n));
+        let c = confine_cmd(&f, &chain(MAX_LINKS)).unwrap();
+        assert_eq!(real_args(&c), [format!("<{}>/a.txt", www.display())]);
+        assert_eq!(
+            confine_cmd(&f, &chain(MAX_LINKS + 1)).unwrap_err().code(),
+            "too_complex"
+        );
+        symlink("loop2", www.join("loop1")).unwrap();
+        symlink("loop1", www.join("loop2")).unwrap();
+        symlink("a.txt/x", www.join("through-a-file")).unwrap();
+        symlink("x".repeat(300), www.join("overlong")).unwrap();
+        for (link, code) in [
+            ("loop1", "too_complex"),
+            ("through-a-file", "dangling_symlink"),
+            ("overlong", "too_complex"),
+            ("dangling", "dangling_symlink"),
+        ] {
+            let e = confine_cmd(&f, &format!("{PULL}www/{link}/")).unwrap_err();
+            assert_eq!(e.code(), code, "{link}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_per_directory_name_is_passed_as_the_client_wrote_it() {
+        let f = fixture();
+        let c = confine_cmd(
+            &f,
+            &format!("rsync --server -logDtpre.iLsfxCIvu --partial-dir=.part . backup/"),
+        )
+        .unwrap();
+        let opts: Vec<(&str, String)> = c
+            .path_opts
+            .iter()
+            .map(|(s, v)| (s.long, v.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(opts, [("partial-dir", ".part".to_string())]);
+    }
+
+    /// The trace shows each argument's held directory, and says which
+    /// ones the gate creates.
+    #[test]
+    fn traced_paths_show_what_each_descriptor_holds() {
+        let f = fixture();
+        let traced = |cmd: String| -> Vec<(String, String)> {
+            let ctx = Context {
+                policy: &f.policy,
+                client: "c",
+                conn: None,
+                server: Server {
+                    caps: RsyncCaps {
+                        confine_root: true,
+                        drop_d: true,
+                    },
+                    sandbox: true,
+                },
+            };
+            let req = parse_command(cmd.as_bytes());
+            let Decision::Checked(g) = decide::decide(&ctx, req.as_ref()) else {
+                panic!("not granted: {cmd}");
+            };
+            let m = &f.policy.modules[&g.module];
+            let mut trace: Vec<TraceStep> = Vec::new();
+            confine_with(
+                &g,
+                m,
+                &account(),
+                &[],
+                &link_writable_roots(&f.policy),
+                &mut trace,
+            )
+            .unwrap();
+            trace
+                .into_iter()
+                .filter_map(|s| match s {
+                    TraceStep::Path { path, resolved, .. } => Some((path, resolved)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let b = &f.base;
+        assert_eq!(
+            traced(format!("{PULL}www/a.txt www/sub/")),
+            [
+                ("www/a.txt".into(), format!("{}/www/a.txt", b.display())),
+                ("www/sub/".into(), format!("{}/www/sub/", b.display())),
+            ]
+        );
+        assert_eq!(
+            traced(format!("{PUSH}backup/new/")),
+            [(
+                "backup/new/".into(),
+                format!(
+                    "{}/backup/new/ (created by the gate before rsync starts)",
+                    b.display()
+                )
+            )]
+        );
+    }
+
+    /// Pins are O_PATH descriptors of directories that were not reached
+    /// through a symlink: nothing can be read through them, and they hold
+    /// exactly what was checked.
+    #[test]
+    fn pins_are_path_only_directory_handles() {
+        let f = fixture();
+        let c = confine_cmd(&f, &format!("{PULL}www/a.txt www/sub/")).unwrap();
+        assert!(!c.pins.is_empty());
+        for p in &c.pins {
+            let flags = nix::fcntl::fcntl(&p.fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+            let flags = OFlag::from_bits_truncate(flags);
+            assert!(
+                flags.contains(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW),
+                "{}: {flags:?}",
+                p.real.display()
+            );
+        }
     }
 
     #[test]
