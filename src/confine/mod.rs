@@ -1886,6 +1886,80 @@ mod tests {
         }
     }
 
+    /// The lookups rsync makes for a path, link by link: each directory
+    /// and the name looked up in it.
+    #[test]
+    fn lookups_follow_links_as_the_kernel_does() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/f"), "f").unwrap();
+        symlink("a", root.join("rel")).unwrap();
+        symlink(root.join("a"), root.join("abs")).unwrap();
+        symlink("../a", root.join("a/back")).unwrap();
+        symlink(".", root.join("self")).unwrap();
+        let mut notes = Vec::new();
+        let w = walker(&root, &mut notes);
+        let names =
+            |n: &[&str]| -> Vec<Vec<u8>> { n.iter().map(|s| s.as_bytes().to_vec()).collect() };
+        let at = |dir: &Path, name: &str| (dir.to_path_buf(), name.as_bytes().to_vec());
+        let a = root.join("a");
+        for (path, follow_last, want) in [
+            (&["a", "b"][..], true, vec![at(&root, "a"), at(&a, "b")]),
+            (&["a", "b"], false, vec![at(&root, "a")]),
+            // A missing last name ends the walk.
+            (&["a", "new"], true, vec![at(&root, "a"), at(&a, "new")]),
+            (
+                &["rel", "b"],
+                true,
+                vec![at(&root, "rel"), at(&root, "a"), at(&a, "b")],
+            ),
+            (
+                &["a", "back", "b"],
+                true,
+                vec![at(&root, "a"), at(&a, "back"), at(&root, "a"), at(&a, "b")],
+            ),
+            // The last name, not followed, is looked up and left alone.
+            (&["rel"], false, vec![]),
+        ] {
+            assert_eq!(
+                w.lookups(&root, &names(path), follow_last),
+                Ok(want),
+                "{path:?}"
+            );
+        }
+        // An absolute link starts again from /.
+        let got = w.lookups(&root, &names(&["abs", "b"]), true).unwrap();
+        assert_eq!(got.first(), Some(&at(&root, "abs")));
+        assert_eq!(got.get(1).map(|(d, _)| d.as_path()), Some(Path::new("/")));
+        assert_eq!(got.last(), Some(&at(&a, "b")));
+        for (path, code) in [
+            (&["gone", "b"][..], "not_found"),
+            (&["a", "f", "x"], "not_a_directory"),
+        ] {
+            assert_eq!(
+                w.lookups(&root, &names(path), true).unwrap_err().code(),
+                code,
+                "{path:?}"
+            );
+        }
+        let chain = |n: usize| {
+            let mut p = vec!["self"; n];
+            p.push("a");
+            names(&p)
+        };
+        assert_eq!(
+            w.lookups(&root, &chain(MAX_LINKS), true).map(|l| l.len()),
+            Ok(MAX_LINKS + 1)
+        );
+        assert_eq!(
+            w.lookups(&root, &chain(MAX_LINKS + 1), true)
+                .unwrap_err()
+                .code(),
+            "too_complex"
+        );
+    }
+
     /// If what gets opened is not where the check found it (a component
     /// swapped for a symlink in between), the request is refused.
     #[test]
