@@ -1933,9 +1933,13 @@ mod tests {
         assert_eq!(got.first(), Some(&at(&root, "abs")));
         assert_eq!(got.get(1).map(|(d, _)| d.as_path()), Some(Path::new("/")));
         assert_eq!(got.last(), Some(&at(&a, "b")));
+        // A link whose target is missing, followed on the way: not found
+        // (its target's last name is not the path's).
+        symlink("a/gone", root.join("deep")).unwrap();
         for (path, code) in [
             (&["gone", "b"][..], "not_found"),
             (&["a", "f", "x"], "not_a_directory"),
+            (&["deep", "x"], "not_found"),
         ] {
             assert_eq!(
                 w.lookups(&root, &names(path), true).unwrap_err().code(),
@@ -1958,6 +1962,77 @@ mod tests {
                 .code(),
             "too_complex"
         );
+    }
+
+    /// Who could swap an entry for a symlink: anyone but root and the
+    /// account owning the directory, or anyone at all where it is writable
+    /// by others (except an existing entry of theirs in a root-owned
+    /// sticky directory), or a client of a module that keeps symlinks.
+    #[test]
+    fn who_could_swap_an_entry() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let dir = root.join("d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("entry"), "").unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        // The account's own directory (as root: one given to uid 4242).
+        let account = if me == 0 { 4242 } else { me };
+        if me == 0 {
+            for p in [&dir, &dir.join("entry")] {
+                std::os::unix::fs::chown(p, Some(account), None).unwrap();
+            }
+        }
+        let mut notes = Vec::new();
+        let mut w = walker(&root, &mut notes);
+        w.uid = account;
+        assert_eq!(w.swappable(&dir, b"entry"), None);
+        if me == 0 {
+            // Root's directories are trusted whoever the account is.
+            assert_eq!(w.swappable(&root, b"d"), None);
+        }
+        w.uid = account + 1;
+        let why = w.swappable(&dir, b"entry").expect("someone else's");
+        assert!(
+            why.starts_with(&format!("{} is owned by ", dir.display())),
+            "{why}"
+        );
+        w.uid = account;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            w.swappable(&dir, b"entry"),
+            Some(format!(
+                "{} is writable by its group or others (mode 777)",
+                dir.display()
+            ))
+        );
+        if me == 0 {
+            // A root-owned sticky directory: an existing entry of the
+            // account's is held; a missing one, or someone else's, is not.
+            std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            assert_eq!(w.swappable(&dir, b"entry"), None);
+            assert!(w.swappable(&dir, b"missing").is_some());
+            std::os::unix::fs::chown(dir.join("entry"), Some(4343), None).unwrap();
+            assert!(w.swappable(&dir, b"entry").is_some());
+            // Not sticky: nothing is held.
+            std::os::unix::fs::chown(dir.join("entry"), Some(account), None).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            assert!(w.swappable(&dir, b"entry").is_some());
+            // Sticky but not root's: nothing is held.
+            std::os::unix::fs::chown(&dir, Some(4343), None).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            w.uid = 4343;
+            assert!(w.swappable(&dir, b"entry").is_some());
+        }
+        // A module whose clients can store symlinks.
+        let links = [("drop".to_string(), root.clone())];
+        let mut notes = Vec::new();
+        let mut w = walker(&root, &mut notes);
+        w.link_roots = &links;
+        let why = w.swappable(&root, b"d").expect("a module that keeps links");
+        assert!(why.ends_with("is in writable module 'drop', whose clients can store symlinks (munge_links = false)"), "{why}");
     }
 
     /// If what gets opened is not where the check found it (a component
