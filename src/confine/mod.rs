@@ -298,6 +298,29 @@ struct Walker<'a> {
     mkpath: bool,
 }
 
+/// A component of `spelled` that exists could not be looked up: a
+/// directory on the way is not one (a race: the walk descends only into
+/// directories), a name is longer than the kernel takes, or anything else.
+fn lookup_failed(e: &io::Error, spelled: &str) -> DenyReason {
+    match e.raw_os_error() {
+        Some(libc::ENOTDIR) => DenyReason::NotADirectory(spelled.to_string()),
+        Some(libc::ENAMETOOLONG) => DenyReason::TooComplex(spelled.to_string()),
+        _ => DenyReason::Internal(format!("{spelled}: {e}")),
+    }
+}
+
+/// A symlink on the way through `spelled` could not be resolved: its
+/// target, or a directory on the way to it, is not there (or is a file);
+/// it loops, or names something longer than the kernel takes; or anything
+/// else.
+fn link_failed(e: &io::Error, spelled: &str) -> DenyReason {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => DenyReason::DanglingSymlink(spelled.to_string()),
+        Some(libc::ELOOP | libc::ENAMETOOLONG) => DenyReason::TooComplex(spelled.to_string()),
+        _ => DenyReason::Internal(format!("{spelled}: {e}")),
+    }
+}
+
 impl Walker<'_> {
     fn escapes(&self) -> DenyReason {
         DenyReason::Escapes(self.spelled.clone())
@@ -343,15 +366,7 @@ impl Walker<'_> {
                                 missing,
                             });
                         }
-                        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                            return Err(DenyReason::NotADirectory(self.spelled.clone()));
-                        }
-                        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
-                            return Err(DenyReason::TooComplex(self.spelled.clone()));
-                        }
-                        Err(e) => {
-                            return Err(DenyReason::Internal(format!("{}: {e}", self.spelled)));
-                        }
+                        Err(e) => return Err(lookup_failed(&e, &self.spelled)),
                     };
                     let ft = md.file_type();
                     if ft.is_symlink() {
@@ -366,30 +381,8 @@ impl Walker<'_> {
                         if links > MAX_LINKS {
                             return Err(DenyReason::TooComplex(self.spelled.clone()));
                         }
-                        let target = match std::fs::canonicalize(&next) {
-                            Ok(t) => t,
-                            // Its target, or a directory on the way, is not
-                            // there (or is a file).
-                            Err(e)
-                                if e.kind() == io::ErrorKind::NotFound
-                                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
-                            {
-                                return Err(DenyReason::DanglingSymlink(self.spelled.clone()));
-                            }
-                            // A loop, or a name longer than the kernel takes,
-                            // as for the path itself.
-                            Err(e)
-                                if matches!(
-                                    e.raw_os_error(),
-                                    Some(libc::ELOOP | libc::ENAMETOOLONG)
-                                ) =>
-                            {
-                                return Err(DenyReason::TooComplex(self.spelled.clone()));
-                            }
-                            Err(e) => {
-                                return Err(DenyReason::Internal(format!("{}: {e}", self.spelled)));
-                            }
-                        };
+                        let target = std::fs::canonicalize(&next)
+                            .map_err(|e| link_failed(&e, &self.spelled))?;
                         if !target.starts_with(&self.root) {
                             return Err(self.escapes());
                         }
@@ -1961,6 +1954,30 @@ mod tests {
                 .unwrap_err()
                 .code(),
             "too_complex"
+        );
+    }
+
+    #[test]
+    fn failed_lookups_and_links_say_why() {
+        let err = io::Error::from_raw_os_error;
+        for (errno, lookup, link) in [
+            (libc::ENOENT, "internal", "dangling_symlink"),
+            (libc::ENOTDIR, "not_a_directory", "dangling_symlink"),
+            (libc::ENAMETOOLONG, "too_complex", "too_complex"),
+            (libc::ELOOP, "internal", "too_complex"),
+            (libc::EACCES, "internal", "internal"),
+            (libc::EIO, "internal", "internal"),
+        ] {
+            assert_eq!(lookup_failed(&err(errno), "m/x").code(), lookup, "{errno}");
+            assert_eq!(link_failed(&err(errno), "m/x").code(), link, "{errno}");
+        }
+        assert_eq!(
+            lookup_failed(&err(libc::EACCES), "m/x"),
+            DenyReason::Internal(format!("m/x: {}", err(libc::EACCES)))
+        );
+        assert_eq!(
+            link_failed(&err(libc::ELOOP), "m/x"),
+            DenyReason::TooComplex("m/x".into())
         );
     }
 
