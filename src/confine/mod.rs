@@ -2224,7 +2224,7 @@ mod tests {
         let f = fixture();
         let c = confine_cmd(
             &f,
-            &format!("rsync --server -logDtpre.iLsfxCIvu --partial-dir=.part . backup/"),
+            "rsync --server -logDtpre.iLsfxCIvu --partial-dir=.part . backup/",
         )
         .unwrap();
         let opts: Vec<(&str, String)> = c

@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(err(&huge), SplitError::TooLong);
         // Each bound itself is allowed.
         let longest = "a".repeat(MAX_WORD_LEN);
-        assert_eq!(words(&longest), [longest.clone()]);
+        assert_eq!(words(&longest), std::slice::from_ref(&longest));
         let most = "a ".repeat(MAX_WORDS);
         assert_eq!(words(&most).len(), MAX_WORDS);
         let word = "a".repeat(MAX_WORD_LEN - 1);
@@ -371,7 +371,7 @@ mod tests {
             (SplitError::Empty, "empty command".to_string()),
             (
                 SplitError::TooLong,
-                format!("command longer than 262144 bytes"),
+                "command longer than 262144 bytes".into(),
             ),
             (SplitError::TooManyWords, "more than 4096 words".into()),
             (
