@@ -1513,6 +1513,10 @@ mod tests {
             ("www/a\\*", "not_found"),
             ("www/a.txt/x", "not_a_directory"),
             ("www/a.txt/", "not_a_directory"),
+            // A wildcard below a file, or below nothing, matches nothing
+            // (the file's directory is not listed in its place).
+            ("www/a.txt/*", "not_a_directory"),
+            ("www/missing/*", "not_found"),
             // A wildcard walking into a link that leads out (www/out).
             ("www/*/file.txt", "escapes_module"),
             ("www/o*/secret", "escapes_module"),
@@ -1955,6 +1959,28 @@ mod tests {
                 .code(),
             "too_complex"
         );
+    }
+
+    /// A wildcard below a file or a missing name lists nothing: the
+    /// directory the walk stopped in is not listed in its place (it could
+    /// hold more names than the budget of matches).
+    #[test]
+    fn a_wildcard_below_a_file_lists_no_directory() {
+        let f = fixture();
+        let www = f.base.join("www");
+        for i in 0..MAX_MATCHES {
+            std::fs::write(www.join(format!("n{i}")), "").unwrap();
+        }
+        for (path, code) in [
+            ("www/a.txt/*", "not_a_directory"),
+            ("www/missing/*", "not_found"),
+        ] {
+            let e = confine_cmd(&f, &format!("{PULL}{path}")).unwrap_err();
+            assert_eq!(e.code(), code, "{path}: {e}");
+        }
+        // Listing www itself is past the budget.
+        let e = confine_cmd(&f, &format!("{PULL}www/*")).unwrap_err();
+        assert_eq!(e.code(), "too_complex");
     }
 
     #[test]
