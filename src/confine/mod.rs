@@ -850,10 +850,7 @@ impl Walker<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(DenyReason::NotFound(self.spelled.clone()));
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
-                return Err(DenyReason::TooComplex(self.spelled.clone()));
-            }
-            Err(e) => return Err(DenyReason::Internal(format!("{}: {e}", self.spelled))),
+            Err(e) => return Err(lookup_failed(&e, &self.spelled)),
         }
         let i = self.pin(&f.dir)?;
         Ok(self.below(i, std::slice::from_ref(leaf)))
@@ -1959,6 +1956,60 @@ mod tests {
                 .code(),
             "too_complex"
         );
+    }
+
+    #[test]
+    fn more_names_a_client_can_send() {
+        use nix::sys::stat::Mode;
+        let f = fixture();
+        let www = f.base.join("www");
+        // An over-long last name.
+        let e = confine_cmd(&f, &format!("{PULL}www/{}", "x".repeat(300))).unwrap_err();
+        assert_eq!(e.code(), "too_complex");
+        // A --files-from that is a FIFO is refused at once, not waited on.
+        nix::unistd::mkfifo(&www.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        let e = confine_cmd(
+            &f,
+            "rsync --server --sender -logDtpRe.iLsfxCIvu --files-from www/fifo . www/",
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "not_found");
+        // Escaped wildcards are literal characters of the name.
+        std::fs::create_dir(www.join("a*b")).unwrap();
+        std::fs::write(www.join("a*b/f"), "f").unwrap();
+        let c = confine_cmd(&f, &format!("{PULL}www/a\\*b/*")).unwrap();
+        assert_eq!(
+            real_args(&c),
+            [format!("<{}>/f", www.join("a*b").display())]
+        );
+        // The module root by its name: held through its parent, a path-only
+        // handle; a root whose directory has another name needs the marker.
+        let c = confine_cmd(&f, &format!("{PULL}www")).unwrap();
+        for p in &c.pins {
+            let flags = nix::fcntl::fcntl(&p.fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+            assert!(
+                OFlag::from_bits_truncate(flags)
+                    .contains(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW),
+                "{}",
+                p.real.display()
+            );
+        }
+        assert_eq!(real_args(&c), [format!("<{}>/www", f.base.display())]);
+        let renamed = Fixture {
+            _dir: tempfile::tempdir().unwrap(),
+            base: f.base.clone(),
+            policy: policy::load_text(
+                Path::new("/p.toml"),
+                &format!(
+                    "[modules.web]\npath = \"{}\"\n[clients.c]\nmodules = [\"web\"]\n",
+                    www.display()
+                ),
+            )
+            .unwrap(),
+        };
+        let e = confine_cmd(&renamed, &format!("{PULL}web")).unwrap_err();
+        assert_eq!(e.code(), "needs_marker", "{e:?}");
+        assert!(confine_cmd(&renamed, &format!("{PULL}web/")).is_ok());
     }
 
     /// A wildcard below a file or a missing name lists nothing: the
