@@ -697,6 +697,55 @@ mod tests {
     /// The log pipe: what the child writes to its descriptor is kept (the
     /// first LOG_LIMIT bytes), a child that writes more than a pipe holds
     /// does not block, and plans without one get nothing.
+    /// A session's log file: made afresh (whatever was left at its name),
+    /// 0600 and the account's, read and written by the gate, appended to
+    /// through the child's own descriptor, gone with its name.
+    #[test]
+    fn a_log_file_is_made_fresh_and_private() {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(d.path()).unwrap().join("filelog");
+        let path = dir.join(format!("s1-{}.log", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        std::fs::write(&path, "left by an earlier process\n").unwrap();
+        let LogFile { fd, child, name } = LogFile::make(&path, true).unwrap();
+        let md = std::fs::symlink_metadata(&path).unwrap();
+        assert!(md.file_type().is_file());
+        assert_eq!((md.mode() & 0o777, md.len()), (0o600, 0));
+        assert_eq!(md.uid(), nix::unistd::geteuid().as_raw());
+        let flags = |fd: &OwnedFd| {
+            let fl = OFlag::from_bits_truncate(
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).unwrap(),
+            );
+            let cloexec = nix::fcntl::FdFlag::from_bits_truncate(
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap(),
+            )
+            .contains(nix::fcntl::FdFlag::FD_CLOEXEC);
+            (fl & OFlag::O_ACCMODE, fl.contains(OFlag::O_APPEND), cloexec)
+        };
+        assert_eq!(flags(&fd), (OFlag::O_RDWR, false, true));
+        let child = child.expect("the child's descriptor");
+        assert_eq!(flags(&child), (OFlag::O_WRONLY, true, true));
+        let mut reader = std::fs::File::from(fd);
+        let mut writer = std::fs::File::from(child);
+        writer.write_all(b"one\n").unwrap();
+        // The gate's offset is its own; the child appends whatever it is.
+        reader.seek(std::io::SeekFrom::Start(2)).unwrap();
+        writer.write_all(b"two\n").unwrap();
+        let mut text = String::new();
+        reader.rewind().unwrap();
+        reader.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "one\ntwo\n");
+        drop(name);
+        assert!(!path.exists());
+        // Without a child's descriptor (checked mode: rsync opens it by name).
+        let LogFile { child, .. } = LogFile::make(&path, false).unwrap();
+        assert!(child.is_none());
+    }
+
     #[test]
     fn the_log_pipe_keeps_what_the_child_writes() {
         let run_sh = |script: &str, log_fd: Option<i32>| {
