@@ -675,6 +675,14 @@ mod tests {
         let flags =
             nix::fcntl::fcntl(&ready.plan().keep_fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        // A path-only handle of a directory: nothing is read through it.
+        let fl = OFlag::from_bits_truncate(
+            nix::fcntl::fcntl(&ready.plan().keep_fds[0], nix::fcntl::FcntlArg::F_GETFL).unwrap(),
+        );
+        assert!(
+            fl.contains(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW),
+            "{fl:?}"
+        );
         assert_eq!(ready.plan().keep_fds[0].as_raw_fd(), slot);
         assert!(ready.plan().mkdirs.is_empty());
     }
@@ -697,6 +705,131 @@ mod tests {
     /// The log pipe: what the child writes to its descriptor is kept (the
     /// first LOG_LIMIT bytes), a child that writes more than a pipe holds
     /// does not block, and plans without one get nothing.
+    /// The log files of ended sessions go; a live session's, anything
+    /// that is not such a file, and directories stay.
+    #[test]
+    fn only_ended_sessions_logs_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        let names = [
+            format!("s1-{gone}.log"),
+            format!("s2-{gone}.fifo"),
+            format!("s3-{live}.log"),
+            format!("s4-{gone}.txt"),
+            "s5-x.log".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(dir.join(n), "").unwrap();
+        }
+        std::fs::create_dir(dir.join(format!("s6-{gone}.log"))).unwrap();
+        sweep_logs(dir);
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                format!("s3-{live}.log"),
+                format!("s4-{gone}.txt"),
+                "s5-x.log".to_string(),
+                format!("s6-{gone}.log"),
+            ]
+        );
+    }
+
+    #[test]
+    fn tokens_are_128_random_bits_in_hex() {
+        let a = random_token().unwrap();
+        let b = random_token().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_gates_exit_status_is_rsyncs_or_128_and_the_signal() {
+        let o = |code: Option<i32>, signal: Option<i32>| Outcome {
+            code,
+            signal,
+            duration: Duration::ZERO,
+            pid: 1,
+            log: Vec::new(),
+        };
+        for (code, signal, want) in [
+            (Some(0), None, 0),
+            (Some(23), None, 23),
+            (Some(255), None, 255),
+            (Some(-1), None, 1),
+            (None, Some(9), 137),
+            (None, Some(15), 143),
+            (None, Some(200), 255),
+            (None, None, 1),
+        ] {
+            assert_eq!(o(code, signal).exit_code(), want, "{code:?} {signal:?}");
+        }
+    }
+
+    #[test]
+    fn a_descriptor_planned_twice_is_refused() {
+        let mut plan = plan_with(vec![]);
+        let held = nix::fcntl::open("/dev/null", OFlag::O_RDONLY, FileMode::empty()).unwrap();
+        let n = held.as_raw_fd();
+        plan.keep_fds.push(held);
+        plan.log_fd = Some(n);
+        let e = run(prepare(plan).unwrap(), None).unwrap_err();
+        assert_eq!(e.to_string(), format!("descriptor {n} is planned twice"));
+        // Another number is fine.
+        let mut plan = plan_with(vec![]);
+        let held = nix::fcntl::open("/dev/null", OFlag::O_RDONLY, FileMode::empty()).unwrap();
+        plan.log_fd = Some(held.as_raw_fd() + 100);
+        plan.keep_fds.push(held);
+        assert_eq!(run(prepare(plan).unwrap(), None).unwrap().code, Some(0));
+    }
+
+    /// What has been read of a log file goes back to the file system in
+    /// whole pages, once there is FREE_STEP of it; the size stays.
+    #[test]
+    fn the_read_part_of_a_log_is_freed_in_steps() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+        let path = d.path().join("log");
+        std::fs::write(&path, vec![b'x'; 1 << 20]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let blocks = |f: &std::fs::File| f.metadata().unwrap().blocks() * 512;
+        let all = blocks(&file);
+        assert!(all >= 1 << 20);
+        // Less than a step read: nothing freed.
+        assert_eq!(free_read_part(&file, 0, FREE_STEP - 1), 0);
+        assert_eq!(blocks(&file), all);
+        // A step and a bit: freed to the last whole page read.
+        let read = FREE_STEP + 5000;
+        assert_eq!(free_read_part(&file, 0, read), read & !4095);
+        assert_eq!(blocks(&file), all - (read & !4095));
+        assert_eq!(file.metadata().unwrap().len(), 1 << 20);
+        // The next step counts from there; exactly a step more is freed.
+        let freed = read & !4095;
+        assert_eq!(free_read_part(&file, freed, freed + FREE_STEP - 1), freed);
+        assert_eq!(
+            free_read_part(&file, freed, freed + FREE_STEP),
+            freed + FREE_STEP
+        );
+        assert_eq!(blocks(&file), all - freed - FREE_STEP);
+        assert_eq!(FREE_STEP, 262_144);
+    }
+
     /// A session's log file: made afresh (whatever was left at its name),
     /// 0600 and the account's, read and written by the gate, appended to
     /// through the child's own descriptor, gone with its name.
@@ -759,7 +892,7 @@ mod tests {
         let o = run_sh("echo one >&3; echo two >&3; exit 7", Some(3));
         assert_eq!((o.code, o.log.as_slice()), (Some(7), &b"one\ntwo\n"[..]));
         let o = run_sh("head -c 300000 /dev/zero >&3", Some(3));
-        assert_eq!((o.code, o.log.len()), (Some(0), LOG_LIMIT));
+        assert_eq!((o.code, o.log.len()), (Some(0), 65_536));
         // Another number, and the pipe is the only thing open there.
         let o = run_sh("readlink /proc/self/fd/9 >&9", Some(9));
         assert!(o.log.starts_with(b"pipe:["), "{:?}", o.log);
