@@ -705,6 +705,55 @@ mod tests {
     /// The log pipe: what the child writes to its descriptor is kept (the
     /// first LOG_LIMIT bytes), a child that writes more than a pipe holds
     /// does not block, and plans without one get nothing.
+    /// A sink that keeps what it is given, and whether it was closed.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<(Vec<u8>, bool)>>);
+
+    impl LogSink for Kept {
+        fn take(&mut self, bytes: &[u8]) {
+            self.0.lock().unwrap().0.extend_from_slice(bytes);
+        }
+        fn closed(&mut self) {
+            self.0.lock().unwrap().1 = true;
+        }
+    }
+
+    /// A followed file is read to its end once the child has ended, and
+    /// the sink hears of the end; one that cannot be read (a directory)
+    /// ends the reading at once, in both kinds of reader.
+    #[test]
+    fn followed_logs_are_read_to_the_end_and_closed() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("log");
+        let mut w = std::fs::File::create(&path).unwrap();
+        let sink = Kept::default();
+        let r = std::fs::File::open(&path).unwrap();
+        let reader = LogReader::follow(r.into(), Some(Box::new(sink.clone()))).unwrap();
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        w.write_all(&text).unwrap();
+        let kept = reader.finish(LOG_GRACE);
+        let (got, closed) = sink.0.lock().unwrap().clone();
+        assert_eq!(got, text);
+        assert!(closed);
+        assert_eq!(kept, text[..LOG_LIMIT]);
+        for pipe in [false, true] {
+            let sink = Kept::default();
+            let dir: OwnedFd = std::fs::File::open(d.path()).unwrap().into();
+            let reader = if pipe {
+                LogReader::start(dir, Some(Box::new(sink.clone()))).unwrap()
+            } else {
+                LogReader::follow(dir, Some(Box::new(sink.clone()))).unwrap()
+            };
+            // The grace is long: a reader that kept trying would miss it.
+            let kept = reader.finish(Duration::from_secs(30));
+            assert!(kept.is_empty());
+            assert!(sink.0.lock().unwrap().1, "pipe {pipe}");
+        }
+    }
+
     /// The log files of ended sessions go; a live session's, anything
     /// that is not such a file, and directories stay.
     #[test]
