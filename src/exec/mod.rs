@@ -575,11 +575,14 @@ impl LogReader {
                         Ok(mut f) => f.step(),
                         Err(_) => return,
                     };
-                    if !more
-                        && ended_rx.recv_timeout(FOLLOW_POLL)
-                            != Err(mpsc::RecvTimeoutError::Timeout)
-                    {
-                        return;
+                    if more {
+                        continue;
+                    }
+                    // All read for now: look again after a while, unless
+                    // the child has ended meanwhile.
+                    match ended_rx.recv_timeout(FOLLOW_POLL) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
                     }
                 }
             })?;
@@ -716,6 +719,38 @@ mod tests {
         fn closed(&mut self) {
             self.0.lock().unwrap().1 = true;
         }
+    }
+
+    /// A followed file is read as it grows, not only at the end.
+    #[test]
+    fn followed_logs_are_read_as_they_grow() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("log");
+        let mut w = std::fs::File::create(&path).unwrap();
+        let sink = Kept::default();
+        let r = std::fs::File::open(&path).unwrap();
+        let reader = LogReader::follow(r.into(), Some(Box::new(sink.clone()))).unwrap();
+        let arrived = |want: &[u8]| {
+            for _ in 0..500 {
+                if sink.0.lock().unwrap().0 == want {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        };
+        // Nothing for a while (the follower has found the end more than
+        // once), then more, twice.
+        std::thread::sleep(FOLLOW_POLL * 3);
+        w.write_all(b"one\n").unwrap();
+        assert!(arrived(b"one\n"));
+        std::thread::sleep(FOLLOW_POLL * 3);
+        w.write_all(b"two\n").unwrap();
+        assert!(arrived(b"one\ntwo\n"));
+        assert!(!sink.0.lock().unwrap().1, "closed before the end");
+        reader.finish(LOG_GRACE);
+        assert!(sink.0.lock().unwrap().1);
     }
 
     /// A followed file is read to its end once the child has ended, and
