@@ -108,6 +108,60 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Only a regular file of the account's (or root's), writable by its
+    /// owner alone and not reached through a link, is read back.
+    #[test]
+    fn read_back_only_what_is_the_accounts_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let own = dir.join("own.conf");
+        std::fs::write(&own, "a\n").unwrap();
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_own(&own).unwrap(), b"a\n");
+        std::os::unix::fs::symlink(&own, dir.join("link.conf")).unwrap();
+        assert!(read_own(&dir.join("link.conf")).is_err());
+        let refused = |p: &Path| {
+            let e = read_own(p).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "{}: not a regular file of this account's alone",
+                    p.display()
+                )
+            );
+        };
+        nix::unistd::mkfifo(
+            &dir.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        refused(&dir.join("fifo"));
+        for mode in [0o664, 0o646] {
+            std::fs::set_permissions(&own, std::fs::Permissions::from_mode(mode)).unwrap();
+            refused(&own);
+        }
+    }
+
+    #[test]
+    fn planned_files_are_written_as_planned() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("daemon/c.conf");
+        write(&PlannedFile {
+            path: conf.clone(),
+            content: FileContent::Text("[www]\n".into()),
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "[www]\n");
+        let lock = d.path().join("locks/www.lock");
+        write(&PlannedFile {
+            path: lock.clone(),
+            content: FileContent::LockFile,
+        })
+        .unwrap();
+        assert!(std::fs::symlink_metadata(&lock).unwrap().is_file());
+    }
+
     #[test]
     fn writes_atomically_and_only_when_changed() {
         let d = tempfile::tempdir().unwrap();
