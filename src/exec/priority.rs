@@ -94,6 +94,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn io_priorities_as_notes_show_them() {
+        assert_eq!(shown(1, 4, 0), "realtime/4");
+        assert_eq!(shown(2, 7, 0), "best-effort/7");
+        assert_eq!(shown(3, 0, 0), "idle");
+        assert_eq!(shown(0, 0, 10), "best-effort/6 (from the nice value)");
+        assert_eq!(shown(0, 0, -20), "best-effort/0 (from the nice value)");
+    }
+
+    #[test]
     fn nice_only_goes_down() {
         assert_eq!(lowered_nice(0, 19), 19);
         assert_eq!(lowered_nice(0, 10), 10);
