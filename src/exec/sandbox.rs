@@ -159,9 +159,10 @@ mod tests {
         std::fs::create_dir(&outside).unwrap();
         std::fs::write(inside.join("ok"), "ok").unwrap();
         std::fs::write(outside.join("secret"), "s").unwrap();
-        for sub in ["pipes", "plain"] {
+        for sub in ["pipes", "plain", "logs"] {
             std::fs::create_dir(d.path().join(sub)).unwrap();
         }
+        std::fs::write(d.path().join("logs/audit.jsonl"), "first\n").unwrap();
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -189,10 +190,12 @@ mod tests {
         let base = std::path::PathBuf::from(base);
         let inside = base.join("inside");
         let (pipes, plain) = (base.join("pipes"), base.join("plain"));
+        let log = base.join("logs/audit.jsonl");
         let plan = SandboxPlan {
             read: vec![inside.clone()],
             write: vec![pipes.clone(), plain.clone()],
             specials: vec![pipes.clone()],
+            append: vec![log.clone()],
             ..Default::default()
         };
         if crate::sys::landlock_abi().is_none() {
@@ -220,6 +223,9 @@ mod tests {
         };
         std::fs::write(plain.join("f"), "x").unwrap();
         std::fs::write(pipes.join("f"), "x").unwrap();
+        // And read there, files and directories.
+        assert_eq!(std::fs::read_to_string(plain.join("f")).unwrap(), "x");
+        assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 1);
         fifo(&pipes).unwrap();
         sock(&pipes).unwrap();
         assert_eq!(fifo(&plain).unwrap_err(), nix::errno::Errno::EACCES);
@@ -230,6 +236,15 @@ mod tests {
         assert!(dev(&pipes).is_err());
         assert!(dev(&plain).is_err());
         assert!(!pipes.join("null").exists() && !plain.join("null").exists());
+        // A file to append to: written and read, nothing made beside it.
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            f.write_all(b"second\n").unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
+        let e = std::fs::write(base.join("logs/other"), "x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
         // Executing system binaries still works.
         assert!(Command::new("/bin/true").status().unwrap().success());
         eprintln!("CHILD-CHECKED");

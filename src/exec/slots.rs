@@ -187,6 +187,29 @@ mod tests {
         assert_eq!(acquire(&path, 1, Duration::from_secs(5)).unwrap().index, 0);
     }
 
+    /// A lock file that is not a regular file of the account's (or
+    /// root's) is refused.
+    #[test]
+    fn lock_files_are_regular_files_of_the_account() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo.lock");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(
+            ensure_lock_file(&fifo),
+            Err(format!(
+                "{}: not a regular file of this account's",
+                fifo.display()
+            ))
+        );
+        let own = d.path().join("www.lock");
+        assert_eq!(ensure_lock_file(&own), Ok(()));
+        assert!(std::fs::symlink_metadata(&own).unwrap().is_file());
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&own, Some(4242), None).unwrap();
+            assert!(ensure_lock_file(&own).is_err());
+        }
+    }
+
     #[test]
     fn refuses_symlinked_lock_files() {
         let d = tempfile::tempdir().unwrap();
