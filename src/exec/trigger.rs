@@ -484,6 +484,42 @@ mod tests {
         assert_eq!(dir.take_pending().unwrap(), None);
     }
 
+    /// A supervisor takes over only the run lock of its own trigger, and
+    /// takes the pending runs until there are none.
+    #[test]
+    fn a_supervisor_adopts_only_its_run_lock_and_takes_what_is_pending() {
+        use std::os::fd::IntoRawFd;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("t");
+        let dir = StateDir::open(&path).unwrap();
+        let lock = dir.open_run_lock().unwrap().into_raw_fd();
+        // Another file of the same file system is not the lock.
+        std::fs::write(d.path().join("other"), "").unwrap();
+        let other = std::fs::File::open(d.path().join("other")).unwrap();
+        let e = Supervisor::adopt(&path, other.into_raw_fd()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the descriptor is not this trigger's run lock"
+        );
+        let mut s = Supervisor::adopt(&path, lock).unwrap();
+        dir.queue(&run("a")).unwrap();
+        assert_eq!(s.take_next().unwrap(), Some(run("a")));
+        assert!(s.run_lock.is_some());
+        assert_eq!(s.take_next().unwrap(), None);
+        // With nothing pending the lock is given up.
+        assert!(s.run_lock.is_none());
+    }
+
+    /// A pending run that cannot be read (here a directory in its place)
+    /// is an error, not "nothing pending".
+    #[test]
+    fn an_unreadable_pending_run_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(&d.path().join("t")).unwrap();
+        std::fs::create_dir(d.path().join("t/pending")).unwrap();
+        assert!(dir.read_pending_bytes().is_err());
+    }
+
     #[test]
     fn a_state_directory_that_is_a_link_is_refused() {
         let d = tempfile::tempdir().unwrap();
