@@ -542,6 +542,20 @@ mod tests {
         assert!(o.duration < Duration::from_secs(5), "{o:?}");
         let o = run_job(&plan_in(d.path())).unwrap();
         assert_eq!((o.code, o.timed_out), (Some(0), false));
+        // Within its timeout a job runs to its own end.
+        plan.args = vec!["-c".into(), "sleep 0.3; exit 3".into()];
+        plan.timeout = Some(Duration::from_secs(60));
+        let o = run_job(&plan).unwrap();
+        assert_eq!((o.code, o.signal, o.timed_out), (Some(3), None, false));
+        // Past it, a job that stops on SIGTERM has the grace to do so
+        // before SIGKILL.
+        plan.args = vec![
+            "-c".into(),
+            "trap 'sleep 0.3; exit 5' TERM; sleep 30 & wait".into(),
+        ];
+        plan.timeout = Some(Duration::from_millis(200));
+        let o = run_job(&plan).unwrap();
+        assert_eq!((o.code, o.signal, o.timed_out), (Some(5), None, true));
     }
 
     #[test]
