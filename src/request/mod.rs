@@ -882,6 +882,10 @@ mod tests {
         let ok = |cmd: String| parse(&cmd).is_ok();
         assert!(ok("rsync --server --timeout=1 . x".into()));
         assert!(!ok("rsync --server --timeout=0 . x".into()));
+        // --max-alloc's least is 1 KiB.
+        assert!(ok("rsync --server --max-alloc=1k . x".into()));
+        assert!(ok("rsync --server --max-alloc=1024 . x".into()));
+        assert!(!ok("rsync --server --max-alloc=1023 . x".into()));
         let names = "a".repeat(32);
         assert!(ok(format!("rsync --server --compress-choice={names} . x")));
         assert!(!ok(format!(
