@@ -1384,6 +1384,13 @@ mod tests {
     }
 
     fn confine_cmd(f: &Fixture, cmd: &str) -> Result<Confined, DenyReason> {
+        let g = grant(f, cmd);
+        let m = &f.policy.modules[&g.module];
+        confine(&g, m, &account(), &[], &link_writable_roots(&f.policy))
+    }
+
+    /// The checked-mode grant of client `c` for `cmd` (which must be one).
+    fn grant(f: &Fixture, cmd: &str) -> decide::Grant {
         let ctx = Context {
             policy: &f.policy,
             client: "c",
@@ -1400,8 +1407,7 @@ mod tests {
         let Decision::Checked(g) = decide::decide(&ctx, req.as_ref()) else {
             panic!("not granted: {cmd}");
         };
-        let m = &f.policy.modules[&g.module];
-        confine(&g, m, &account(), &[], &link_writable_roots(&f.policy))
+        g
     }
 
     /// Each argument as `<PINNED-DIR>rest`: `/proc/self/fd/N` shown as the
@@ -2318,22 +2324,7 @@ mod tests {
     fn traced_paths_show_what_each_descriptor_holds() {
         let f = fixture();
         let traced = |cmd: String| -> Vec<(String, String)> {
-            let ctx = Context {
-                policy: &f.policy,
-                client: "c",
-                conn: None,
-                server: Server {
-                    caps: RsyncCaps {
-                        confine_root: true,
-                        drop_d: true,
-                    },
-                    sandbox: true,
-                },
-            };
-            let req = parse_command(cmd.as_bytes());
-            let Decision::Checked(g) = decide::decide(&ctx, req.as_ref()) else {
-                panic!("not granted: {cmd}");
-            };
+            let g = grant(&f, &cmd);
             let m = &f.policy.modules[&g.module];
             let mut trace: Vec<TraceStep> = Vec::new();
             confine_with(

@@ -721,16 +721,22 @@ mod tests {
         }
     }
 
+    /// A log file in `dir` to write to, followed into a [`Kept`].
+    fn followed(dir: &Path) -> (std::fs::File, Kept, LogReader) {
+        let path = dir.join("log");
+        let w = std::fs::File::create(&path).unwrap();
+        let sink = Kept::default();
+        let r = std::fs::File::open(&path).unwrap();
+        let reader = LogReader::follow(r.into(), Some(Box::new(sink.clone()))).unwrap();
+        (w, sink, reader)
+    }
+
     /// A followed file is read as it grows, not only at the end.
     #[test]
     fn followed_logs_are_read_as_they_grow() {
         use std::io::Write;
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("log");
-        let mut w = std::fs::File::create(&path).unwrap();
-        let sink = Kept::default();
-        let r = std::fs::File::open(&path).unwrap();
-        let reader = LogReader::follow(r.into(), Some(Box::new(sink.clone()))).unwrap();
+        let (mut w, sink, reader) = followed(d.path());
         let arrived = |want: &[u8]| {
             for _ in 0..500 {
                 if sink.0.lock().unwrap().0 == want {
@@ -760,11 +766,7 @@ mod tests {
     fn followed_logs_are_read_to_the_end_and_closed() {
         use std::io::Write;
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("log");
-        let mut w = std::fs::File::create(&path).unwrap();
-        let sink = Kept::default();
-        let r = std::fs::File::open(&path).unwrap();
-        let reader = LogReader::follow(r.into(), Some(Box::new(sink.clone()))).unwrap();
+        let (mut w, sink, reader) = followed(d.path());
         let text: Vec<u8> = (0..20_000)
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();

@@ -84,11 +84,6 @@ pub struct Parser {
     line: Option<Vec<u8>>,
 }
 
-/// Where `needle` first occurs in `hay` (a line's own text: no token).
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
-}
-
 impl Parser {
     pub fn new(tokens: &Tokens, with_module: bool) -> Parser {
         Parser {
@@ -324,7 +319,7 @@ enum RequestLine {
 
 /// `YYYY/MM/DD HH:MM:SS [PID] MESSAGE`.
 fn request_line(line: &[u8]) -> RequestLine {
-    let Some(at) = find(line, b"] ") else {
+    let Some(at) = memchr::memmem::find(line, b"] ") else {
         return RequestLine::Other;
     };
     let message = line.get(at + 2..).unwrap_or_default();

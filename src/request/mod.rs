@@ -950,11 +950,7 @@ mod tests {
 
     #[test]
     fn only_rsync_itself_is_the_program() {
-        let word = |b: &[u8], glob: bool, tilde: bool| Word {
-            bytes: b.to_vec(),
-            glob: glob.then(|| b.to_vec()),
-            tilde,
-        };
+        let word = Word::marked;
         for (w, want) in [
             (word(b"rsync", false, false), true),
             (word(b"/usr/bin/rsync", false, false), true),

@@ -367,11 +367,7 @@ mod tests {
 
     #[test]
     fn only_nice_and_ionice_themselves_are_prefixes() {
-        let word = |b: &str, glob: bool, tilde: bool| Word {
-            bytes: b.as_bytes().to_vec(),
-            glob: glob.then(|| b.as_bytes().to_vec()),
-            tilde,
-        };
+        let word = |b: &str, glob: bool, tilde: bool| Word::marked(b.as_bytes(), glob, tilde);
         for (w, want) in [
             (word("nice", false, false), true),
             (word("ionice", false, false), true),

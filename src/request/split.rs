@@ -44,6 +44,17 @@ impl Word {
         }
     }
 
+    /// A word as the splitter would mark it (tests): its bytes, as a
+    /// pattern of themselves when `glob`, and whether it starts with `~`.
+    #[cfg(test)]
+    pub fn marked(bytes: &[u8], glob: bool, tilde: bool) -> Word {
+        Word {
+            bytes: bytes.to_vec(),
+            glob: glob.then(|| bytes.to_vec()),
+            tilde,
+        }
+    }
+
     /// The word as text, lossily (for messages and matching ASCII options).
     pub fn lossy(&self) -> String {
         String::from_utf8_lossy(&self.bytes).into_owned()
