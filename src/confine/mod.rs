@@ -2239,6 +2239,21 @@ mod tests {
         );
     }
 
+    /// A module path that ends in a symlink loop is not "missing": the
+    /// ownership walk names the loop (only ENOTDIR and ENOENT say a
+    /// module does not exist).
+    #[test]
+    fn a_module_through_a_symlink_loop_is_unsafe_not_missing() {
+        let f = fixture();
+        let mut m = f.policy.modules["www"].clone();
+        m.path = f.base.join("loop-a");
+        symlink("loop-b", f.base.join("loop-a")).unwrap();
+        symlink("loop-a", f.base.join("loop-b")).unwrap();
+        let e = check_module(&m, &account(), &[]).unwrap_err();
+        assert_eq!(e.code(), "module_unsafe", "{e:?}");
+        assert!(!e.server_detail().contains("does not exist"), "{e:?}");
+    }
+
     #[test]
     fn a_daemons_modules_each_once_and_the_unsafe_left_out() {
         let f = fixture();
@@ -2381,6 +2396,17 @@ mod tests {
                 p.real.display()
             );
         }
+        // "/" itself, held for an absolute path under -R (no symlink to
+        // refuse there, so no O_NOFOLLOW).
+        let abs = f.base.join("www/a.txt");
+        let c = confine_cmd(&f, &format!("{PULLR}{}", abs.display())).unwrap();
+        let slash = c.pins.iter().find(|p| p.real == Path::new("/")).unwrap();
+        let flags = nix::fcntl::fcntl(&slash.fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let flags = OFlag::from_bits_truncate(flags);
+        assert!(
+            flags.contains(OFlag::O_PATH | OFlag::O_DIRECTORY),
+            "/: {flags:?}"
+        );
     }
 
     #[test]

@@ -1340,6 +1340,40 @@ mod tests {
         assert_eq!(deny("c", "rsync; id").code(), "unparsable_command");
     }
 
+    /// A trigger without `args` takes any plain word, but never one a shell
+    /// would expand (a wildcard, a leading `~`), each on its own.
+    #[test]
+    fn a_trigger_without_args_still_refuses_words_a_shell_would_expand() {
+        let p = policy();
+        let ctx = Context {
+            policy: &p,
+            client: "trig_any",
+            conn: Some(Conn {
+                addr: "192.0.2.9".parse().unwrap(),
+                port: 1,
+            }),
+            server: SERVER,
+        };
+        let run = |cmd: &str| decide(&ctx, parse_command(cmd.as_bytes()).as_ref());
+        match run("anything 'a*' '~b' x/y") {
+            Decision::Trigger(g) => {
+                assert!(!g.passed);
+                let want: Vec<Vec<u8>> = ["anything", "a*", "~b", "x/y"]
+                    .iter()
+                    .map(|w| w.as_bytes().to_vec())
+                    .collect();
+                assert_eq!(g.words, want);
+            }
+            d => panic!("{d:?}"),
+        }
+        for cmd in ["a*", "a?", "[ab]", "~b", "~"] {
+            match run(cmd) {
+                Decision::Deny(r) => assert_eq!(r.code(), "trigger_word_refused", "{cmd}: {r}"),
+                d => panic!("{cmd}: {d:?}"),
+            }
+        }
+    }
+
     /// Trigger clients: words are checked against the trigger's `args`
     /// (a trailing `*` takes a suffix of letters, digits and `._+-:`).
     #[test]

@@ -422,7 +422,7 @@ fn checked<T: Tracer>(
     // with E2BIG: refuse it, saying why.
     let (bytes, longest) = plan.exec_size();
     let limit = crate::host::exec_limit();
-    if bytes > limit || longest > crate::host::MAX_ARG_STRLEN {
+    if !crate::host::execve_takes(bytes, longest, limit) {
         t.step(|| Step::Rule {
             rule: format!("{bytes} bytes of arguments, more than execve(2) takes ({limit})"),
             knob: None,

@@ -925,3 +925,62 @@ fn hooks_judge_files_as_their_session_did() {
     assert!(o.status.success(), "{}", stdout(&o));
     assert_eq!(w.last_decision()["decision"], "allow");
 }
+
+/// The pre-xfer hook's record is the transfer's decision: when it cannot
+/// be written (here the file size limit is below the log's size, with
+/// SIGXFSZ ignored, so the append fails with EFBIG after the log opened
+/// fine), the transfer is vetoed. The post-xfer hook cannot stop anything
+/// that already ran, and exits 0 all the same.
+#[test]
+fn the_pre_xfer_hook_vetoes_when_its_record_cannot_be_written() {
+    let w = World::new();
+    w.module_dir("www");
+    w.write_policy("[modules.www]\npath = \"{srv}/www\"\n[clients.c]\nmodules = [\"www\"]\n");
+    std::fs::write(&w.audit, vec![b'\n'; 8192]).unwrap();
+    let hook = |which: &str, limited: bool| {
+        let mut cmd = if limited {
+            // A shell only to set the limit and the disposition the gate
+            // inherits; the gate itself never runs one.
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "trap '' XFSZ; ulimit -f 2; exec \"$0\" \"$@\""])
+                .arg(gate_bin());
+            sh
+        } else {
+            Command::new(gate_bin())
+        };
+        cmd.args(["hook", which, "--policy"])
+            .arg(&w.policy)
+            .args(["--client", "c"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("RSYNC_MODULE_NAME", "www")
+            .env("RSYNC_EXIT_STATUS", "0")
+            .env("RSYNC_ARG0", "rsyncd")
+            .env("RSYNC_ARG1", "--server")
+            .env("RSYNC_ARG2", "--sender")
+            .env("RSYNC_ARG3", "-r")
+            .env("RSYNC_ARG4", ".")
+            .env("RSYNC_ARG5", "/")
+            .stdin(Stdio::null());
+        cmd.output().unwrap()
+    };
+    let o = hook("pre-xfer", true);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o),
+        "rsync-gate: denied: the audit log cannot be written, so nothing may run\n"
+    );
+    let o = hook("post-xfer", true);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        std::fs::metadata(&w.audit).unwrap().len(),
+        8192,
+        "nothing written"
+    );
+    // Without the limit, the same request is allowed and recorded.
+    std::fs::write(&w.audit, b"").unwrap();
+    let o = hook("pre-xfer", false);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert_eq!(w.last_decision()["decision"], "allow");
+}
