@@ -114,7 +114,11 @@ impl StateDir {
     /// (`lock_dir/triggers`, `lock_dir`, ...) the account's or root's and
     /// writable by nobody else, as for every file under `lock_dir`.
     pub fn open(path: &Path) -> io::Result<StateDir> {
-        let uid = nix::unistd::geteuid().as_raw();
+        StateDir::open_as(path, nix::unistd::geteuid().as_raw())
+    }
+
+    /// [`StateDir::open`] for the user `uid`.
+    fn open_as(path: &Path, uid: u32) -> io::Result<StateDir> {
         crate::trust::ensure_private_dir(path, uid, 0o700).map_err(io::Error::other)?;
         let md = std::fs::symlink_metadata(path)?;
         if !md.is_dir() || md.uid() != uid || md.mode() & 0o022 != 0 {
@@ -518,6 +522,28 @@ mod tests {
         let dir = StateDir::open(&d.path().join("t")).unwrap();
         std::fs::create_dir(d.path().join("t/pending")).unwrap();
         assert!(dir.read_pending_bytes().is_err());
+    }
+
+    /// A state directory must be the account's own: one of root's (which
+    /// the ownership rules trust for the directories above it) is not
+    /// the state of an account that is not root.
+    #[test]
+    fn a_state_directory_of_roots_is_not_an_accounts() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("t");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        assert!(StateDir::open_as(&path, uid).is_ok());
+        let e = StateDir::open_as(&path, uid + 4242).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is not a directory of this account's alone",
+                path.display()
+            )
+        );
     }
 
     #[test]

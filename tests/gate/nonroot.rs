@@ -508,6 +508,15 @@ fn checked_mode_as_the_account() {
     // The gate appended to the pre-created log and left it as it was.
     let md = std::fs::metadata(&s.world.audit).expect("audit log");
     assert_eq!((md.uid(), md.mode() & 0o7777), (s.user.uid, 0o600));
+
+    // A push into a directory that does not exist yet: the gate makes it
+    // as the account (it is the account's own), and holds it.
+    assert_ok(
+        &s.rsync(&["-a", &sshd::slash(&src), "h:up/new/"]),
+        "push into up/new/",
+    );
+    common::assert_same_tree(&src, &s.up().join("new"));
+    assert_eq!(owner(&s.up().join("new")), s.user.uid);
 }
 
 // ---------------------------------------------------------------------------
