@@ -1943,6 +1943,84 @@ log = "/var/log/rsync-gate/mirror.log"
 trigger = "mirror"
 "#;
 
+    /// GOOD's modules: `www` read-only (the default), `backup` writable,
+    /// `drop` write-only.
+    #[test]
+    fn modules_are_readable_and_writable_as_their_flags_say() {
+        let p = load_str(GOOD).unwrap();
+        let rw = |m: &str| (p.modules[m].readable(), p.modules[m].writable());
+        assert_eq!(rw("www"), (true, false));
+        assert_eq!(rw("backup"), (true, true));
+        assert_eq!(rw("drop"), (false, true));
+    }
+
+    /// How `check` and the refusals spell the sandbox setting: as the
+    /// policy does.
+    #[test]
+    fn sandbox_settings_are_shown_as_written() {
+        let shown: Vec<String> = [Sandbox::Required, Sandbox::BestEffort, Sandbox::Off]
+            .iter()
+            .map(Sandbox::to_string)
+            .collect();
+        assert_eq!(shown, ["required", "best-effort", "off"]);
+    }
+
+    /// A problem of the whole file names the file once: before the message,
+    /// or not at all when the message starts with it; a problem at a place
+    /// says `file:line:col:`.
+    #[test]
+    fn diagnostics_name_their_file_once() {
+        let d = |line: usize, col: usize, message: &str| {
+            Diagnostic {
+                file: PathBuf::from("/p.toml"),
+                line,
+                col,
+                message: message.to_string(),
+            }
+            .to_string()
+        };
+        assert_eq!(d(0, 0, "/p.toml is owned by x"), "/p.toml is owned by x");
+        assert_eq!(d(0, 0, "cannot read"), "/p.toml: cannot read");
+        assert_eq!(d(0, 0, "/p.tomlx is odd"), "/p.toml: /p.tomlx is odd");
+        assert_eq!(d(3, 5, "/p.toml is odd"), "/p.toml:3:5: /p.toml is odd");
+        assert_eq!(d(3, 5, "bad key"), "/p.toml:3:5: bad key");
+    }
+
+    /// A trigger's timeout: more than nothing, at most a week, in each
+    /// unit.
+    #[test]
+    fn long_durations_up_to_a_week() {
+        for ok in ["1s", "604800s", "10080m", "168h", "7d"] {
+            assert!(parse_long_duration(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(parse_long_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_long_duration("90m"), Ok(Duration::from_secs(5_400)));
+        for bad in ["0s", "0d", "604801s", "10081m", "169h", "8d"] {
+            assert_eq!(
+                parse_long_duration(bad),
+                Err(format!(
+                    "'{bad}' must be more than nothing and at most 7 days"
+                )),
+            );
+        }
+        assert_eq!(MAX_TRIGGER_TIMEOUT, Duration::from_secs(604_800));
+    }
+
+    /// A policy file of up to 64 MiB is read; one byte more is refused.
+    #[test]
+    fn policy_files_are_read_up_to_their_bound() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("p.toml");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(64 * 1024 * 1024).unwrap();
+        assert_eq!(read_bounded(&path).unwrap().len(), 64 * 1024 * 1024);
+        f.set_len(64 * 1024 * 1024 + 1).unwrap();
+        assert_eq!(
+            read_bounded(&path),
+            Err("larger than 67108864 bytes".to_string())
+        );
+    }
+
     #[test]
     fn loads_the_documented_shape_with_defaults() {
         let p = load_str(GOOD).unwrap();
