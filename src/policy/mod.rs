@@ -609,7 +609,9 @@ fn parse<'i>(src: &'i Source, diags: &mut Vec<Diagnostic>) -> (DeTable<'i>, bool
             Some((start, text)) => {
                 skip_until = next_header(src, start);
                 let said = match earlier_header(src, start, &text) {
-                    Some(first) => format!("{text} is already defined at {}", src.origin(first)),
+                    Some(first) => {
+                        format!("{text} is already defined at {}", src.origin(first..first))
+                    }
                     None => format!("{text} is already defined above in this file"),
                 };
                 diags.push(src.diag(start..start, said));
@@ -623,7 +625,7 @@ fn parse<'i>(src: &'i Source, diags: &mut Vec<Diagnostic>) -> (DeTable<'i>, bool
                     Some(first) => format!(
                         "'{}' is set twice in one table; it is already set at {}",
                         words::shown(key),
-                        src.origin(first)
+                        src.origin(first..first)
                     ),
                     None => words::syntax(&src.text, &span, &message),
                 };
@@ -661,13 +663,14 @@ fn header_at(src: &Source, offset: usize) -> Option<(usize, String)> {
     Some((start + indent, trimmed.get(..end)?.to_string()))
 }
 
-/// Where the same header is written before `before`.
-fn earlier_header(src: &Source, before: usize, header: &str) -> Option<Range<usize>> {
+/// Where the same header is written before `before` (the offset of its
+/// `[`).
+fn earlier_header(src: &Source, before: usize, header: &str) -> Option<usize> {
     let mut start = 0;
     for line in src.text.get(..before)?.split_inclusive('\n') {
         let indent = line.len() - line.trim_start().len();
         if line.trim_start().starts_with(header) {
-            return Some(start + indent..start + indent);
+            return Some(start + indent);
         }
         start += line.len();
     }
@@ -675,8 +678,8 @@ fn earlier_header(src: &Source, before: usize, header: &str) -> Option<Range<usi
 }
 
 /// Where `key = ...` is written in the lines above `offset`, up to the
-/// table header they are under.
-fn earlier_key(src: &Source, offset: usize, key: &str) -> Option<Range<usize>> {
+/// table header they are under (the offset of the key).
+fn earlier_key(src: &Source, offset: usize, key: &str) -> Option<usize> {
     let (start, _) = line_at(src, offset);
     let above = src.text.get(..start)?;
     let mut end = above.len();
@@ -691,7 +694,7 @@ fn earlier_key(src: &Source, offset: usize, key: &str) -> Option<Range<usize>> {
             && !key.is_empty()
         {
             let indent = line.len() - trimmed.len();
-            return Some(end + indent..end + indent);
+            return Some(end + indent);
         }
     }
     None
@@ -2428,6 +2431,36 @@ trigger = "mirror"
         (
             "[modules.a]\npath = \"/a\"\n[modules.a]\npath = \"/b\"\n",
             &["/p.toml:3:1: [modules.a] is already defined at /p.toml:1:1"],
+        ),
+        // Indented, and below other lines: the places are the names'.
+        (
+            "[modules.a]\n  comment = \"x\"\n  path = \"/a\"\n  path = \"/b\"\n",
+            &["/p.toml:4:3: 'path' is set twice in one table; it is already set at /p.toml:3:3"],
+        ),
+        // The keys below a repeated header are not news; a mistake after
+        // the next header is.
+        (
+            "[gate]\nsyslog = false\n  [modules.a]\n  path = \"/a\"\n  [modules.a]\n  path = \"/b\"\n  path = \"/c\"\n[modules.b]\npath = rel\n",
+            &[
+                "/p.toml:5:3: [modules.a] is already defined at /p.toml:3:3",
+                "/p.toml:9:8: text must be in quotes: \"rel\"",
+            ],
+        ),
+        // A mistake at the very start of the next header's line (here a
+        // no-break space pasted before it) is news too.
+        (
+            "[modules.a]\npath = \"/a\"\n[modules.a]\n\u{a0}[modules.b]\npath = \"/b\"\n",
+            &[
+                "/p.toml:3:1: [modules.a] is already defined at /p.toml:1:1",
+                "/p.toml:4:1: invalid unquoted key, expected letters, numbers, '-', '_'",
+            ],
+        ),
+        (
+            "[modules.a]\npath = \"/a\"\n[modules.a]\n[modules.a]\n",
+            &[
+                "/p.toml:3:1: [modules.a] is already defined at /p.toml:1:1",
+                "/p.toml:4:1: [modules.a] is already defined at /p.toml:1:1",
+            ],
         ),
         (
             "[clients.c]\nmodules = [\"a\", \"b\"\nfrom = [\"192.0.2.1\"]\n",
