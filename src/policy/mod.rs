@@ -706,7 +706,7 @@ fn next_header(src: &Source, offset: usize) -> usize {
     let (start, line) = line_at(src, offset);
     let mut pos = start + line.len();
     for l in src.text.get(pos..).unwrap_or("").split_inclusive('\n') {
-        if l.trim_start().starts_with('[') && pos > offset {
+        if l.trim_start().starts_with('[') {
             return pos;
         }
         pos += l.len();
@@ -2812,9 +2812,53 @@ from = [\"192.0.2.1/24\"]
             ]
         );
 
+        // File by file, each top to bottom: the main file's mistake (at
+        // its end) comes before the drop-ins' (at their starts).
+        std::fs::write(
+            d.join("main.toml"),
+            format!("{main}[modules.bad]\npath = \"relative\"\n"),
+        )
+        .unwrap();
+        let e = load(&d.join("main.toml"), &PlainReader).unwrap_err();
+        let files: Vec<String> = e.0.iter().map(|d| d.file.display().to_string()).collect();
+        let main_file = d.join("main.toml").display().to_string();
+        assert_eq!(
+            files,
+            [
+                main_file,
+                d.join("40-dup.toml").display().to_string(),
+                d.join("50-dup.toml").display().to_string()
+            ],
+            "{e}"
+        );
+        assert_eq!(e.0[0].line, 6, "{e}");
+        std::fs::write(d.join("main.toml"), &main).unwrap();
+
         std::fs::write(d.join("40-dup.toml"), "[gate]\nsyslog = true\n").unwrap();
         let e = load(&d.join("main.toml"), &PlainReader).unwrap_err();
         assert!(e.0[0].to_string().contains("[gate] is only allowed"), "{e}");
+    }
+
+    /// A drop-in directory that does not exist holds no drop-ins; one that
+    /// cannot be listed (here a file, not a directory) is an error.
+    #[test]
+    fn include_patterns_over_missing_and_unlistable_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let pattern = |p: &Path| p.join("*.toml").display().to_string();
+        assert_eq!(expand_include(&pattern(&d.join("none"))), Ok(vec![]));
+        std::fs::write(d.join("file"), "").unwrap();
+        let p = pattern(&d.join("file"));
+        assert_eq!(
+            expand_include(&p),
+            Err(format!("include '{p}': Not a directory (os error 20)"))
+        );
+        // No wildcard: the file itself, whether or not it exists.
+        let plain = d.join("none/x.toml");
+        assert_eq!(
+            expand_include(&plain.display().to_string()),
+            Ok(vec![plain])
+        );
     }
 
     #[test]
@@ -2828,6 +2872,8 @@ from = [\"192.0.2.1/24\"]
         // Columns count characters, not bytes.
         assert_eq!(src.locate(11), (4, 4));
         assert_eq!(src.locate(999), (4, 5));
+        // An offset inside a character (no parser gives one) counts bytes.
+        assert_eq!(src.locate(9), (4, 3));
     }
 
     #[test]
