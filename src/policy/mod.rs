@@ -2839,6 +2839,27 @@ from = [\"192.0.2.1/24\"]
         assert!(e.0[0].to_string().contains("[gate] is only allowed"), "{e}");
     }
 
+    /// A pattern that matches the main file too (policy.toml beside its
+    /// drop-ins) does not read it twice, however the main file was named.
+    #[test]
+    fn an_include_that_matches_the_main_file_skips_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("10-a.toml"), "[modules.a]\npath = \"/srv/a\"\n").unwrap();
+        let main = format!(
+            "[gate]\ninclude = [\"{}/*.toml\"]\n[modules.www]\npath = \"/srv/www\"\n",
+            d.display()
+        );
+        std::fs::write(d.join("main.toml"), &main).unwrap();
+        for named in [d.join("main.toml"), d.join("sub/../main.toml")] {
+            let p =
+                load(&named, &PlainReader).unwrap_or_else(|e| panic!("{}: {e}", named.display()));
+            assert_eq!(p.files, [named.clone(), d.join("10-a.toml")]);
+            assert!(p.modules.contains_key("a") && p.modules.contains_key("www"));
+        }
+    }
+
     /// A drop-in directory that does not exist holds no drop-ins; one that
     /// cannot be listed (here a file, not a directory) is an error.
     #[test]
