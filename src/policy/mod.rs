@@ -2009,6 +2009,91 @@ trigger = "mirror"
         assert_eq!(MAX_TRIGGER_TIMEOUT, Duration::from_secs(604_800));
     }
 
+    /// The small validators, each at its bounds and with each of its
+    /// conditions failing alone.
+    #[test]
+    fn validators_at_their_bounds() {
+        // Paths: "/" itself is a path (root backups pull it).
+        assert_eq!(check_abs_path("/"), Ok(PathBuf::from("/")));
+        assert!(check_abs_path("/srv/").is_err());
+        // Texts: up to their bound.
+        assert_eq!(check_text(&"x".repeat(8), "note", 8), Ok(()));
+        assert_eq!(
+            check_text(&"x".repeat(9), "note", 8),
+            Err("note is longer than 8 bytes".to_string())
+        );
+        // Short durations: up to nine digits, up to a day, in each unit.
+        for (s, secs) in [
+            ("000000030s", 30),
+            ("1h", 3600),
+            ("24h", 86_400),
+            ("1440m", 86_400),
+            ("86400s", 86_400),
+            ("3625s", 3625),
+        ] {
+            assert_eq!(parse_duration(s), Ok(Duration::from_secs(secs)), "{s}");
+        }
+        for s in ["s", "0000000030s"] {
+            assert_eq!(
+                parse_duration(s),
+                Err(format!(
+                    "'{s}' is not a duration (e.g. \"0s\", \"30s\", \"5m\")"
+                ))
+            );
+        }
+        for s in ["86401s", "25h", "1441m"] {
+            assert_eq!(
+                parse_duration(s),
+                Err(format!("'{s}' is longer than a day"))
+            );
+        }
+        // Long durations: up to nine digits too.
+        assert_eq!(
+            parse_long_duration("000000001s"),
+            Ok(Duration::from_secs(1))
+        );
+        assert!(parse_long_duration("0000000001s").is_err());
+        // Trigger patterns: a body of up to MAX_TRIGGER_WORD characters,
+        // the `*` not counted.
+        let longest = "a".repeat(MAX_TRIGGER_WORD);
+        assert_eq!(check_trigger_pattern(&longest), Ok(()));
+        assert_eq!(check_trigger_pattern(&format!("{longest}*")), Ok(()));
+        assert!(check_trigger_pattern(&format!("{longest}a")).is_err());
+        // Keys: the three type families, a type's characters, a blob's
+        // characters and length, the bound on the whole line.
+        let blob = "AAAAC3NzaC1lZDI1NTE5AAAAIB";
+        for kind in [
+            "ssh-ed25519",
+            "ecdsa-sha2-nistp256",
+            "sk-ssh-ed25519@openssh.com",
+        ] {
+            assert_eq!(check_key(&format!("{kind} {blob} c")), Ok(()), "{kind}");
+        }
+        assert_eq!(
+            check_key(&format!("ssh-ed25519! {blob}")),
+            Err("'ssh-ed25519!' is not an SSH key type".to_string())
+        );
+        assert_eq!(
+            check_key(&format!("rsa {blob}")),
+            Err("'rsa' is not an SSH key type".to_string())
+        );
+        for bad in ["AAAAC3NzaC1lZDI1NTE5AAAAIB!", "AAAAC3NzaC1lZDI"] {
+            assert_eq!(
+                check_key(&format!("ssh-ed25519 {bad}")),
+                Err("the key's second field must be base64".to_string()),
+                "{bad}"
+            );
+        }
+        assert_eq!(check_key(&format!("ssh-ed25519 {}", &blob[..16])), Ok(()));
+        let line = |n: usize| format!("ssh-ed25519 {blob} {}", "c".repeat(n - blob.len() - 13));
+        assert_eq!(line(16 * 1024).len(), 16 * 1024);
+        assert_eq!(check_key(&line(16 * 1024)), Ok(()));
+        assert_eq!(
+            check_key(&line(16 * 1024 + 1)),
+            Err("key is longer than 16384 bytes".to_string())
+        );
+    }
+
     /// A policy file of up to 64 MiB is read; one byte more is refused.
     #[test]
     fn policy_files_are_read_up_to_their_bound() {
