@@ -2748,6 +2748,18 @@ from = [\"192.0.2.1/24\"]
             e,
             "/p.toml:3:10: setuid: expected true or false, found the text \"no\""
         );
+
+        // uid and gid: a name or a number.
+        let p =
+            load_str("[modules.a]\npath = \"/a\"\nread_only = false\nuid = \"backup\"\ngid = 34\n")
+                .unwrap();
+        let a = &p.modules["a"];
+        assert_eq!(
+            (a.uid.as_deref(), a.gid.as_deref()),
+            (Some("backup"), Some("34"))
+        );
+        let e = first_error("[modules.a]\npath = \"/a\"\nuid = \"back up\"\n");
+        assert_eq!(e, "/p.toml:3:7: uid: 'back up' is not a valid user name");
     }
 
     #[test]
@@ -3017,6 +3029,20 @@ from = [\"192.0.2.1/24\"]
         assert_eq!(t.allows(b"sync:all2"), Some(false));
         let p = load("[triggers.t]\ncommand = [\"/bin/true\"]").unwrap();
         assert_eq!(p.triggers["t"].allows(b"anything"), None);
+        // Each bound itself is allowed.
+        let vars: Vec<String> = (0..256).map(|i| format!("V_{i} = \"\"")).collect();
+        let at_bounds = format!(
+            "[triggers.t]\ncommand = [\"/bin/true\", \"{}\"{}]\nargs = [{}]\nenv = {{ {} }}",
+            "x".repeat(4096),
+            ", \"x\"".repeat(62),
+            vec!["\"a\""; 256].join(","),
+            vars.join(", ")
+        );
+        let p = load(&at_bounds).unwrap_or_else(|e| panic!("{e}"));
+        let t = &p.triggers["t"];
+        assert_eq!(t.command.len(), 64);
+        assert_eq!(t.env.len(), 256);
+        assert_eq!(t.env.get("V_255").map(String::as_str), Some(""));
         for (bad, want) in [
             ("args = [\"sync all\"]", "has the character ' '"),
             ("args = [\"*\"]", "must begin with at least one character"),
@@ -3040,6 +3066,17 @@ from = [\"192.0.2.1/24\"]
                 &format!("args = [{}]", vec!["\"a\""; 257].join(",")),
                 "args: at most 256 words",
             ),
+            (
+                &format!(
+                    "env = {{ {} }}",
+                    (0..257)
+                        .map(|i| format!("V{i} = \"\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "env: at most 256 variables",
+            ),
+            ("env = { A-B = \"y\" }", "'A-B' is not a variable name"),
         ] {
             let text = if bad.starts_with("command") {
                 format!("[triggers.t]\n{bad}")
