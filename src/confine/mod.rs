@@ -1988,6 +1988,18 @@ mod tests {
             real_args(&c),
             [format!("<{}>/f", www.join("a*b").display())]
         );
+        // A pattern that matches nothing is kept as the name it spells,
+        // its escapes removed (as a shell does), and that name is missing.
+        let e = confine_cmd(&f, &format!("{PULL}www/zz\\*q*")).unwrap_err();
+        assert_eq!(e, DenyReason::NotFound("www/zz*q*".into()));
+        // With --ignore-missing-args it is rsync's to skip: passed as that
+        // name, below the held module root.
+        let c = confine_cmd(
+            &f,
+            "rsync --server --sender -logDtpre.iLsfxCIvu --ignore-missing-args . www/zz\\*q*",
+        )
+        .unwrap();
+        assert_eq!(real_args(&c), [format!("<{}>/zz*q*", www.display())]);
         // The module root by its name: held through its parent, a path-only
         // handle; a root whose directory has another name needs the marker.
         let c = confine_cmd(&f, &format!("{PULL}www")).unwrap();
