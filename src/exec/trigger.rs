@@ -514,14 +514,23 @@ mod tests {
         assert!(s.run_lock.is_none());
     }
 
-    /// A pending run that cannot be read (here a directory in its place)
-    /// is an error, not "nothing pending".
+    /// A pending run that cannot be read (a directory or a link in its
+    /// place) is an error, not "nothing pending".
     #[test]
     fn an_unreadable_pending_run_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let dir = StateDir::open(&d.path().join("t")).unwrap();
         std::fs::create_dir(d.path().join("t/pending")).unwrap();
         assert!(dir.read_pending_bytes().is_err());
+        // Nor is a link in its place (never followed).
+        std::fs::remove_dir(d.path().join("t/pending")).unwrap();
+        std::fs::write(d.path().join("elsewhere"), "{}").unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), d.path().join("t/pending")).unwrap();
+        let e = dir.read_pending_bytes().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        // Missing: nothing pending.
+        std::fs::remove_file(d.path().join("t/pending")).unwrap();
+        assert_eq!(dir.read_pending_bytes().unwrap(), None);
     }
 
     /// A state directory must be the account's own: one of root's (which
