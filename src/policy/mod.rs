@@ -2957,6 +2957,19 @@ from = [\"192.0.2.1/24\"]
         }
     }
 
+    /// Files that cannot be looked at on disk (here a reader's own) are the
+    /// same when their names are.
+    #[test]
+    fn an_include_of_the_main_file_by_name_is_skipped() {
+        let text = "[gate]\ninclude = [\"/p.toml\"]\n[modules.a]\npath = \"/a\"\n";
+        let p = load(
+            Path::new("/p.toml"),
+            &Mem(vec![("/p.toml", text.to_string())]),
+        )
+        .unwrap();
+        assert_eq!(p.files, [PathBuf::from("/p.toml")]);
+    }
+
     /// A drop-in directory that does not exist holds no drop-ins; one that
     /// cannot be listed (here a file, not a directory) is an error.
     #[test]
