@@ -2084,7 +2084,7 @@ trigger = "mirror"
                 "{bad}"
             );
         }
-        assert_eq!(check_key(&format!("ssh-ed25519 {}", &blob[..16])), Ok(()));
+        assert_eq!(check_key("ssh-ed25519 AAAAC3NzaC1lZDI1"), Ok(()));
         let line = |n: usize| format!("ssh-ed25519 {blob} {}", "c".repeat(n - blob.len() - 13));
         assert_eq!(line(16 * 1024).len(), 16 * 1024);
         assert_eq!(check_key(&line(16 * 1024)), Ok(()));
