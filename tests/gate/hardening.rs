@@ -885,6 +885,25 @@ fn in_a_user_namespace_files_of_outsiders_count_as_roots() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `cmd` (the gate, or what execs it) made the daemon's `which` hook of
+/// client `c`'s recursive pull of module `www`, as rsync's daemon runs it.
+fn pull_hook(mut cmd: Command, which: &str, policy: &Path) -> Command {
+    cmd.args(["hook", which, "--policy"])
+        .arg(policy)
+        .args(["--client", "c"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("RSYNC_MODULE_NAME", "www")
+        .env("RSYNC_ARG0", "rsyncd")
+        .env("RSYNC_ARG1", "--server")
+        .env("RSYNC_ARG2", "--sender")
+        .env("RSYNC_ARG3", "-r")
+        .env("RSYNC_ARG4", ".")
+        .env("RSYNC_ARG5", "/")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// The daemon's hooks run in the kernel sandbox, where `/proc` is out of
 /// reach: they judge files as their session did (in a rootless container,
 /// with the overflow uid as root's), which the gate passes in the daemon's
@@ -896,20 +915,7 @@ fn hooks_judge_files_as_their_session_did() {
     w.write_policy("[modules.www]\npath = \"{srv}/www\"\n[clients.c]\nmodules = [\"www\"]\n");
     chown(&w.policy, STRANGER);
     let hook = |alias: Option<&str>| {
-        let mut cmd = Command::new(gate_bin());
-        cmd.args(["hook", "pre-xfer", "--policy"])
-            .arg(&w.policy)
-            .args(["--client", "c"])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("RSYNC_MODULE_NAME", "www")
-            .env("RSYNC_ARG0", "rsyncd")
-            .env("RSYNC_ARG1", "--server")
-            .env("RSYNC_ARG2", "--sender")
-            .env("RSYNC_ARG3", "-r")
-            .env("RSYNC_ARG4", ".")
-            .env("RSYNC_ARG5", "/")
-            .stdin(Stdio::null());
+        let mut cmd = pull_hook(Command::new(gate_bin()), "pre-xfer", &w.policy);
         if let Some(a) = alias {
             cmd.env("RSYNC_GATE_ROOT_ALIAS", a);
         }
@@ -938,7 +944,7 @@ fn the_pre_xfer_hook_vetoes_when_its_record_cannot_be_written() {
     w.write_policy("[modules.www]\npath = \"{srv}/www\"\n[clients.c]\nmodules = [\"www\"]\n");
     std::fs::write(&w.audit, vec![b'\n'; 8192]).unwrap();
     let hook = |which: &str, limited: bool| {
-        let mut cmd = if limited {
+        let cmd = if limited {
             // A shell only to set the limit and the disposition the gate
             // inherits; the gate itself never runs one.
             let mut sh = Command::new("sh");
@@ -948,21 +954,10 @@ fn the_pre_xfer_hook_vetoes_when_its_record_cannot_be_written() {
         } else {
             Command::new(gate_bin())
         };
-        cmd.args(["hook", which, "--policy"])
-            .arg(&w.policy)
-            .args(["--client", "c"])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("RSYNC_MODULE_NAME", "www")
+        pull_hook(cmd, which, &w.policy)
             .env("RSYNC_EXIT_STATUS", "0")
-            .env("RSYNC_ARG0", "rsyncd")
-            .env("RSYNC_ARG1", "--server")
-            .env("RSYNC_ARG2", "--sender")
-            .env("RSYNC_ARG3", "-r")
-            .env("RSYNC_ARG4", ".")
-            .env("RSYNC_ARG5", "/")
-            .stdin(Stdio::null());
-        cmd.output().unwrap()
+            .output()
+            .unwrap()
     };
     let o = hook("pre-xfer", true);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
