@@ -176,6 +176,9 @@ mod tests {
     fn backslashes_are_doubled_in_raw_bytes_but_kept_on_display() {
         assert_eq!(message(b"a\\b"), "a\\\\b");
         assert_eq!(field(b"a\\n"), "a\\\\n");
+        // Nothing but backslashes: printable ASCII, and still doubled.
+        assert_eq!(field(b"\\"), "\\\\");
+        assert_eq!(message(b"\\\\"), "\\".repeat(4));
         // Already escaped text keeps its escapes; a raw control byte that
         // a hand-edited log holds is still escaped.
         assert_eq!(display("a\\u{1b}b"), "a\\u{1b}b");
