@@ -832,10 +832,7 @@ fn check_verbose_prints_the_effective_setup() {
     assert!(line("rsync").contains(&first), "{report}");
     assert!(line("rsync").contains("--confine-root: "), "{report}");
     assert!(line("rsync").contains("--drop-D: "), "{report}");
-    match rsync_gate::host::landlock_abi() {
-        Some(v) => assert!(line("landlock").contains(&format!("ABI {v}")), "{report}"),
-        None => assert!(line("landlock").contains("not available"), "{report}"),
-    }
+    crate::common::assert_landlock_shown(&line("landlock"));
     assert!(
         line("account").contains(&format!("{} (uid {}", s.user.name, s.user.uid)),
         "{report}"

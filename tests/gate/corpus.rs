@@ -1165,7 +1165,7 @@ fn traced_agrees(
         conn: connection.as_ref(),
         account: &account,
         caps,
-        landlock: host::landlock_abi().is_some(),
+        landlock: common::landlock_available(),
         gate: &gate,
         session: "corpus",
     };
@@ -1355,7 +1355,7 @@ fn check_in_process(policy: &Policy, c: &Case, p: &Prepared) -> (Option<Outcome>
         conn: conn.as_ref(),
         account: &account,
         caps: host::rsync::probe(&policy.gate.rsync).unwrap_or_default(),
-        landlock: host::landlock_abi().is_some(),
+        landlock: common::landlock_available(),
         gate: &gate,
         session: "corpus",
     };

@@ -566,10 +566,51 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Does the running kernel offer Landlock? (Asked of the kernel, as the
-/// gate asks it.)
+/// Does the running kernel offer Landlock? Asked of the kernel through the
+/// landlock crate ([`kernel_landlock_abi`]), not through the gate's own
+/// question, so that a gate that gets the answer wrong fails the tests
+/// rather than skipping them.
 pub fn landlock_available() -> bool {
-    rsync_gate::host::landlock_abi().is_some()
+    kernel_landlock_abi().is_some()
+}
+
+/// The highest Landlock ABI whose file system rights this kernel accepts
+/// (each probed by making, and dropping, a ruleset that must handle all of
+/// them; nothing is restricted): 5, 3, 2 or 1, or None without Landlock.
+/// Later ABIs add no file system rights, so the kernel's own ABI is this
+/// or higher.
+pub fn kernel_landlock_abi() -> Option<u32> {
+    use landlock::{ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr};
+    [(ABI::V5, 5), (ABI::V3, 3), (ABI::V2, 2), (ABI::V1, 1)]
+        .into_iter()
+        .find(|&(abi, _)| {
+            Ruleset::default()
+                .set_compatibility(CompatLevel::HardRequirement)
+                .handle_access(AccessFs::from_all(abi))
+                .and_then(|r| r.create())
+                .is_ok()
+        })
+        .map(|(_, n)| n)
+}
+
+/// The Landlock ABI a report line shows (`landlock: ABI 7`, `ABI 7
+/// (sandbox = ...)`): a number at least [`kernel_landlock_abi`]'s, or
+/// "not available" exactly when the kernel has none.
+pub fn assert_landlock_shown(line: &str) {
+    match kernel_landlock_abi() {
+        Some(least) => {
+            let shown: u32 = line
+                .split_once("ABI ")
+                .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no Landlock ABI in {line:?}"));
+            assert!(
+                shown >= least,
+                "{line:?}: the kernel takes ABI {least}'s rights"
+            );
+        }
+        None => assert!(line.contains("not available"), "{line:?}"),
+    }
 }
 
 /// Landlock is needed: outside CI a missing one skips (false); in CI it
