@@ -782,8 +782,10 @@ fn print_table(table: &[(String, String)]) {
 /// Figure 5: a pull of 10,000 small files through the gate with and without
 /// `transfer_log`, and the same pull with no gate, with and without rsync's
 /// own `--log-file` in the gate's format (to a named pipe a reader drains,
-/// and to a file): what rsync's logging costs by itself, which the gate
-/// cannot avoid. Run in memory (tmpfs) where there is one: a disk's noise
+/// and to a file), and rsync's daemon over the channel (`host::`, the
+/// module as the gate writes it for root, without its hooks) with and
+/// without `transfer logging` to a file: what rsync's logging costs by
+/// itself, in each request form, which the gate cannot avoid. Run in memory (tmpfs) where there is one: a disk's noise
 /// would swamp the difference.
 fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
     let shm = Path::new("/dev/shm");
@@ -817,8 +819,48 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         ),
     );
     std::fs::create_dir_all(b.root.join("run")).expect("mkdir run");
+    // rsync's daemon with no gate: the module as the gate generates it for
+    // root (chroot, numeric ids, the SSH account's ids), without the
+    // hooks, the daemon's log to /dev/null, and with `transfer logging` to
+    // a file in the gate's format (a file made again each round).
+    let daemon_conf = |logged: bool| {
+        let conf = b.root.join(if logged {
+            "run/d-on.conf"
+        } else {
+            "run/d-off.conf"
+        });
+        let mut text = format!(
+            "reverse lookup = no\nforward lookup = no\n\n[many]\npath = {}\nread only = yes\n\
+             write only = no\nlist = no\nuse chroot = yes\nnumeric ids = yes\n\
+             munge symlinks = no\nuid = 0\ngid = 0\n",
+            b.root.join("srv/many").display()
+        );
+        if logged {
+            text.push_str(&format!(
+                "transfer logging = yes\nlog file = {}/run/floor.daemon.log\n\
+                 log format = @log-start@ %o %l %b %m %f @log-end@\n",
+                b.root.display()
+            ));
+        }
+        std::fs::write(&conf, text).expect("write daemon config");
+        let shim = b.root.join(if logged {
+            "bin/daemon-on-shim"
+        } else {
+            "bin/daemon-off-shim"
+        });
+        // The client runs `SHIM h rsync --server --daemon .`.
+        write_exec(
+            &shim,
+            &format!(
+                "#!/bin/sh\nshift 2\nexec /usr/bin/rsync --config={} --log-file=/dev/null \"$@\"\n",
+                conf.display()
+            ),
+        );
+        shim
+    };
+    let (daemon_off, daemon_on) = (daemon_conf(false), daemon_conf(true));
     let abs = format!("h:{}/srv/many/", b.root.display());
-    let variants: [(&Path, &str); 7] = [
+    let variants: [(&Path, &str); 9] = [
         (&off, "h:many/"),
         (&on, "h:many/"),
         (&plain, &abs),
@@ -826,9 +868,11 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         (&off, "h::many/"),
         (&on, "h::many/"),
         (&to_file, &abs),
+        (&daemon_off, "h::many/"),
+        (&daemon_on, "h::many/"),
     ];
-    let mut times: [Vec<Duration>; 7] = Default::default();
-    let mut cpu: [Vec<Duration>; 7] = Default::default();
+    let mut times: [Vec<Duration>; 9] = Default::default();
+    let mut cpu: [Vec<Duration>; 9] = Default::default();
     for (shim, src) in variants {
         b.pull(shim, src); // warm caches
     }
@@ -856,7 +900,7 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
     //
     // With it, the rounds' ratios between their 20th and 80th
     // percentiles: the spread a single figure hides.
-    let paired = |t: &[Vec<Duration>; 7], on: usize, off: usize| {
+    let paired = |t: &[Vec<Duration>; 9], on: usize, off: usize| {
         let mut r: Vec<f64> = t[on]
             .iter()
             .zip(&t[off])
@@ -866,11 +910,21 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         let at = |q: usize| r.get(r.len() * q / 100).copied().unwrap_or_default();
         (at(50), at(20), at(80))
     };
-    let pairs = [(1, 0), (5, 4), (3, 2), (6, 2)];
+    let pairs = [(1, 0), (5, 4), (3, 2), (6, 2), (8, 7)];
     let ratios = pairs.map(|(on, off)| paired(&times, on, off));
     let cpu_ratios = pairs.map(|(on, off)| paired(&cpu, on, off));
     let cpu_t = cpu.clone().map(median);
-    let [off_t, on_t, plain_t, logged_t, d_off_t, d_on_t, file_t] = times.map(median);
+    let [
+        off_t,
+        on_t,
+        plain_t,
+        logged_t,
+        d_off_t,
+        d_on_t,
+        file_t,
+        pd_off_t,
+        pd_on_t,
+    ] = times.map(median);
     println!(
         "pull of 10,000 small files ({}), median of {runs}:",
         if shm.is_dir() { "tmpfs" } else { "disk" }
@@ -883,6 +937,8 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         ("gate, host::, transfer_log = false", d_off_t),
         ("gate, host::, transfer_log = true", d_on_t),
         ("no gate, rsync --log-file to a file", file_t),
+        ("no gate, host::, daemon unlogged", pd_off_t),
+        ("no gate, host::, transfer logging", pd_on_t),
     ] {
         println!("  {what:<36} {:8.1} ms", ms(t));
     }
@@ -894,6 +950,8 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         "gate, host::, transfer_log = false",
         "gate, host::, transfer_log = true",
         "no gate, rsync --log-file to a file",
+        "no gate, host::, daemon unlogged",
+        "no gate, host::, transfer logging",
     ];
     println!("CPU time of all its processes (user + system), median of {runs}:");
     for (what, t) in names.iter().zip(cpu_t) {
@@ -919,6 +977,11 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
             "same pull, no gate: rsync without / with its --log-file (file)",
             (plain_t, file_t),
             ratios[3],
+        ),
+        (
+            "same pull, no gate, host::: rsync's daemon without / with transfer logging",
+            (pd_off_t, pd_on_t),
+            ratios[4],
         ),
     ] {
         let (p50, p20, p80) = paired;
@@ -948,6 +1011,11 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
             "CPU time, no gate, --log-file (file)",
             (6, 2),
             cpu_ratios[3],
+        ),
+        (
+            "CPU time, no gate, host::, transfer logging",
+            (8, 7),
+            cpu_ratios[4],
         ),
     ] {
         row(
