@@ -21,8 +21,9 @@
 //! 5. the cost of per-file transfer records: a pull of 10,000 small files
 //!    through the gate from a module with `transfer_log = true` versus the
 //!    same pull with it off (both request forms), and the same pull with
-//!    no gate, with and without rsync's own `--log-file`, median wall time
-//!    and CPU time of N runs each, interleaved.
+//!    no gate, with and without rsync's own `--log-file`, and rsync's
+//!    daemon over the channel with no gate, with and without `transfer
+//!    logging`, median wall time and CPU time of N runs each, interleaved.
 #![allow(
     clippy::print_stdout,
     clippy::expect_used,
