@@ -612,7 +612,13 @@ fn daemon(
             return relative(root, &target).unwrap_or_else(|| basename(&f.name));
         }
     }
-    relative(root, &join(root, &comps)).unwrap_or_else(|| basename(&f.name))
+    // The name's components below the root, as they are: the same text as
+    // joining them to the root and taking the root off again, without the
+    // two path walks per record.
+    if comps.is_empty() {
+        return ".".into();
+    }
+    audit::escape(&comps.join(&b'/'))
 }
 
 /// Which side of the transfer a file record's operation is.
@@ -1337,6 +1343,14 @@ mod tests {
         assert_eq!(
             m.place(&with("up", FileOp::Recv, b"../a.txt")).unwrap().1,
             "a.txt"
+        );
+        // The module itself, and a name with empty and `.` components.
+        assert_eq!(m.place(&with("up", FileOp::Send, b".")).unwrap().1, ".");
+        assert_eq!(
+            m.place(&with("up", FileOp::Send, b"dir//./a\nb.txt"))
+                .unwrap()
+                .1,
+            "dir/a\\nb.txt"
         );
         // A push of one file to a new name.
         let mut m = Mapper::new(names.clone());
