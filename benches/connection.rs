@@ -786,8 +786,9 @@ fn print_table(table: &[(String, String)]) {
 /// and to a file), and rsync's daemon over the channel (`host::`, the
 /// module as the gate writes it for root, without its hooks) with and
 /// without `transfer logging` to a file: what rsync's logging costs by
-/// itself, in each request form, which the gate cannot avoid. Run in memory (tmpfs) where there is one: a disk's noise
-/// would swamp the difference.
+/// itself, in each request form, which the gate cannot avoid. Run in
+/// memory (tmpfs) where there is one: a disk's noise would swamp the
+/// difference.
 fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
     let shm = Path::new("/dev/shm");
     let tmp;
