@@ -419,6 +419,16 @@ fn relative(root: &Path, real: &Path) -> Option<String> {
     Some(audit::escape(bytes))
 }
 
+/// A path relative to the module, with no empty or `.` component, as the
+/// record shows it: `.` for the module itself.
+fn shown(rel: &[u8]) -> String {
+    if rel.is_empty() {
+        ".".into()
+    } else {
+        audit::escape(rel)
+    }
+}
+
 fn join(dir: &Path, names: &[&[u8]]) -> PathBuf {
     names.iter().fold(dir.to_path_buf(), |p, n| {
         p.join(std::ffi::OsStr::from_bytes(n))
@@ -584,11 +594,7 @@ fn sent(
         }
         rel.extend_from_slice(comp);
     }
-    Some(if rel.is_empty() {
-        ".".to_string()
-    } else {
-        audit::escape(&rel)
-    })
+    Some(shown(&rel))
 }
 
 fn daemon(
@@ -615,10 +621,7 @@ fn daemon(
     // The name's components below the root, as they are: the same text as
     // joining them to the root and taking the root off again, without the
     // two path walks per record.
-    if comps.is_empty() {
-        return ".".into();
-    }
-    audit::escape(&comps.join(&b'/'))
+    shown(&comps.join(&b'/'))
 }
 
 /// Which side of the transfer a file record's operation is.
