@@ -916,6 +916,7 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
     let ratios = pairs.map(|(on, off)| paired(&times, on, off));
     let cpu_ratios = pairs.map(|(on, off)| paired(&cpu, on, off));
     let cpu_t = cpu.clone().map(median);
+    let wall_t = times.map(median);
     let [
         off_t,
         on_t,
@@ -926,24 +927,7 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         file_t,
         pd_off_t,
         pd_on_t,
-    ] = times.map(median);
-    println!(
-        "pull of 10,000 small files ({}), median of {runs}:",
-        if shm.is_dir() { "tmpfs" } else { "disk" }
-    );
-    for (what, t) in [
-        ("gate, transfer_log = false", off_t),
-        ("gate, transfer_log = true", on_t),
-        ("no gate", plain_t),
-        ("no gate, rsync --log-file to a pipe", logged_t),
-        ("gate, host::, transfer_log = false", d_off_t),
-        ("gate, host::, transfer_log = true", d_on_t),
-        ("no gate, rsync --log-file to a file", file_t),
-        ("no gate, host::, daemon unlogged", pd_off_t),
-        ("no gate, host::, transfer logging", pd_on_t),
-    ] {
-        println!("  {what:<36} {:8.1} ms", ms(t));
-    }
+    ] = wall_t;
     let names = [
         "gate, transfer_log = false",
         "gate, transfer_log = true",
@@ -955,6 +939,13 @@ fn transfer_log(b: &Bench, runs: usize, row: &mut impl FnMut(&str, String)) {
         "no gate, host::, daemon unlogged",
         "no gate, host::, transfer logging",
     ];
+    println!(
+        "pull of 10,000 small files ({}), median of {runs}:",
+        if shm.is_dir() { "tmpfs" } else { "disk" }
+    );
+    for (what, t) in names.iter().zip(wall_t) {
+        println!("  {what:<36} {:8.1} ms", ms(t));
+    }
     println!("CPU time of all its processes (user + system), median of {runs}:");
     for (what, t) in names.iter().zip(cpu_t) {
         println!("  {what:<36} {:8.1} ms", ms(t));
